@@ -1,0 +1,310 @@
+"""The MAP engine for the Gaussian mixture: closed-form EM.
+
+Maximises log p(x | θ) + log p(θ) for the prior declared by the model (the
+likelihood alone for ``prior="flat"``). The E-step and M-step are the pure
+functions of :mod:`probmix.engines.em_steps`; this module owns initialisation,
+the iteration, convergence, re-seeding of empty components and the choice of
+the best restart. All ``n_init`` restarts advance together as one batched
+tensor computation; a restart that has converged is frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+from tqdm.auto import tqdm
+
+from probmix._random import generator
+from probmix.covariance import raise_if_degenerate
+from probmix.data import as_data, as_sample_weight
+from probmix.engines import em_steps
+from probmix.exceptions import ConvergenceWarning
+from probmix.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.result import Fit
+
+__all__ = ["fit_em", "INITS"]
+
+INITS = ("kmeans", "kmeans++", "random", "random_from_data")
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+    return int(value)
+
+
+def _check_float(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= low \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number >= {low}; got {value!r}.")
+    return float(value)
+
+
+def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
+    """labels (R, N) -> function of a row slice giving one-hot (R, K, n)."""
+    def resp(rows):
+        return torch.nn.functional.one_hot(labels[:, rows], k).to(dtype).transpose(1, 2)
+    return resp
+
+
+def _initial_stats(init, data, k, n_init, seed, dtype):
+    """Statistics of the initial responsibilities for the string initialisations."""
+    from probmix.kmeans import kmeans_plusplus, lloyd  # one k-means implementation
+
+    x, device = data.x, data.x.device
+    gen = generator(seed, device)
+    if init in ("kmeans++", "kmeans"):
+        centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
+                                  generator=gen)  # (R, K, D)
+        if init == "kmeans":
+            labels = lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
+        else:
+            labels = torch.cdist(x, centers).argmin(-1)  # (R, N)
+        return em_steps.stats_from_responsibilities(data, _hard_responsibilities(labels, k, dtype))
+    # "random": uniform random responsibilities, normalised per row (as scikit-learn)
+    draws = torch.rand(n_init, k, data.n, generator=gen, device=device, dtype=dtype)
+    draws /= draws.sum(1, keepdim=True)
+    return em_steps.stats_from_responsibilities(data, lambda rows: draws[:, :, rows])
+
+
+def _random_from_data(data, k, n_init, seed, reg):
+    """Means at K distinct random rows (per restart); the global covariance; equal weights."""
+    gen = generator(seed, data.x.device)
+    ones = torch.ones(n_init, data.n, dtype=data.x.dtype, device=data.x.device)
+    idx = torch.multinomial(ones, k, replacement=False, generator=gen)  # (R, K)
+    cov = _global_covariance(data, reg, k)
+    weights = torch.full((n_init, k), 1.0 / k, dtype=data.x.dtype, device=data.x.device)
+    return weights, data.x[idx], cov.expand(n_init, *cov.shape).contiguous()
+
+
+def _global_covariance(data, reg, k):
+    """The whole data's covariance in the family's native shape for K components."""
+    ones = torch.ones(1, 1, data.n, dtype=data.x.dtype, device=data.x.device)
+    s = em_steps.stats_from_responsibilities(data, lambda rows: ones[:, :, rows])  # (1, 1, F)
+    s = s.expand(1, k, s.shape[-1])
+    return em_steps.m_step(data.family, s, prior=None, reg_covar=reg)[2][0]
+
+
+def _worst_rows(data, w, count):
+    """Indices (R, count) of the rows with the lowest log-density under each parameter set."""
+    r, k, _ = w.shape
+    w_flat = w.reshape(r * k, -1)
+    best_val, best_idx = None, None
+    for rows, phi, _ in data.chunks():
+        lse = torch.logsumexp((w_flat @ phi).view(r, k, -1), 1)  # (R, n)
+        idx = torch.arange(rows.start, rows.stop, device=phi.device).expand_as(lse)
+        if best_val is not None:
+            lse, idx = torch.cat([best_val, lse], 1), torch.cat([best_idx, idx], 1)
+        best_val, pos = torch.topk(-lse, min(count, lse.shape[1]), dim=1)
+        best_val, best_idx = -best_val, idx.gather(1, pos)
+    return best_idx  # (R, count)
+
+
+def _reseed(data, w_old, weights, means, cov, empty, reg):
+    """Move empty components onto the worst-explained rows with the global covariance."""
+    family = data.family
+    k = means.shape[1]
+    worst = _worst_rows(data, w_old, k)  # (R, K)
+    rank = (empty.cumsum(-1) - 1).clamp_min(0)
+    rows = worst.gather(1, rank)  # (R, K): the row each empty component moves to
+    means = torch.where(empty[..., None], data.x[rows], means)
+    mask = family.component_mask(empty)
+    if mask is not None:
+        cov = torch.where(mask, _global_covariance(data, reg, k), cov)
+    weights = torch.where(empty, torch.full_like(weights, 1.0 / data.total_weight), weights)
+    weights = weights / weights.sum(-1, keepdim=True)
+    return weights, means, cov
+
+
+def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
+    """log p(θ) of the program's priors at (R,) parameter sets in original units; 0 when flat."""
+    if prior is None:
+        return torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
+    family, (k, d) = model.family, means.shape[-2:]
+    lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
+    lp_prec = family.precision_prior(prior, k, d).log_prob(prec)
+    lp = lp + (lp_prec if family.tied else lp_prec.sum(-1))
+    return lp + family.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
+
+
+def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
+    """Initial (weights, means, cov) in standardised coordinates, each with a leading (R,)."""
+    family, k = model.family, model.n_components
+    opts = dict(dtype=data.x.dtype, device=data.x.device)
+    if warm_start is not None:
+        if not isinstance(warm_start, Fit) or warm_start.model is not model and (
+                getattr(warm_start.model, "family", None) is not family
+                or getattr(warm_start.model, "n_components", None) != k):
+            raise ValueError("warm_start must be a Fit of a GaussianMixture with the same "
+                             "n_components and covariance.")
+        init = {key: warm_start.params[key] for key in ("weights", "means", "covariances")}
+    if isinstance(init, (dict, MixtureParams)):
+        p = as_params(init, family, n_components=k, n_features=data.d, **opts)
+        batched = p.means.ndim == 3
+        weights, means, cov = ((p.weights, p.means, p.covariances) if batched else
+                               (p.weights[None], p.means[None], p.covariances[None]))
+        return weights, (means - data.shift) / data.scale, cov / data.scale**2
+    if init not in INITS:
+        raise ValueError(
+            f"init must be one of {INITS}, a dict of initial parameters or a Fit (warm_start); "
+            f"got {init!r}."
+        )
+    if init == "random_from_data":
+        return _random_from_data(data, k, n_init, seed, reg_s)
+    s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
+    weights, means, cov, _, ok, _ = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)
+    return weights, means, cov
+
+
+def fit_em(
+    model: GaussianMixture,
+    x,
+    *,
+    init="kmeans",
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    seed: int = 0,
+    device=None,
+    dtype=None,
+    sample_weight=None,
+    warm_start: Fit | None = None,
+    verbose: bool = False,
+) -> Fit:
+    """MAP estimate of a :class:`GaussianMixture` by closed-form EM.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+    x : array-like (N, D)
+    init : {"kmeans", "kmeans++", "random", "random_from_data"} or dict
+        Initial responsibilities from k-means (Lloyd from k-means++ seeds), from the nearest
+        k-means++ seed, uniform random; or means at random rows. A dict gives the initial
+        ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
+        it gives R restarts.
+    n_init : int
+        Number of restarts, run together as one batched computation; the best objective wins.
+    max_iter : int
+        Maximum number of EM iterations (E-step then M-step).
+    tol : float
+        Convergence threshold on the change of the objective per unit weight (for a flat prior,
+        the mean log-likelihood, as scikit-learn's ``lower_bound_``).
+    reg_covar : float
+        Ridge added to every covariance estimate (in the units of ``x``²).
+    seed : int
+        Seed of the initialisation.
+    device, dtype
+        Where and in which precision to compute (default CPU float64).
+    sample_weight : array-like (N,), optional
+        Non-negative per-row weights acting as counts.
+    warm_start : Fit, optional
+        Start from the parameters of a previous fit of the same model.
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Fit
+        ``engine="map"``, ``converged``, ``n_iter`` and ``lower_bounds`` (objective per unit
+        weight before each M-step, of the best restart).
+    """
+    if not isinstance(model, GaussianMixture):
+        raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
+    k = model.n_components
+    x = as_data(x, device=device, dtype=dtype, min_samples=k)
+    sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
+    n_init = _check_int(n_init, "n_init", 1)
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    tol = _check_float(tol, "tol", 0.0)
+    reg_covar = _check_float(reg_covar, "reg_covar", 0.0)
+    seed = _check_int(seed, "seed", 0)
+
+    family = model.family
+    prior = model.resolve_prior(x, sample_weight=sw)
+    if prior is not None and bool((prior.alpha < 1).any()):
+        raise ValueError(
+            "MAP needs Prior.weight_concentration >= 1 (below 1 the Dirichlet density is "
+            "unbounded at the edge of the simplex, so there is no mode); got "
+            f"{prior.alpha.min().item():g}. Use engine='svi' or 'mcmc' for sparse weight priors."
+        )
+    data = em_steps.PreparedData(x, family, sample_weight=sw)
+    prior_s = None if prior is None else prior.affine(data.shift, data.scale)
+    reg_s = reg_covar / data.scale**2
+    weights, means, cov = _init_params(model, data, init, n_init=n_init, seed=seed,
+                                       prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
+    prec_chol, ok = family.precision_cholesky(cov)
+    ok = ok.reshape(ok.shape[0], -1).all(-1)
+    raise_if_degenerate(ok, reg_covar)
+    r = weights.shape[0]
+
+    active = ok.clone()  # restarts still iterating
+    converged = torch.zeros(r, dtype=torch.bool, device=x.device)
+    n_iter = torch.zeros(r, dtype=torch.long, device=x.device)
+    history = []  # (R,) objective per unit weight, before each M-step
+    previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
+    min_count = 1e-3 * data.total_weight / data.n  # "empty": less than a thousandth of a row
+    bar = tqdm(total=max_iter, desc="EM", disable=not verbose, leave=False)
+    for _ in range(max_iter):
+        w = em_steps.natural_weights(family, weights, means, prec_chol)
+        stats = em_steps.e_step(data, w)
+        prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
+        objective = (stats.log_lik + data.log_jacobian()
+                     + _log_prior(model, prior, weights, means * data.scale + data.shift, prec_o)
+                     ) / data.total_weight
+        objective = torch.where(ok, objective, torch.full_like(objective, -math.inf))
+        current = torch.where(active, objective, previous)
+        history.append(current)
+        new = em_steps.m_step(family, stats.s, prior=prior_s, reg_covar=reg_s)
+        new_weights, new_means, new_cov, new_prec_chol, new_ok, nk = new
+        empty = (nk < min_count) & active[:, None]
+        if bool(empty.any()):
+            new_weights, new_means, new_cov = _reseed(data, w, new_weights, new_means, new_cov,
+                                                      empty, reg_s)
+            new_prec_chol, new_ok = family.precision_cholesky(new_cov)
+            new_ok = new_ok.reshape(r, -1).all(-1)
+        step = active & new_ok
+        weights = torch.where(step[:, None], new_weights, weights)
+        means = torch.where(step[:, None, None], new_means, means)
+        cov = torch.where(step.view(r, *[1] * (cov.ndim - 1)), new_cov, cov)
+        prec_chol = torch.where(step.view(r, *[1] * (cov.ndim - 1)), new_prec_chol, prec_chol)
+        n_iter += step.long()
+        ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
+        done = step & ((current - previous).abs() < tol) & ~empty.any(-1)
+        converged |= done
+        previous = current
+        active = active & ~done & ok
+        bar.update(1)
+        bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
+        if not bool(active.any()):
+            break
+    bar.close()
+    raise_if_degenerate(ok, reg_covar)
+
+    final = torch.stack(history)  # (T, R)
+    best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
+    if not bool(converged[best]):
+        warnings.warn(
+            f"EM did not converge in max_iter={max_iter} iterations (last change of the "
+            f"objective {float((final[-1, best] - final[-2, best]).abs()) if len(final) > 1 else math.nan:.3g}"
+            f" > tol={tol:g}). Increase max_iter, raise tol, or try another init.",
+            ConvergenceWarning, stacklevel=3,
+        )
+    t_best = int(n_iter[best])
+    params = {
+        "weights": weights[best].cpu().numpy(),
+        "means": (means[best] * data.scale + data.shift).cpu().numpy(),
+        "covariances": (cov[best] * data.scale**2).cpu().numpy(),
+    }
+    return Fit(
+        engine="map", model=model, params=params, n_features=data.d,
+        converged=bool(converged[best]), n_iter=t_best,
+        lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
+        options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
+                     max_iter=max_iter, tol=tol, reg_covar=reg_covar, seed=seed),
+        device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
+        center=data.shift.cpu().numpy(), scale=data.scale,
+    )

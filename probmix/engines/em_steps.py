@@ -1,0 +1,197 @@
+"""The E-step and M-step of EM for the Gaussian mixture, as pure functions.
+
+The E-step of a chunk of rows returns *sufficient statistics* (weighted counts,
+sums and quadratic moments per component, plus the log-likelihood); the M-step
+maps summed statistics to parameters. Streaming, mini-batch and distributed EM
+only change where the chunks come from and how the statistics are summed.
+
+Everything is batched over R parameter sets (EM restarts): parameters carry a
+leading (R,) dimension and one matrix product serves all restarts at once.
+
+Data are worked on in standardised coordinates x' = (x - shift) / scale (one
+scalar scale), which keeps the moment expansion ‖x‖² - 2x·μ + ‖μ‖² accurate
+and the squares far from overflow; :class:`PreparedData` does the mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, NamedTuple
+
+import torch
+
+from probmix.covariance import CovarianceFamily
+
+__all__ = ["PreparedData", "Stats", "e_step", "m_step", "natural_weights", "log_joint",
+           "stats_from_responsibilities", "weights_from_counts"]
+
+_CHUNK_BYTES = 2**20          # Φ chunk of about 1 MiB: stays in cache between the two products
+_MIN_CHUNK, _MAX_CHUNK = 1024, 16384
+_CACHE_BYTES = 256 * 2**20    # keep Φ(x) across iterations when it is at most this big
+
+
+class PreparedData:
+    """Rows of data in standardised coordinates, with their features Φ(x'), served in chunks.
+
+    Everything is stored feature-major: ``xt`` (D, N) and Φ (F, N), so chunks are column
+    ranges and every product and reduction runs contiguously along the data axis.
+
+    Parameters
+    ----------
+    x : Tensor (N, D)
+    family : CovarianceFamily
+    sample_weight : Tensor (N,), optional
+    shift : Tensor (D,), optional
+        Defaults to the (weighted) mean of ``x``.
+    scale : float, optional
+        Defaults to the root mean per-feature variance (1 for constant data).
+    cache_bytes : int
+        Keep Φ for all rows when it fits in this many bytes; else compute it per chunk.
+    """
+
+    def __init__(self, x, family: CovarianceFamily, *, sample_weight=None, shift=None,
+                 scale=None, cache_bytes: int = _CACHE_BYTES):
+        self.family = family
+        self.sample_weight = sample_weight
+        if shift is None:
+            shift = (x.mean(0) if sample_weight is None
+                     else (sample_weight @ x) / sample_weight.sum())
+        if scale is None:
+            var = ((x - shift) ** 2).mean()
+            scale = float(var.sqrt()) if float(var) > 0 else 1.0
+            scale = scale if math.isfinite(scale) and scale > 0 else 1.0
+        self.shift, self.scale = shift, float(scale)
+        self.x = (x - shift) / self.scale  # (N, D)
+        self.xt = self.x.T.contiguous()  # (D, N)
+        self.n, self.d = x.shape
+        self.total_weight = float(self.n if sample_weight is None else sample_weight.sum())
+        self.n_phi = 1 + self.d + family.n_quadratic(self.d)
+        itemsize = self.x.element_size()
+        self.chunk = int(min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // (itemsize * self.n_phi))))
+        cached = itemsize * self.n * self.n_phi <= cache_bytes
+        self.phi = family.features(self.xt) if cached else None  # (F, N)
+
+    def row_chunks(self) -> Iterator[slice]:
+        """The row ranges of the chunks, in order."""
+        for start in range(0, self.n, self.chunk):
+            yield slice(start, min(start + self.chunk, self.n))
+
+    def chunks(self) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+        """Yield (rows, Φ chunk (F, n), weights chunk (n,) or None)."""
+        for rows in self.row_chunks():
+            phi = self.phi[:, rows] if self.phi is not None else self.family.features(self.xt[:, rows])
+            yield rows, phi, None if self.sample_weight is None else self.sample_weight[rows]
+
+    def log_jacobian(self) -> float:
+        """log-likelihood(x) - log-likelihood(x'): -W · D · log(scale)."""
+        return -self.total_weight * self.d * math.log(self.scale)
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics summed over rows, for R parameter sets and K components.
+
+    s : (R, K, F) Σ_n resp · Φ: s[..., 0] are counts, s[..., 1:1+D] sums, the rest quadratic moments.
+    log_lik : (R,) weighted log-likelihood of the rows (standardised coordinates).
+    """
+
+    s: torch.Tensor
+    log_lik: torch.Tensor
+
+    def __add__(self, other: "Stats") -> "Stats":
+        return Stats(self.s + other.s, self.log_lik + other.log_lik)
+
+
+def natural_weights(family: CovarianceFamily, weights, means, prec_chol) -> torch.Tensor:
+    """(R, K, F) such that log π_k + log N(x | μ_k, Λ_k) = W_k · Φ(x)."""
+    w = family.natural_weights(means, prec_chol)
+    w[..., 0] += torch.log(weights)
+    return w
+
+
+def e_step(data: PreparedData, w: torch.Tensor) -> Stats:
+    """Responsibilities and their sufficient statistics, chunk by chunk.
+
+    Parameters
+    ----------
+    data : PreparedData
+    w : Tensor (R, K, F)
+        From :func:`natural_weights`.
+
+    Returns
+    -------
+    Stats
+    """
+    r, k, f = w.shape
+    w_flat = w.reshape(r * k, f)  # (R·K, F)
+    s = w.new_zeros(r * k, f)
+    log_lik = w.new_zeros(r)
+    for _, phi, sw in data.chunks():
+        logp = torch.mm(w_flat, phi).view(r, k, -1)  # (R, K, n)
+        top = logp.amax(1, keepdim=True)  # (R, 1, n)
+        resp = logp.sub_(top).exp_()  # unnormalised, in place
+        total = resp.sum(1, keepdim=True)  # (R, 1, n)
+        resp.div_(total)
+        lse = top.add_(total.log_()).squeeze(1)  # (R, n): log p(x_n)
+        if sw is None:
+            log_lik += lse.sum(1)
+        else:
+            log_lik += lse @ sw
+            resp.mul_(sw)
+        s.addmm_(resp.view(r * k, -1), phi.T)  # (R·K, F)
+    return Stats(s.view(r, k, f), log_lik)
+
+
+def stats_from_responsibilities(data: PreparedData, resp_of_rows) -> torch.Tensor:
+    """Σ_n resp · Φ for given responsibilities, chunk by chunk.
+
+    ``resp_of_rows(rows: slice) -> Tensor (R, K, n)`` gives the responsibilities of a chunk.
+    Returns (R, K, F).
+    """
+    out = None
+    for rows, phi, sw in data.chunks():
+        resp = resp_of_rows(rows)
+        if sw is not None:
+            resp = resp * sw
+        r, k = resp.shape[:2]
+        contrib = resp.reshape(r * k, -1) @ phi.T
+        out = contrib if out is None else out + contrib
+    return out.view(r, k, -1)
+
+
+def log_joint(data: PreparedData, w: torch.Tensor) -> torch.Tensor:
+    """log π_k + log N(x'_n | k) for every row, shape (N, K), for one parameter set w (K, F)."""
+    return torch.cat([(w @ phi).T for _, phi, _ in data.chunks()], 0)
+
+
+def weights_from_counts(nk: torch.Tensor, prior) -> torch.Tensor:
+    """Mixture weights: the Dirichlet mode (n_k + α - 1) / (N + Σα - K); n_k / N when flat."""
+    if prior is None:
+        return nk / nk.sum(-1, keepdim=True)
+    num = (nk + prior.alpha - 1).clamp_min(0)
+    return num / num.sum(-1, keepdim=True)
+
+
+def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float):
+    """Closed-form MAP parameters from summed statistics (maximum likelihood when ``prior`` is None).
+
+    Parameters
+    ----------
+    s : Tensor (R, K, F)
+        Summed respᵀ Φ.
+    prior : ResolvedPrior or None (in the standardised coordinates)
+    reg_covar : float
+        Ridge in the standardised coordinates.
+
+    Returns
+    -------
+    weights (R, K), means (R, K, D), cov (native), prec_chol (native), ok (R,) whether every
+    covariance factorised, nk (R, K) the raw counts.
+    """
+    d = family.n_features_from_stats(s.shape[-1])
+    nk_raw = s[..., 0]
+    nk = nk_raw + 10 * torch.finfo(s.dtype).eps  # as scikit-learn: never divide by an empty count
+    sx, sq = s[..., 1:1 + d], s[..., 1 + d:]
+    means, cov = family.m_step(nk, sx, sq, prior=prior, reg_covar=reg_covar)
+    prec_chol, ok = family.precision_cholesky(cov)
+    ok = ok.reshape(*ok.shape[:1], -1).all(-1) if ok.ndim > 1 else ok
+    return weights_from_counts(nk, prior), means, cov, prec_chol, ok, nk_raw
