@@ -1,12 +1,38 @@
-"""probmix: Bayesian mixture models as Pyro programs with interchangeable engines."""
+"""probmix: Bayesian mixture models as Pyro programs with interchangeable engines.
 
+Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
+infer with :func:`fit`; every engine returns a :class:`Fit`.
+"""
+
+from probmix.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
+                                SphericalCovariance, TiedCovariance)
 from probmix.data import as_data
+from probmix.datasets import three_clusters
 from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
+from probmix.fit import fit
+from probmix.gaussian_mixture import GaussianMixture
+from probmix.kmeans import KMeans
+from probmix.meanshift import MeanShift, estimate_bandwidth
+from probmix.priors import Prior
+from probmix.result import Fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
+    "CovarianceFamily",
     "DegenerateCovarianceError",
+    "DiagCovariance",
+    "Fit",
+    "FullCovariance",
+    "GaussianMixture",
+    "KMeans",
+    "MeanShift",
+    "Prior",
+    "SphericalCovariance",
+    "TiedCovariance",
     "as_data",
+    "estimate_bandwidth",
+    "fit",
+    "three_clusters",
 ]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 
-__all__ = ["seeded", "generator"]
+__all__ = ["seeded", "generator", "quiet_singular_samples"]
 
 
 @contextlib.contextmanager
@@ -23,3 +24,11 @@ def seeded(seed: int):
 def generator(seed: int, device="cpu") -> torch.Generator:
     """A torch.Generator on ``device`` seeded with ``seed``."""
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def quiet_singular_samples():
+    """Silence torch's "Singular sample detected" note from Wishart draws it already corrected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Singular sample detected")
+        yield

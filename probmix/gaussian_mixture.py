@@ -18,7 +18,6 @@ the weights a uniform Dirichlet: the posterior mode is the maximum likelihood.
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import pyro
@@ -27,7 +26,7 @@ import torch
 from pyro import poutine
 from pyro.ops.indexing import Vindex
 
-from probmix._random import seeded
+from probmix._random import quiet_singular_samples, seeded
 from probmix.covariance import CovarianceFamily, get_family
 from probmix.priors import Prior, ResolvedPrior, resolve_prior
 
@@ -283,9 +282,7 @@ class GaussianMixture:
                 "A flat prior is improper and cannot be sampled from; pass params={'weights': "
                 "..., 'means': ..., 'covariances': ...} to sample from a given mixture."
             )
-        with seeded(seed), warnings.catch_warnings():
-            # torch's Wishart sampler retries near-singular draws and says so; the draws are valid
-            warnings.filterwarnings("ignore", message="Singular sample detected")
+        with seeded(seed), quiet_singular_samples():
             trace = poutine.trace(program).get_trace(None, n=int(n), n_features=n_features)
         return (trace.nodes["obs"]["value"].detach().cpu().numpy(),
                 trace.nodes["z"]["value"].detach().cpu().numpy())

@@ -12,6 +12,7 @@ import math
 import torch
 from pyro import poutine
 from pyro.infer import config_enumerate
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
 __all__ = ["global_sites", "enumerated_log_joint", "count_parameters"]
@@ -26,7 +27,7 @@ def global_sites(program, x: torch.Tensor) -> list[str]:
     trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
     return [name for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
-            and not _in_data_plate(site)]
+            and not site_is_subsample(site) and not _in_data_plate(site)]
 
 
 def enumerated_log_joint(program, params: dict, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 
-from probmix._random import seeded
+from probmix._random import quiet_singular_samples, seeded
 from probmix._threads import threads_for
 from probmix.data import as_data
 from probmix.exceptions import ConvergenceWarning
@@ -84,15 +84,13 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
         values = None if init == "median" else {
             name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
     init_fn = init_to_median if values is None else init_to_value(values=values)
-    sites = global_sites(program, x)
+    with quiet_singular_samples():
+        sites = global_sites(program, x)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     history = []
     with pyro.get_param_store().scope(), seeded(seed), threads_for(x.numel() * k):
         guide = AutoDelta(poutine.block(program, expose=sites), init_loc_fn=init_fn)
-        with warnings.catch_warnings():
-            # the prototype trace draws each site once before init_to_value replaces it; torch's
-            # Wishart sampler reports near-singular draws it has already corrected
-            warnings.filterwarnings("ignore", message="Singular sample detected")
+        with quiet_singular_samples():  # the prototype trace draws each site once
             guide(x)  # create the parameters
         params = [p for p in guide.parameters()]
         optim = torch.optim.LBFGS(params, lr=1.0, max_iter=20, line_search_fn="strong_wolfe",
@@ -130,7 +128,8 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
     else:
         params = {name: v.cpu().numpy() for name, v in site_values.items()}
         center = None
-        n_parameters = count_parameters(program, x)
+        with quiet_singular_samples():
+            n_parameters = count_parameters(program, x)
     n = x.shape[0]
     return Fit(engine="map", model=model, params=params, n_features=x.shape[1],
                converged=converged, n_iter=len(history),
