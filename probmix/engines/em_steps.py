@@ -26,7 +26,7 @@ __all__ = ["PreparedData", "Stats", "e_step", "m_step", "natural_weights", "log_
            "stats_from_responsibilities", "weights_from_counts"]
 
 _CHUNK_BYTES = 2**20          # Φ chunk of about 1 MiB: stays in cache between the two products
-_MIN_CHUNK, _MAX_CHUNK = 1024, 16384
+_MIN_CHUNK, _MAX_CHUNK = 2048, 16384  # below 2048 rows the products run ~30% slower
 _CACHE_BYTES = 256 * 2**20    # keep Φ(x) across iterations when it is at most this big
 
 
