@@ -29,6 +29,7 @@ import torch
 
 from probmix.data import as_data, as_sample_weight, check_n_features
 from probmix.exceptions import ConvergenceWarning
+from probmix._validation import check_int, check_seed
 
 __all__ = ["KMeans", "kmeans_plusplus", "lloyd"]
 
@@ -40,29 +41,12 @@ _BLOCK_ELEMENTS = 1 << 18
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_int(value, name: str, *, minimum: int) -> int:
-    """Return ``value`` as an int if it is an integer >= ``minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r} "
-                        f"({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
-    return int(value)
-
-
 def _check_tol(tol) -> float:
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
         raise TypeError(f"tol must be a number >= 0; got {tol!r} ({type(tol).__name__}).")
     if not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}. The default is 1e-4.")
     return float(tol)
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None; got {seed!r} ({type(seed).__name__}). "
-                        "Pass an integer such as seed=0 for reproducible results.")
-    return None if seed is None else int(seed)
 
 
 def _generator(seed, device: torch.device) -> torch.Generator:
@@ -356,9 +340,9 @@ def kmeans_plusplus(x, n_clusters: int, *, n_init: int = 1, sample_weight=None,
     """
     x = _as_points(x)
     n, d = x.shape
-    k = _check_int(n_clusters, "n_clusters", minimum=1)
-    r = _check_int(n_init, "n_init", minimum=1)
-    trials = 2 + int(math.log(k)) if n_local_trials is None else _check_int(
+    k = check_int(n_clusters, "n_clusters", minimum=1)
+    r = check_int(n_init, "n_init", minimum=1)
+    trials = 2 + int(math.log(k)) if n_local_trials is None else check_int(
         n_local_trials, "n_local_trials", minimum=1)
     if not isinstance(generator, torch.Generator):
         raise TypeError("generator must be a torch.Generator, e.g. "
@@ -450,7 +434,7 @@ def lloyd(x, centers, *, sample_weight=None, max_iter: int = 300, tol: float = 1
     """
     x = _as_points(x)
     c = _check_centers(centers, x, "centers")
-    max_iter = _check_int(max_iter, "max_iter", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = _check_tol(tol)
     w = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
     xt, mean = _centred_transpose(x, w)
@@ -521,7 +505,7 @@ class KMeans:
 
     def __init__(self, n_clusters, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
                  seed=None, device=None, dtype=None):
-        self.n_clusters = _check_int(n_clusters, "n_clusters", minimum=1)
+        self.n_clusters = check_int(n_clusters, "n_clusters", minimum=1)
         if isinstance(init, str):
             if init not in ("k-means++", "random"):
                 raise ValueError(f"init must be 'k-means++', 'random' or an array of initial "
@@ -531,11 +515,11 @@ class KMeans:
                             "of shape (n_clusters, n_features); got None.")
         self.init = init
         if n_init != "auto":
-            n_init = _check_int(n_init, "n_init", minimum=1)
+            n_init = check_int(n_init, "n_init", minimum=1)
         self.n_init = n_init
-        self.max_iter = _check_int(max_iter, "max_iter", minimum=1)
+        self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.tol = _check_tol(tol)
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.device = device
         self.dtype = dtype
 

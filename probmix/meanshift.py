@@ -22,6 +22,7 @@ import torch
 
 from probmix.data import as_data, check_n_features
 from probmix.exceptions import ConvergenceWarning
+from probmix._validation import check_int, check_seed
 
 __all__ = ["MeanShift", "estimate_bandwidth"]
 
@@ -33,22 +34,6 @@ def _check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
     return bool(value)
-
-
-def _check_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r} "
-                        f"({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
-    return int(value)
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None; got {seed!r} ({type(seed).__name__}). "
-                        "Pass an integer such as seed=0 for reproducible results.")
-    return None if seed is None else int(seed)
 
 
 def _check_bandwidth(bandwidth, *, allow_none: bool):
@@ -112,10 +97,10 @@ def estimate_bandwidth(x, *, quantile: float = 0.3, n_samples: int | None = None
             or not 0 <= quantile <= 1:
         raise ValueError(f"quantile must be a number in [0, 1]; got {quantile!r}. "
                          "0.3 is the usual choice; smaller gives a narrower bandwidth.")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     x = as_data(x, name="x", device=device, dtype=dtype)
     if n_samples is not None:
-        n_samples = _check_int(n_samples, "n_samples", minimum=1)
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
         if n_samples < x.shape[0]:
             gen = torch.Generator(device=x.device)
             gen.manual_seed(0 if seed is None else seed)
@@ -319,11 +304,11 @@ class MeanShift:
         self.kernel = kernel
         self.seeds = seeds
         self.bin_seeding = _check_bool(bin_seeding, "bin_seeding")
-        self.min_bin_freq = _check_int(min_bin_freq, "min_bin_freq", minimum=1)
+        self.min_bin_freq = check_int(min_bin_freq, "min_bin_freq", minimum=1)
         self.cluster_all = _check_bool(cluster_all, "cluster_all")
-        self.max_iter = _check_int(max_iter, "max_iter", minimum=1)
+        self.max_iter = check_int(max_iter, "max_iter", minimum=1)
         self.keep_path = _check_bool(keep_path, "keep_path")
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self.device = device
         self.dtype = dtype
 

@@ -11,13 +11,13 @@ tensor computation; a restart that has converged is frozen.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import torch
 from tqdm.auto import tqdm
 
 from probmix._random import generator
+from probmix._validation import check_float, check_int
 from probmix.covariance import raise_if_degenerate
 from probmix.data import as_data, as_sample_weight
 from probmix.engines import em_steps
@@ -28,19 +28,6 @@ from probmix.result import Fit
 __all__ = ["fit_em", "INITS"]
 
 INITS = ("kmeans", "kmeans++", "random", "random_from_data")
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-    return int(value)
-
-
-def _check_float(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= low \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number >= {low}; got {value!r}.")
-    return float(value)
 
 
 def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
@@ -217,11 +204,11 @@ def fit_em(
     k = model.n_components
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
     sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
-    n_init = _check_int(n_init, "n_init", 1)
-    max_iter = _check_int(max_iter, "max_iter", 1)
-    tol = _check_float(tol, "tol", 0.0)
-    reg_covar = _check_float(reg_covar, "reg_covar", 0.0)
-    seed = _check_int(seed, "seed", 0)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_float(tol, "tol", minimum=0.0)
+    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
+    seed = check_int(seed, "seed", minimum=0)
 
     family = model.family
     prior = model.resolve_prior(x, sample_weight=sw)
