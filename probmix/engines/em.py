@@ -122,9 +122,10 @@ def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start)
     family, k = model.family, model.n_components
     opts = dict(dtype=data.x.dtype, device=data.x.device)
     if warm_start is not None:
-        if not isinstance(warm_start, Fit) or warm_start.model is not model and (
-                getattr(warm_start.model, "family", None) is not family
-                or getattr(warm_start.model, "n_components", None) != k):
+        same_model = (isinstance(warm_start, Fit)
+                      and getattr(warm_start.model, "family", None) is family
+                      and getattr(warm_start.model, "n_components", None) == k)
+        if not same_model:
             raise ValueError("warm_start must be a Fit of a GaussianMixture with the same "
                              "n_components and covariance.")
         init = {key: warm_start.params[key] for key in ("weights", "means", "covariances")}
@@ -142,7 +143,7 @@ def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start)
     if init == "random_from_data":
         return _random_from_data(data, k, n_init, seed, reg_s)
     s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
-    weights, means, cov, _, ok, _ = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)
+    weights, means, cov = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
     return weights, means, cov
 
 
