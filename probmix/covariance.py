@@ -47,7 +47,7 @@ def _eye_like(d: int, ref: torch.Tensor) -> torch.Tensor:
     return torch.eye(d, dtype=ref.dtype, device=ref.device)
 
 
-def _cholesky_precision(cov: torch.Tensor, what: str):
+def _cholesky_precision(cov: torch.Tensor):
     """Upper precision Cholesky U (precision = U Uᵀ) of covariances (..., D, D).
 
     Returns ``(U, ok)`` where ``ok`` (...,) marks the matrices that factorised;
@@ -258,7 +258,7 @@ class _MatrixFamily(CovarianceFamily):
     """Shared parts of the families whose covariances are full D×D matrices."""
 
     def precision_cholesky(self, cov):
-        return _cholesky_precision(cov, self.name)
+        return _cholesky_precision(cov)
 
     def precision_from_cholesky(self, prec_chol):
         return prec_chol @ prec_chol.transpose(-1, -2)

@@ -17,7 +17,6 @@ the weights a uniform Dirichlet: the posterior mode is the maximum likelihood.
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import pyro
@@ -27,6 +26,7 @@ from pyro import poutine
 from pyro.ops.indexing import Vindex
 
 from probmix._random import quiet_singular_samples, seeded
+from probmix._validation import check_int
 from probmix.covariance import CovarianceFamily, get_family
 from probmix.priors import Prior, ResolvedPrior, resolve_prior
 
@@ -165,10 +165,7 @@ class GaussianMixture:
     """
 
     def __init__(self, n_components: int, *, covariance="full", prior="default"):
-        if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral) \
-                or n_components < 1:
-            raise ValueError(f"n_components must be an integer >= 1; got {n_components!r}.")
-        self.n_components = int(n_components)
+        self.n_components = check_int(n_components, "n_components", minimum=1)
         self.family = get_family(covariance)
         if not (isinstance(prior, Prior) or prior in ("default", "flat")):
             raise ValueError(
@@ -267,8 +264,7 @@ class GaussianMixture:
         z : ndarray (n,) int
             The component of each point.
         """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be an integer >= 1; got {n!r}.")
+        n = check_int(n, "n", minimum=1)
         program = self.program
         if params is not None:
             p = as_params(params, self.family, n_components=self.n_components, n_features=None)
@@ -283,6 +279,6 @@ class GaussianMixture:
                 "..., 'means': ..., 'covariances': ...} to sample from a given mixture."
             )
         with seeded(seed), quiet_singular_samples():
-            trace = poutine.trace(program).get_trace(None, n=int(n), n_features=n_features)
+            trace = poutine.trace(program).get_trace(None, n=n, n_features=n_features)
         return (trace.nodes["obs"]["value"].detach().cpu().numpy(),
                 trace.nodes["z"]["value"].detach().cpu().numpy())

@@ -95,10 +95,9 @@ class Fit:
     @property
     def precisions_cholesky(self) -> np.ndarray:
         """Upper Cholesky factors U of the precisions (precision = U Uᵀ), shape (K, D, D)."""
-        full = torch.as_tensor(self.covariances)
-        chol = torch.linalg.cholesky(full)
-        eye = torch.eye(self.n_features, dtype=full.dtype).expand_as(chol)
-        return torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2).numpy()
+        from probmix.covariance import get_family
+
+        return get_family("full").precision_cholesky(torch.as_tensor(self.covariances))[0].numpy()
 
     @property
     def n_parameters(self) -> int:

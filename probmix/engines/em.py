@@ -224,8 +224,7 @@ def fit_em(
     reg_s = reg_covar / data.scale**2
     weights, means, cov = _init_params(model, data, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
-    prec_chol, ok = family.precision_cholesky(cov)
-    ok = ok.reshape(ok.shape[0], -1).all(-1)
+    prec_chol, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
     r = weights.shape[0]
 
@@ -252,13 +251,13 @@ def fit_em(
         if bool(empty.any()):
             new_weights, new_means, new_cov = _reseed(data, w, new_weights, new_means, new_cov,
                                                       empty, reg_s)
-            new_prec_chol, new_ok = family.precision_cholesky(new_cov)
-            new_ok = new_ok.reshape(r, -1).all(-1)
+            new_prec_chol, new_ok = em_steps.factorise(family, new_cov)
         step = active & new_ok
         weights = torch.where(step[:, None], new_weights, weights)
         means = torch.where(step[:, None, None], new_means, means)
-        cov = torch.where(step.view(r, *[1] * (cov.ndim - 1)), new_cov, cov)
-        prec_chol = torch.where(step.view(r, *[1] * (cov.ndim - 1)), new_prec_chol, prec_chol)
+        step_cov = step.view(r, *[1] * (cov.ndim - 1))  # broadcasts over native covariances
+        cov = torch.where(step_cov, new_cov, cov)
+        prec_chol = torch.where(step_cov, new_prec_chol, prec_chol)
         n_iter += step.long()
         ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
         done = step & ((current - previous).abs() < tol) & ~empty.any(-1)

@@ -101,9 +101,6 @@ class Stats(NamedTuple):
     s: torch.Tensor
     log_lik: torch.Tensor
 
-    def __add__(self, other: "Stats") -> "Stats":
-        return Stats(self.s + other.s, self.log_lik + other.log_lik)
-
 
 def natural_weights(family: CovarianceFamily, weights, means, prec_chol) -> torch.Tensor:
     """(R, K, F) such that log π_k + log N(x | μ_k, Λ_k) = W_k · Φ(x)."""
@@ -170,6 +167,12 @@ def log_joint(data: PreparedData, w: torch.Tensor) -> torch.Tensor:
     return torch.cat([(w @ phi).T for _, phi, _ in data.chunks()], 0)
 
 
+def factorise(family: CovarianceFamily, cov: torch.Tensor):
+    """Precision Cholesky factors of (R,)-batched native covariances, and ok (R,): all factorised."""
+    prec_chol, ok = family.precision_cholesky(cov)
+    return prec_chol, ok.reshape(ok.shape[0], -1).all(-1)
+
+
 def weights_from_counts(nk: torch.Tensor, prior) -> torch.Tensor:
     """Mixture weights: the Dirichlet mode (n_k + α - 1) / (N + Σα - K); n_k / N when flat."""
     if prior is None:
@@ -199,6 +202,5 @@ def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float
     nk = nk_raw + 10 * torch.finfo(s.dtype).eps  # as scikit-learn: never divide by an empty count
     sx, sq = s[..., 1:1 + d], s[..., 1 + d:]
     means, cov = family.m_step(nk, sx, sq, prior=prior, reg_covar=reg_covar)
-    prec_chol, ok = family.precision_cholesky(cov)
-    ok = ok.reshape(*ok.shape[:1], -1).all(-1) if ok.ndim > 1 else ok
+    prec_chol, ok = factorise(family, cov)
     return weights_from_counts(nk, prior), means, cov, prec_chol, ok, nk_raw

@@ -10,7 +10,6 @@ the closed-form EM computes it.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import pyro
@@ -22,6 +21,7 @@ from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 
 from probmix._random import quiet_singular_samples, seeded
 from probmix._threads import threads_for
+from probmix._validation import check_int
 from probmix.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.gaussian_mixture import GaussianMixture, as_params
@@ -71,8 +71,7 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
     Fit
         ``engine="map"``, ``options["method"] == "gradient"``.
     """
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1; got {max_iter!r}.")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     is_gmm = isinstance(model, GaussianMixture)
     k = model.n_components if is_gmm else 1
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
