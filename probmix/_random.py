@@ -21,9 +21,14 @@ def seeded(seed: int):
         yield
 
 
-def generator(seed: int, device="cpu") -> torch.Generator:
-    """A torch.Generator on ``device`` seeded with ``seed``."""
-    return torch.Generator(device=device).manual_seed(int(seed))
+def generator(seed: int | None, device="cpu") -> torch.Generator:
+    """A torch.Generator on ``device`` seeded with ``seed`` (a fresh random seed when None)."""
+    gen = torch.Generator(device=device)
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    return gen
 
 
 @contextlib.contextmanager

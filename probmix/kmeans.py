@@ -30,6 +30,7 @@ import torch
 from probmix.data import as_data, as_sample_weight, check_n_features
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
+from probmix._random import generator
 
 __all__ = ["KMeans", "kmeans_plusplus", "lloyd"]
 
@@ -47,16 +48,6 @@ def _check_tol(tol) -> float:
     if not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0; got {tol!r}. The default is 1e-4.")
     return float(tol)
-
-
-def _generator(seed, device: torch.device) -> torch.Generator:
-    """A generator on ``device`` seeded by ``seed`` (a fresh random seed when None)."""
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-    return gen
 
 
 def _rows_per_block(n_rows: int, width: int) -> int:
@@ -554,7 +545,7 @@ class KMeans:
             raise ValueError(f"n_clusters={k} is larger than the number of samples in x ({n}); "
                              f"pass n_clusters <= {n} or more data.")
         w = as_sample_weight(sample_weight, n, device=x.device, dtype=x.dtype)
-        gen = _generator(self.seed, x.device)
+        gen = generator(self.seed, x.device)
         if isinstance(self.init, str):
             r = self.n_init if self.n_init != "auto" else (10 if self.init == "random" else 1)
             if self.init == "k-means++":
