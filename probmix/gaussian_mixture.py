@@ -11,6 +11,15 @@ Generative story for K components in D dimensions (see :mod:`probmix.priors`)::
         x[n]           ~ Normal(means[z[n]], precisions[z[n]]⁻¹)    site "obs"
 
 The tied family samples one shared precision outside the components plate.
+
+With ``weights_prior="dirichlet_process"`` the weights come from a truncated
+stick-breaking Dirichlet process instead (site "sticks", K - 1 values)::
+
+    sticks[j] ~ Beta(1, γ),  j < K - 1                              site "sticks"      (K-1,)
+    weights[k] = sticks[k] Π_{j<k} (1 - sticks[j]),  weights[K-1] = Π_j (1 - sticks[j])
+
+so the posterior can leave components empty (γ = ``Prior.weight_concentration``;
+small γ favours few components). ``weights`` is then a deterministic site.
 With ``prior="flat"`` the means and precisions carry improper flat priors and
 the weights a uniform Dirichlet: the posterior mode is the maximum likelihood.
 """
@@ -30,7 +39,16 @@ from probmix._validation import check_int
 from probmix.covariance import CovarianceFamily, get_family
 from probmix.priors import Prior, ResolvedPrior, resolve_prior
 
-__all__ = ["GaussianMixture", "MixtureParams", "as_params"]
+__all__ = ["GaussianMixture", "MixtureParams", "as_params", "stick_breaking", "WEIGHTS_PRIORS"]
+
+WEIGHTS_PRIORS = ("dirichlet", "dirichlet_process")
+
+
+def stick_breaking(sticks: torch.Tensor) -> torch.Tensor:
+    """Mixture weights (..., K) from K - 1 stick fractions (..., K - 1) in (0, 1)."""
+    rest = torch.cumprod(1 - sticks, dim=-1)  # (..., K-1): mass left after each break
+    ones = torch.ones_like(sticks[..., :1])
+    return torch.cat([sticks, ones], -1) * torch.cat([ones, rest], -1)
 
 
 class MixtureParams:
@@ -156,6 +174,10 @@ class GaussianMixture:
     prior : "default", "flat" or Prior
         "default": weakly informative, scaled to the data (see :mod:`probmix.priors`);
         "flat": improper flat priors, so the MAP estimate is maximum likelihood.
+    weights_prior : {"dirichlet", "dirichlet_process"}
+        "dirichlet": symmetric Dirichlet(α) weights; "dirichlet_process": truncated
+        stick-breaking with concentration γ = ``Prior.weight_concentration`` (default 1), for
+        starting with K large and letting the posterior switch components off (K >= 2).
 
     Examples
     --------
@@ -164,18 +186,31 @@ class GaussianMixture:
     ...     "means": [[0, 0], [3, 3]], "covariances": [[[1, 0], [0, 1]]] * 2})  # doctest: +SKIP
     """
 
-    def __init__(self, n_components: int, *, covariance="full", prior="default"):
+    def __init__(self, n_components: int, *, covariance="full", prior="default",
+                 weights_prior: str = "dirichlet"):
         self.n_components = check_int(n_components, "n_components", minimum=1)
         self.family = get_family(covariance)
         if not (isinstance(prior, Prior) or prior in ("default", "flat")):
             raise ValueError(
                 f"prior must be 'default', 'flat' or a probmix.Prior(...); got {prior!r}."
             )
+        if weights_prior not in WEIGHTS_PRIORS:
+            raise ValueError(f"weights_prior must be one of {WEIGHTS_PRIORS}; got {weights_prior!r}.")
+        if weights_prior == "dirichlet_process" and self.n_components < 2:
+            raise ValueError("weights_prior='dirichlet_process' needs n_components >= 2 (the "
+                             "truncation level); got 1.")
         self.prior = prior
+        self.weights_prior = weights_prior
 
     def __repr__(self) -> str:
+        extra = "" if self.weights_prior == "dirichlet" else f", weights_prior={self.weights_prior!r}"
         return (f"GaussianMixture(n_components={self.n_components}, "
-                f"covariance={self.covariance!r}, prior={self.prior!r})")
+                f"covariance={self.covariance!r}, prior={self.prior!r}{extra})")
+
+    @property
+    def is_dirichlet_process(self) -> bool:
+        """Whether the weights have the truncated stick-breaking prior."""
+        return self.weights_prior == "dirichlet_process"
 
     @property
     def covariance(self) -> str:
@@ -189,7 +224,8 @@ class GaussianMixture:
         if x is not None:
             dtype, device = x.dtype, x.device
         return resolve_prior(self.prior, n_components=self.n_components, n_features=d, x=x,
-                             sample_weight=sample_weight, dtype=dtype, device=device)
+                             sample_weight=sample_weight, dtype=dtype, device=device,
+                             stick_breaking=self.is_dirichlet_process)
 
     def n_parameters(self, n_features: int) -> int:
         """Number of free parameters (weights, means, covariances) in D = n_features dimensions."""
@@ -197,7 +233,7 @@ class GaussianMixture:
 
     def program(self, x: torch.Tensor | None = None, *, n: int | None = None,
                 n_features: int | None = None):
-        """The Pyro model.
+        """The Pyro model, its default prior scaled to ``x``.
 
         Parameters
         ----------
@@ -211,17 +247,45 @@ class GaussianMixture:
         Tensor (N, D)
             The observations (sampled when ``x`` is None).
         """
-        K = self.n_components
         if x is not None:
-            n, d = x.shape
-            opts = dict(dtype=x.dtype, device=x.device)
+            d, opts = x.shape[1], dict(dtype=x.dtype, device=x.device)
         else:
-            d = self._n_features(n_features)
-            opts = dict(dtype=torch.float64, device="cpu")
+            d, opts = self._n_features(n_features), dict(dtype=torch.float64, device="cpu")
         prior = self.resolve_prior(x, n_features=d, **opts)
+        return self._program(x, prior=prior, n=n, n_features=d)
+
+    def program_for(self, x: torch.Tensor):
+        """The Pyro model with its prior fixed from the full data ``x``.
+
+        The returned ``program(x_batch, *, subsample=None, n=None)`` keeps that prior whatever
+        rows it is given (mini-batches, repeated NUTS evaluations); ``n`` (default: the rows
+        of ``x_batch``) is the size of the data plate, so a mini-batch of B rows out of N is
+        scaled by N / B through ``pyro.plate("data", n, subsample=...)``.
+        """
+        prior = self.resolve_prior(x)
+        d = x.shape[1]
+
+        def program(x_batch=None, *, subsample=None, n=None):
+            return self._program(x_batch, prior=prior, n=n, n_features=d, subsample=subsample)
+
+        program.__doc__ = f"{self!r} with its prior fixed from {x.shape[0]} rows."
+        return program
+
+    def _program(self, x, *, prior, n=None, n_features=None, subsample=None):
+        K = self.n_components
+        d = x.shape[1] if x is not None else n_features
+        if n is None:
+            n = x.shape[0]
+        opts = dict(dtype=x.dtype, device=x.device) if x is not None else \
+            dict(dtype=torch.float64, device="cpu")
         family = self.family
         alpha = prior.alpha if prior is not None else torch.ones(K, **opts)
-        weights = pyro.sample("weights", dist.Dirichlet(alpha))
+        if self.is_dirichlet_process:
+            with pyro.plate("sticks_plate", K - 1):
+                sticks = pyro.sample("sticks", dist.Beta(torch.ones_like(alpha[:-1]), alpha[:-1]))
+            weights = pyro.deterministic("weights", stick_breaking(sticks), event_dim=1)
+        else:
+            weights = pyro.sample("weights", dist.Dirichlet(alpha))
         if family.tied:
             precisions = pyro.sample("precisions", family.precision_prior(prior, K, d))
             with pyro.plate("components", K):
@@ -230,7 +294,7 @@ class GaussianMixture:
             with pyro.plate("components", K):
                 precisions = pyro.sample("precisions", family.precision_prior(prior, K, d))
                 means = pyro.sample("means", family.mean_prior(prior, precisions, K, d))
-        with pyro.plate("data", n):
+        with pyro.plate("data", n, subsample=subsample):
             z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
             loc = Vindex(means)[..., z, :]
             return pyro.sample("obs", family.likelihood(loc, family.select(precisions, z)), obs=x)

@@ -60,6 +60,7 @@ class ResolvedPrior(NamedTuple):
     mean_precision: torch.Tensor
     dof: torch.Tensor
     scale: torch.Tensor
+    stick_breaking: bool = False  # weights from a truncated Dirichlet process (alpha holds γ)
 
     def affine(self, shift: torch.Tensor, scale: float) -> "ResolvedPrior":
         """The same prior for data mapped as x' = (x - shift) / scale."""
@@ -96,6 +97,7 @@ def resolve_prior(
     sample_weight: torch.Tensor | None = None,
     device=None,
     dtype=torch.float64,
+    stick_breaking: bool = False,
 ) -> ResolvedPrior | None:
     """Fill a :class:`Prior` from the data; ``"flat"`` gives ``None`` (no prior).
 
@@ -105,6 +107,8 @@ def resolve_prior(
     n_components, n_features : int
     x : Tensor (N, D), optional
         Data the default prior is scaled to; without it, mean 0 and scale I.
+    stick_breaking : bool
+        The weights have the truncated Dirichlet-process prior (``alpha`` then holds γ K times).
     """
     if isinstance(prior, str):
         if prior == "flat":
@@ -155,4 +159,4 @@ def resolve_prior(
         )
     if torch.linalg.cholesky_ex(scale).info.item() != 0:
         raise ValueError("Prior.scale must be positive definite; got a matrix that is not.")
-    return ResolvedPrior(alpha, mean_loc, beta, dof, scale)
+    return ResolvedPrior(alpha, mean_loc, beta, dof, scale, stick_breaking)

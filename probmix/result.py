@@ -42,6 +42,15 @@ class Fit:
         Where predictions are computed.
     center : ndarray (D,), scale : float
         The standardisation used in fitting (predictions reuse it for accuracy).
+    losses : ndarray (n_steps,)
+        SVI: the loss (negative ELBO) after each step; empty for other engines.
+    sample_stats : dict of str to ndarray
+        Per-draw sampler statistics shaped (chain, draw), e.g. NUTS divergences and step sizes.
+    data : ndarray (N, D) or None
+        The observed data (SVI/MCMC keep it for :meth:`to_arviz`'s observed_data and
+        log_likelihood groups).
+    assignment_draws : ndarray (chain, draw, N) or None
+        Sampled assignments z (Gibbs), when the engine produced them.
     """
 
     engine: str
@@ -57,6 +66,10 @@ class Fit:
     dtype: str = "float64"
     center: np.ndarray | None = None
     scale: float = 1.0
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sample_stats: dict = field(default_factory=dict)
+    data: np.ndarray | None = None
+    assignment_draws: np.ndarray | None = None
 
     # --- parameters of a Gaussian mixture -------------------------------------------------------
     @property
@@ -112,36 +125,107 @@ class Fit:
         check_n_features(x, self.n_features)
         return x
 
-    def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log π_k + log p(x_n | component k) for each row and component, shape (N, K)."""
-        if hasattr(self.model, "family"):
-            from probmix.engines import em_steps
+    def _gmm_log_joint(self, x: torch.Tensor, weights, means, cov) -> torch.Tensor:
+        """log π_k + log N(x_n | k) for B parameter sets (leading dim), shape (B, N, K)."""
+        from probmix.engines import em_steps
 
-            family = self.model.family
-            opts = dict(dtype=x.dtype, device=x.device)
-            center = torch.as_tensor(self.center, **opts)
-            data = em_steps.PreparedData(x, family, shift=center, scale=self.scale, cache_bytes=0)
-            means = (torch.as_tensor(self.params["means"], **opts) - center) / self.scale
-            cov = torch.as_tensor(self.params["covariances"], **opts) / self.scale**2
-            prec_chol, _ = family.precision_cholesky(cov)
-            w = em_steps.natural_weights(family, torch.as_tensor(self.params["weights"], **opts)[None],
-                                         means[None], prec_chol[None])[0]
-            return em_steps.log_joint(data, w) - data.d * math.log(self.scale)
+        family = self.model.family
+        opts = dict(dtype=x.dtype, device=x.device)
+        center = torch.as_tensor(self.center, **opts)
+        data = em_steps.PreparedData(x, family, shift=center, scale=self.scale, cache_bytes=0)
+        means = (torch.as_tensor(means, **opts) - center) / self.scale
+        cov = torch.as_tensor(cov, **opts) / self.scale**2
+        prec_chol, _ = family.precision_cholesky(cov)
+        w = em_steps.natural_weights(family, torch.as_tensor(weights, **opts), means, prec_chol)
+        b, k, f = w.shape
+        out = [(w.reshape(b * k, f) @ phi).view(b, k, -1) for _, phi, _ in data.chunks()]
+        return torch.cat(out, -1).transpose(1, 2) - data.d * math.log(self.scale)
+
+    def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """log π_k + log p(x_n | component k) at the point estimate, shape (N, K)."""
+        if hasattr(self.model, "family"):
+            p = self.params
+            return self._gmm_log_joint(x, np.asarray(p["weights"])[None], np.asarray(p["means"])[None],
+                                       np.asarray(p["covariances"])[None])[0]
         from probmix.program import enumerated_log_joint
 
         return enumerated_log_joint(self.model, self.params, x)
 
+    @property
+    def n_draws(self) -> int:
+        """Number of posterior draws (chains × draws); 0 for a point estimate."""
+        if not self.draws:
+            return 0
+        first = next(iter(self.draws.values()))
+        return int(first.shape[0] * first.shape[1])
+
+    def log_joint_draws(self, x, *, batch_elements: int = 2**23):
+        """log π_k + log p(x_n | k) under each posterior draw, in batches of draws.
+
+        Parameters
+        ----------
+        x : array-like (N, D)
+        batch_elements : int
+            Bound on B · N · K per batch (memory).
+
+        Yields
+        ------
+        Tensor (B, N, K)
+            For consecutive draws in (chain, draw) order, flattened.
+        """
+        x = self._x(x)
+        if not self.draws:
+            yield self._log_joint(x)[None]
+            return
+        flat = {name: np.asarray(v).reshape(-1, *np.shape(v)[2:]) for name, v in self.draws.items()}
+        total = self.n_draws
+        k = self.n_components if "weights" in flat else 1
+        step = max(1, batch_elements // max(1, x.shape[0] * k))
+        for start in range(0, total, step):
+            sl = slice(start, min(start + step, total))
+            if hasattr(self.model, "family"):
+                yield self._gmm_log_joint(x, flat["weights"][sl], flat["means"][sl],
+                                          flat["covariances"][sl])
+            else:
+                from probmix.program import enumerated_log_joint
+
+                sites = self.options.get("sites", list(flat))
+                yield torch.stack([enumerated_log_joint(
+                    self.model, {n: flat[n][i] for n in sites}, x) for i in range(sl.start, sl.stop)])
+
     def predict_proba(self, x) -> np.ndarray:
-        """Posterior probability of each component for each row, shape (N, K); rows sum to 1."""
-        return torch.softmax(self._log_joint(self._x(x)), dim=-1).cpu().numpy()
+        """Posterior probability of each component for each row, shape (N, K); rows sum to 1.
+
+        For SVI/MCMC fits, p(z_n = k | x_n, θ) averaged over the posterior draws of θ.
+        """
+        total, count = None, 0
+        for logp in self.log_joint_draws(x):
+            part = torch.softmax(logp, dim=-1).sum(0)
+            total = part if total is None else total + part
+            count += logp.shape[0]
+        return (total / count).cpu().numpy()
 
     def predict(self, x) -> np.ndarray:
         """Most probable component of each row, shape (N,)."""
-        return self._log_joint(self._x(x)).argmax(-1).cpu().numpy()
+        return self.predict_proba(x).argmax(-1)
+
+    def pointwise_log_likelihood(self, x) -> np.ndarray:
+        """log p(x_n | θ_s) for every draw and row, shape (chain, draw, N); (1, 1, N) for MAP."""
+        parts = [torch.logsumexp(logp, dim=-1) for logp in self.log_joint_draws(x)]
+        out = torch.cat(parts, 0).cpu().numpy()
+        if not self.draws:
+            return out[None]
+        c, s = next(iter(self.draws.values())).shape[:2]
+        return out.reshape(c, s, -1)
 
     def score_samples(self, x) -> np.ndarray:
-        """log p(x_n) of each row with the assignment summed out, shape (N,)."""
-        return torch.logsumexp(self._log_joint(self._x(x)), dim=-1).cpu().numpy()
+        """log p(x_n) of each row with the assignment summed out, shape (N,).
+
+        For SVI/MCMC fits, the posterior predictive density log (1/S) Σ_s p(x_n | θ_s).
+        """
+        ll = self.pointwise_log_likelihood(x)
+        ll = ll.reshape(-1, ll.shape[-1])
+        return (torch.logsumexp(torch.as_tensor(ll), 0) - math.log(ll.shape[0])).numpy()
 
     def score(self, x) -> float:
         """Mean log-density of the rows of ``x``."""
@@ -156,6 +240,19 @@ class Fit:
         """Akaike information criterion -2 log L + 2 p (lower is better)."""
         n = self._x(x).shape[0]
         return -2.0 * self.score(x) * n + 2.0 * self.n_parameters
+
+    # --- ArviZ ---------------------------------------------------------------------------------
+    def to_arviz(self, *, log_likelihood: bool = True):
+        """The draws as an ArviZ DataTree (see :func:`probmix.diagnostics.to_arviz`)."""
+        from probmix.diagnostics import to_arviz
+
+        return to_arviz(self, log_likelihood=log_likelihood)
+
+    def summary(self, *, var_names=None, ci_prob: float = 0.94):
+        """ArviZ summary table: mean, sd, HDI, MCSE, ESS and r_hat per parameter (pandas)."""
+        from probmix.diagnostics import summary
+
+        return summary(self, var_names=var_names, ci_prob=ci_prob)
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, precision: int = 3) -> str:

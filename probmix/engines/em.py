@@ -111,7 +111,13 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
     if prior is None:
         return torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
     family, (k, d) = model.family, means.shape[-2:]
-    lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
+    if prior.stick_breaking:
+        sticks = em_steps.sticks_from_weights(weights)
+        gamma = prior.alpha[:-1]
+        lp = torch.distributions.Beta(torch.ones_like(gamma), gamma).log_prob(
+            sticks.clamp(1e-300, 1 - 1e-16)).sum(-1)
+    else:
+        lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
     lp_prec = family.precision_prior(prior, k, d).log_prob(prec)
     lp = lp + (lp_prec if family.tied else lp_prec.sum(-1))
     return lp + family.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
@@ -215,8 +221,8 @@ def fit_em(
     prior = model.resolve_prior(x, sample_weight=sw)
     if prior is not None and bool((prior.alpha < 1).any()):
         raise ValueError(
-            "MAP needs Prior.weight_concentration >= 1 (below 1 the Dirichlet density is "
-            "unbounded at the edge of the simplex, so there is no mode); got "
+            "MAP needs Prior.weight_concentration >= 1 (below 1 the Dirichlet or stick-breaking "
+            "density is unbounded at the edge of the simplex, so there is no mode); got "
             f"{prior.alpha.min().item():g}. Use engine='svi' or 'mcmc' for sparse weight priors."
         )
     data = em_steps.PreparedData(x, family, sample_weight=sw)

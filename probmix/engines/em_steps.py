@@ -173,10 +173,30 @@ def factorise(family: CovarianceFamily, cov: torch.Tensor):
     return prec_chol, ok.reshape(ok.shape[0], -1).all(-1)
 
 
+def sticks_from_weights(weights: torch.Tensor) -> torch.Tensor:
+    """Stick fractions v (..., K-1) with weights = stick_breaking(v)."""
+    left = 1 - torch.cumsum(weights, -1)[..., :-2]  # mass left before break k, k >= 1
+    left = torch.cat([torch.ones_like(weights[..., :1]), left], -1).clamp_min(torch.finfo(weights.dtype).tiny)
+    return (weights[..., :-1] / left).clamp(0, 1)
+
+
 def weights_from_counts(nk: torch.Tensor, prior) -> torch.Tensor:
-    """Mixture weights: the Dirichlet mode (n_k + α - 1) / (N + Σα - K); n_k / N when flat."""
+    """Mixture weights at the mode given the counts; n_k / N when flat.
+
+    Dirichlet(α): (n_k + α - 1) / (N + Σα - K). Stick-breaking with concentration γ: each
+    stick's mode v_k = n_k / (n_k + t_k + γ - 1), with t_k = Σ_{j>k} n_j the counts after k.
+    """
     if prior is None:
         return nk / nk.sum(-1, keepdim=True)
+    if prior.stick_breaking:
+        from probmix.gaussian_mixture import stick_breaking
+
+        tail = nk.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (..., K-1): Σ_{j>k} n_j
+        head = nk[..., :-1]
+        denom = head + tail + prior.alpha[:-1] - 1
+        v = torch.where(denom > 0, head / denom.clamp_min(torch.finfo(nk.dtype).tiny),
+                        torch.zeros_like(head)).clamp(0, 1)
+        return stick_breaking(v)
     num = (nk + prior.alpha - 1).clamp_min(0)
     return num / num.sum(-1, keepdim=True)
 

@@ -40,8 +40,15 @@ def _gmm_init_values(model: GaussianMixture, init, x, seed):
     p = as_params(init, model.family, n_components=model.n_components, n_features=x.shape[1],
                   dtype=x.dtype, device=x.device)
     prec_chol, _ = model.family.precision_cholesky(p.covariances)
-    return {"weights": p.weights, "means": p.means,
-            "precisions": model.family.precision_from_cholesky(prec_chol)}
+    values = {"means": p.means, "precisions": model.family.precision_from_cholesky(prec_chol)}
+    if model.is_dirichlet_process:
+        from probmix.engines.em_steps import sticks_from_weights
+
+        tiny = torch.finfo(p.weights.dtype).eps
+        values["sticks"] = sticks_from_weights(p.weights).clamp(tiny, 1 - tiny)
+    else:
+        values["weights"] = p.weights
+    return values
 
 
 def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1e-9,
@@ -119,6 +126,10 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
                       "increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
     if is_gmm:
         family = model.family
+        if model.is_dirichlet_process:
+            from probmix.gaussian_mixture import stick_breaking
+
+            site_values["weights"] = stick_breaking(site_values["sticks"])
         params = {"weights": site_values["weights"].cpu().numpy(),
                   "means": site_values["means"].cpu().numpy(),
                   "covariances": family.covariance_from_precision(

@@ -1,0 +1,111 @@
+"""Undo label switching: permute the components of every posterior draw to a reference order.
+
+A mixture's likelihood is unchanged when its components are permuted, so a
+sampler (or several chains, or a variational fit started elsewhere) may visit
+the K! symmetric copies of each mode. Averages over draws then mix components
+and multi-chain diagnostics such as r_hat are meaningless.
+
+Method (Stephens-style pivotal relabelling): for each draw s, find the
+permutation σ_s of its components that minimises the summed squared distance
+between the draw's component signatures and the reference's,
+
+    σ_s = argmin_σ Σ_k ‖ (sig_s[σ(k)] - ref[k]) / spread ‖²,
+
+solved exactly by the Hungarian algorithm (scipy's ``linear_sum_assignment``),
+and apply σ_s to every component-indexed site of that draw. The signature of a
+component is its mean for a Gaussian mixture (any component-indexed sites,
+flattened, for other programs); ``spread`` is the per-coordinate standard
+deviation of the reference signatures (1 where that is 0), so no feature's
+units dominate. The reference is the MAP solution (MCMC) or the point estimate
+(SVI). The loop runs over draws, never over data points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["relabel_draws", "permutations_to_reference", "apply_permutations"]
+
+
+def permutations_to_reference(signatures: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Best permutation of each draw's components onto the reference.
+
+    Parameters
+    ----------
+    signatures : ndarray (C, S, K, P)
+        A P-vector per component per draw (e.g. the means, P = D).
+    reference : ndarray (K, P)
+
+    Returns
+    -------
+    ndarray (C, S, K) int
+        ``perm[c, s, k]`` is the draw's component that becomes component k.
+    """
+    signatures = np.asarray(signatures, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    c, s, k, p = signatures.shape
+    if reference.shape != (k, p):
+        raise ValueError(f"reference must have shape ({k}, {p}); got {reference.shape}.")
+    spread = reference.std(0) if k > 1 else np.ones(p)
+    spread = np.where(spread > 0, spread, 1.0)
+    sig = (signatures / spread).reshape(c * s, k, p)
+    ref = reference / spread
+    # cost[i, j, l]: distance from reference component j to the draw's component l
+    cost = ((ref[None, :, None, :] - sig[:, None, :, :]) ** 2).sum(-1)  # (C·S, K, K)
+    perms = np.empty((c * s, k), dtype=np.int64)
+    for i in range(c * s):
+        _, perms[i] = linear_sum_assignment(cost[i])
+    return perms.reshape(c, s, k)
+
+
+def apply_permutations(value: np.ndarray, perms: np.ndarray, axis: int) -> np.ndarray:
+    """Reorder the component axis of a draws array.
+
+    Parameters
+    ----------
+    value : ndarray (C, S, ...)
+    perms : ndarray (C, S, K)
+    axis : int
+        The component axis of ``value`` (negative, counted from the end).
+    """
+    value = np.asarray(value)
+    axis = axis % value.ndim
+    c, s, k = perms.shape
+    index = perms.reshape((c, s) + (1,) * (axis - 2) + (k,) + (1,) * (value.ndim - axis - 1))
+    return np.take_along_axis(value, index, axis=axis)
+
+
+def relabel_draws(draws: dict, reference: np.ndarray, component_axes: dict, *,
+                  signature: str | None = None) -> tuple[dict, np.ndarray]:
+    """Permute the components of every draw to match ``reference``.
+
+    Parameters
+    ----------
+    draws : dict of str to ndarray (C, S, ...)
+    reference : ndarray (K, P)
+        Reference signatures (e.g. the MAP means).
+    component_axes : dict of str to int
+        For each component-indexed site, its component axis (negative); sites not listed
+        (e.g. a tied covariance) are left as they are.
+    signature : str, optional
+        The site whose values are the signatures (e.g. "means"); by default every site in
+        ``component_axes`` flattened per component, in order.
+
+    Returns
+    -------
+    draws : dict
+        Relabelled copies.
+    perms : ndarray (C, S, K)
+    """
+    names = [signature] if signature is not None else list(component_axes)
+    parts = []
+    for name in names:
+        v = np.moveaxis(np.asarray(draws[name], dtype=np.float64), component_axes[name], 2)
+        parts.append(v.reshape(*v.shape[:3], -1))
+    sig = np.concatenate(parts, -1)  # (C, S, K, P)
+    reference = np.asarray(reference, dtype=np.float64).reshape(sig.shape[2], -1)
+    perms = permutations_to_reference(sig, reference)
+    out = {name: (apply_permutations(v, perms, component_axes[name]) if name in component_axes
+                  else v) for name, v in draws.items()}
+    return out, perms
