@@ -36,11 +36,19 @@ import torch
 from pyro.ops.indexing import Vindex
 from torch.distributions import constraints
 
+from probmix._transforms import precision_matrix
 from probmix.exceptions import DegenerateCovarianceError
 from probmix.priors import ResolvedPrior
 
 __all__ = ["CovarianceFamily", "FullCovariance", "DiagCovariance", "SphericalCovariance",
            "TiedCovariance", "get_family", "FAMILIES"]
+
+
+class Wishart(dist.Wishart):
+    """Pyro's Wishart with a support that has a registered bijection (see probmix._transforms),
+    so autoguides and NUTS can work on precision matrices in an unconstrained space."""
+
+    support = precision_matrix
 
 
 def _eye_like(d: int, ref: torch.Tensor) -> torch.Tensor:
@@ -329,8 +337,8 @@ class FullCovariance(_MatrixFamily):
 
     def precision_prior(self, prior, k, d):
         if prior is None:
-            return dist.ImproperUniform(constraints.positive_definite, (k,), (d, d))
-        return dist.Wishart(df=prior.dof, precision_matrix=prior.scale).expand([k])
+            return dist.ImproperUniform(precision_matrix, (k,), (d, d))
+        return Wishart(df=prior.dof, precision_matrix=prior.scale).expand([k])
 
     def mean_prior(self, prior, prec, k, d):
         if prior is None:
@@ -395,8 +403,8 @@ class TiedCovariance(_MatrixFamily):
 
     def precision_prior(self, prior, k, d):
         if prior is None:
-            return dist.ImproperUniform(constraints.positive_definite, (), (d, d))
-        return dist.Wishart(df=prior.dof, precision_matrix=prior.scale)
+            return dist.ImproperUniform(precision_matrix, (), (d, d))
+        return Wishart(df=prior.dof, precision_matrix=prior.scale)
 
     def mean_prior(self, prior, prec, k, d):
         if prior is None:

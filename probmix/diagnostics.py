@@ -137,9 +137,9 @@ def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float =
     if chains >= 2:
         tree = to_arviz(fit, log_likelihood=False)
         names = [n for n in var_names if n in fit.draws]
-        rhat = arviz_stats.rhat(tree, var_names=names or None)
-        values = np.concatenate([np.ravel(rhat["posterior"][n].values) if hasattr(rhat, "children")
-                                 else np.ravel(rhat[n].values) for n in (names or list(fit.draws))])
+        names = names or list(fit.draws)
+        rhat = arviz_stats.rhat(tree, var_names=names)  # the posterior group's r_hat per value
+        values = np.concatenate([np.ravel(np.asarray(rhat[n].values)) for n in names])
         out["max_r_hat"] = float(np.nanmax(values))
         if out["max_r_hat"] > r_hat_max:
             warnings.warn(

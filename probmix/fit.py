@@ -7,7 +7,38 @@ from probmix.result import Fit
 
 __all__ = ["fit", "ENGINES"]
 
-ENGINES = ("map",)
+ENGINES = ("map", "svi", "mcmc")
+_METHODS = {"map": ("em", "gradient"), "svi": ("stochastic", "cavi"), "mcmc": ("nuts", "gibbs")}
+
+
+def _engine_function(model, engine: str, method: str):
+    """The function that runs ``engine`` with ``method`` (imported lazily: each is a module)."""
+    is_gmm = isinstance(model, GaussianMixture)
+    if not (is_gmm or callable(model)):
+        raise TypeError(f"model must be a GaussianMixture or a Pyro program (a callable); "
+                        f"got {type(model).__name__}.")
+    if method not in _METHODS[engine]:
+        key = "kernel" if engine == "mcmc" else "method"
+        raise ValueError(f"{key} must be one of {_METHODS[engine]} for engine={engine!r}; "
+                         f"got {method!r}.")
+    conjugate_only = {"em": "method='gradient'", "cavi": "method='stochastic'",
+                      "gibbs": "kernel='nuts'"}
+    if method in conjugate_only and not is_gmm:
+        raise ValueError(f"{method!r} is closed-form for a probmix.GaussianMixture only; for a "
+                         f"custom program use {conjugate_only[method]}.")
+    if method == "em":
+        from probmix.engines.em import fit_em as run
+    elif method == "gradient":
+        from probmix.engines.gradient_map import fit_gradient_map as run
+    elif method == "stochastic":
+        from probmix.engines.svi import fit_svi as run
+    elif method == "cavi":
+        from probmix.engines.cavi import fit_cavi as run
+    elif method == "nuts":
+        from probmix.engines.nuts import fit_nuts as run
+    else:
+        from probmix.engines.gibbs import fit_gibbs as run
+    return run
 
 
 def fit(model, x, engine: str = "map", **options) -> Fit:
@@ -19,12 +50,18 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
         A :class:`probmix.GaussianMixture`, or a Pyro mixture program ``program(x)`` (see
         "Declaring your own model" in the docs).
     x : array-like (N, D)
-    engine : {"map"}
-        "map": the posterior mode. Closed-form EM for a GaussianMixture
-        (:func:`probmix.engines.em.fit_em`, options ``init``, ``n_init``, ``max_iter``, ``tol``,
-        ``reg_covar``, ``sample_weight``, ``warm_start``, ``verbose``); gradient MAP
-        (AutoDelta + TraceEnum_ELBO, :func:`probmix.engines.gradient_map.fit_gradient_map`) for
-        any other program, or for a GaussianMixture with ``method="gradient"``.
+    engine : {"map", "svi", "mcmc"}
+        - "map": the posterior mode. ``method="em"`` (closed-form EM, the default for a
+          GaussianMixture: :func:`probmix.engines.em.fit_em`) or ``method="gradient"``
+          (AutoDelta + TraceEnum_ELBO with L-BFGS, any program:
+          :func:`probmix.engines.gradient_map.fit_gradient_map`).
+        - "svi": a variational posterior. ``method="stochastic"`` (Pyro SVI with
+          TraceEnum_ELBO, any program: :func:`probmix.engines.svi.fit_svi`) or
+          ``method="cavi"`` (closed-form mean-field coordinate ascent for a GaussianMixture:
+          :func:`probmix.engines.cavi.fit_cavi`).
+        - "mcmc": posterior draws. ``kernel="nuts"`` (Pyro NUTS with z enumerated, any
+          program: :func:`probmix.engines.nuts.fit_nuts`) or ``kernel="gibbs"`` (blocked
+          Gibbs for a GaussianMixture: :func:`probmix.engines.gibbs.fit_gibbs`).
     **options
         Keyword-only options of the engine; every engine takes ``seed``, ``device``, ``dtype``.
 
@@ -34,19 +71,10 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
-    method = options.pop("method", "em" if isinstance(model, GaussianMixture) else "gradient")
-    if method == "em":
-        if not isinstance(model, GaussianMixture):
-            raise ValueError("method='em' needs a probmix.GaussianMixture; custom programs use "
-                             "method='gradient'.")
-        from probmix.engines.em import fit_em
-
-        return fit_em(model, x, **options)
-    if method == "gradient":
-        if not (isinstance(model, GaussianMixture) or callable(model)):
-            raise TypeError(f"model must be a GaussianMixture or a Pyro program (a callable); "
-                            f"got {type(model).__name__}.")
-        from probmix.engines.gradient_map import fit_gradient_map
-
-        return fit_gradient_map(model, x, **options)
-    raise ValueError(f"method must be 'em' or 'gradient' for engine='map'; got {method!r}.")
+    is_gmm = isinstance(model, GaussianMixture)
+    if engine == "mcmc":
+        method = options.pop("kernel", "nuts")
+    else:
+        default = {"map": "em" if is_gmm else "gradient", "svi": "stochastic"}[engine]
+        method = options.pop("method", default)
+    return _engine_function(model, engine, method)(model, x, **options)

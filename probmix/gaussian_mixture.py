@@ -254,15 +254,30 @@ class GaussianMixture:
         prior = self.resolve_prior(x, n_features=d, **opts)
         return self._program(x, prior=prior, n=n, n_features=d)
 
-    def program_for(self, x: torch.Tensor):
+    def program_for(self, x: torch.Tensor, *, shift: torch.Tensor | None = None,
+                    scale: float = 1.0):
         """The Pyro model with its prior fixed from the full data ``x``.
 
-        The returned ``program(x_batch, *, subsample=None, n=None)`` keeps that prior whatever
-        rows it is given (mini-batches, repeated NUTS evaluations); ``n`` (default: the rows
-        of ``x_batch``) is the size of the data plate, so a mini-batch of B rows out of N is
-        scaled by N / B through ``pyro.plate("data", n, subsample=...)``.
+        Parameters
+        ----------
+        x : Tensor (N, D)
+            The data the prior is resolved from (the default prior is scaled to it).
+        shift : Tensor (D,), optional
+        scale : float
+            Give the program for data in coordinates x' = (x - shift) / scale (the prior is
+            mapped accordingly), which engines use to work on standardised data.
+
+        Returns
+        -------
+        callable
+            ``program(x_batch, *, subsample=None, n=None)``: keeps that prior whatever rows it is
+            given (mini-batches, repeated NUTS evaluations); ``n`` (default: the rows of
+            ``x_batch``) is the size of the data plate, and ``subsample`` the indices of the
+            rows of ``x_batch`` when it is a mini-batch of an ``n``-row data set.
         """
         prior = self.resolve_prior(x)
+        if prior is not None and (shift is not None or scale != 1.0):
+            prior = prior.affine(torch.zeros_like(x[0]) if shift is None else shift, scale)
         d = x.shape[1]
 
         def program(x_batch=None, *, subsample=None, n=None):

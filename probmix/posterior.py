@@ -65,7 +65,7 @@ def _as_numpy(draws: dict) -> dict:
 
 
 def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, reference: dict | None,
-                   relabel: bool = True, **fields) -> Fit:
+                   relabel: bool = True, params: dict | None = None, **fields) -> Fit:
     """Relabel draws to a reference and package them with their posterior means as a Fit.
 
     Parameters
@@ -82,6 +82,9 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         component-indexed sites. None leaves the order as drawn.
     relabel : bool
         False keeps the draws as they came (to show what relabelling does).
+    params : dict, optional
+        Exact posterior means (e.g. CAVI's closed form) to use instead of the draws' averages;
+        they must be in the reference's component order.
     **fields
         Other :class:`Fit` fields (converged, n_iter, options, losses, sample_stats, ...).
 
@@ -113,7 +116,8 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         draws, perms = relabel_draws(draws, ref, axes, signature=signature)
         n_relabelled = int((perms != np.arange(perms.shape[-1])).any(-1).sum())
     options.update(relabelled=bool(relabel and reference is not None), n_relabelled=n_relabelled)
-    params = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}
+    means = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}
+    params = means if params is None else {**means, **_as_numpy(params)}
     return Fit(engine=engine, model=model, params=params, n_features=x.shape[1], draws=draws,
                options=options, device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
                center=center, scale=scale, data=x.detach().cpu().numpy(), **fields)

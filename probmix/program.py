@@ -15,7 +15,7 @@ from pyro.infer import config_enumerate
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
-__all__ = ["global_sites", "enumerated_log_joint", "count_parameters"]
+__all__ = ["global_sites", "global_site_shapes", "enumerated_log_joint", "count_parameters"]
 
 
 def _in_data_plate(site) -> bool:
@@ -28,6 +28,12 @@ def global_sites(program, x: torch.Tensor) -> list[str]:
     return [name for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
             and not site_is_subsample(site) and not _in_data_plate(site)]
+
+
+def global_site_shapes(program, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Shape of one value of each global latent site, in program order."""
+    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
+    return {name: tuple(trace.nodes[name]["value"].shape) for name in global_sites(program, x)}
 
 
 def enumerated_log_joint(program, params: dict, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +72,7 @@ def unconstrained_size(support, shape: tuple[int, ...]) -> int:
     n = math.prod(shape)
     if support is constraints.simplex:
         return n - n // shape[-1]
-    if support in (constraints.positive_definite, constraints.lower_cholesky):
+    if isinstance(support, (type(constraints.positive_definite), type(constraints.lower_cholesky))):
         d = shape[-1]
         return n // (d * d) * d * (d + 1) // 2
     return n

@@ -14,9 +14,12 @@ between the draw's component signatures and the reference's,
 solved exactly by the Hungarian algorithm (scipy's ``linear_sum_assignment``),
 and apply σ_s to every component-indexed site of that draw. The signature of a
 component is its mean for a Gaussian mixture (any component-indexed sites,
-flattened, for other programs); ``spread`` is the per-coordinate standard
-deviation of the reference signatures (1 where that is 0), so no feature's
-units dominate. The reference is the MAP solution (MCMC) or the point estimate
+flattened, for other programs). ``spread`` puts every coordinate in units of
+its posterior standard deviation: it starts as the spread of the reference
+across components, and is then re-estimated from the relabelled draws (pooled
+within-component standard deviation) until the permutations stop changing (at
+most 4 passes), so a coordinate whose components differ by less than their
+posterior noise (e.g. nearly equal weights) cannot drown a well-separated one. The reference is the MAP solution (MCMC) or the point estimate
 (SVI). The loop runs over draws, never over data points.
 """
 
@@ -48,14 +51,21 @@ def permutations_to_reference(signatures: np.ndarray, reference: np.ndarray) -> 
     if reference.shape != (k, p):
         raise ValueError(f"reference must have shape ({k}, {p}); got {reference.shape}.")
     spread = reference.std(0) if k > 1 else np.ones(p)
-    spread = np.where(spread > 0, spread, 1.0)
-    sig = (signatures / spread).reshape(c * s, k, p)
-    ref = reference / spread
-    # cost[i, j, l]: distance from reference component j to the draw's component l
-    cost = ((ref[None, :, None, :] - sig[:, None, :, :]) ** 2).sum(-1)  # (C·S, K, K)
-    perms = np.empty((c * s, k), dtype=np.int64)
-    for i in range(c * s):
-        _, perms[i] = linear_sum_assignment(cost[i])
+    perms = None
+    for _ in range(4):
+        spread = np.where(spread > 0, spread, 1.0)
+        sig = (signatures / spread).reshape(c * s, k, p)
+        ref = reference / spread
+        # cost[i, j, l]: distance from reference component j to the draw's component l
+        cost = ((ref[None, :, None, :] - sig[:, None, :, :]) ** 2).sum(-1)  # (C·S, K, K)
+        new = np.empty((c * s, k), dtype=np.int64)
+        for i in range(c * s):
+            _, new[i] = linear_sum_assignment(cost[i])
+        if perms is not None and np.array_equal(new, perms):
+            break
+        perms = new
+        ordered = np.take_along_axis(signatures.reshape(c * s, k, p), perms[..., None], axis=1)
+        spread = np.sqrt(((ordered - ordered.mean(0)) ** 2).mean((0, 1)))  # (P,) pooled sd
     return perms.reshape(c, s, k)
 
 

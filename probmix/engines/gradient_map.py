@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
-from pyro.infer.autoguide.initialization import init_to_median, init_to_value
+from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
 
 from probmix._random import quiet_singular_samples, seeded
 from probmix._threads import threads_for
@@ -51,8 +51,9 @@ def _gmm_init_values(model: GaussianMixture, init, x, seed):
     return values
 
 
-def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1e-9,
-                     seed: int = 0, device=None, dtype=None, verbose: bool = False) -> Fit:
+def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,
+                     tol: float = 1e-9, seed: int = 0, device=None, dtype=None,
+                     verbose: bool = False) -> Fit:
     """MAP estimate of any mixture program by L-BFGS on TraceEnum_ELBO with an AutoDelta guide.
 
     Parameters
@@ -60,10 +61,15 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
     model : GaussianMixture or callable
         A Pyro mixture program ``program(x)`` (or a GaussianMixture, whose ``.program`` is used).
     x : array-like (N, D)
-    init : "em", "median" or dict
+    init : "em", "median", "sample" or dict
         Starting point of the global sites: the EM solution (GaussianMixture only; default),
-        the prior medians ("median"; the default for custom programs), or a dict of site values
-        (for a GaussianMixture: ``weights``, ``means``, ``covariances``).
+        the prior medians ("median"), prior draws ("sample"; the default for custom programs,
+        whose symmetric priors put every component's median at the same place, a saddle
+        point), or a dict of site values (for a GaussianMixture: ``weights``, ``means``,
+        ``covariances``).
+    n_init : int, optional
+        With ``init="sample"``: the number of prior draws to start from (seeds ``seed``,
+        ``seed + 1``, ...); the best optimum is kept. Default 5 for "sample", else 1.
     max_iter : int
         Number of L-BFGS outer steps (each up to 20 line-searched iterations).
     tol : float
@@ -80,16 +86,25 @@ def fit_gradient_map(model, x, *, init="em", max_iter: int = 200, tol: float = 1
     """
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     is_gmm = isinstance(model, GaussianMixture)
+    if init == "em" and not is_gmm:
+        init = "sample"
+    n_init = (5 if init == "sample" else 1) if n_init is None else check_int(n_init, "n_init",
+                                                                             minimum=1)
+    if n_init > 1:
+        fits = [fit_gradient_map(model, x, init=init, n_init=1, max_iter=max_iter, tol=tol,
+                                 seed=seed + r, device=device, dtype=dtype, verbose=verbose)
+                for r in range(n_init)]
+        return max(fits, key=lambda f: f.lower_bounds[-1])
     k = model.n_components if is_gmm else 1
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
     program = model.program if is_gmm else model
     if is_gmm:
         values = None if init == "median" else _gmm_init_values(model, init, x, seed)
     else:
-        init = "median" if init == "em" else init
-        values = None if init == "median" else {
+        values = None if init in ("median", "sample") else {
             name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
-    init_fn = init_to_median if values is None else init_to_value(values=values)
+    init_fn = init_to_value(values=values) if values is not None else (
+        init_to_sample if init == "sample" else init_to_median)
     with quiet_singular_samples():
         sites = global_sites(program, x)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)

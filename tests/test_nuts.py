@@ -1,0 +1,92 @@
+"""The NUTS engine: recovery, diagnostics, the generic path, and agreement with other engines."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import probmix
+from probmix.datasets import THREE_CLUSTERS, three_clusters
+from probmix.diagnostics import ConvergenceDiagnosticWarning
+
+
+@pytest.fixture(scope="module")
+def nuts_fit():
+    x, _ = three_clusters(100, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceDiagnosticWarning)
+        fit = probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", seed=0, num_samples=200,
+                          warmup=200, chains=2, progress=False)
+    return x, fit
+
+
+def test_draws_stats_and_shapes(nuts_fit):
+    x, fit = nuts_fit
+    assert fit.engine == "mcmc" and fit.options["kernel"] == "nuts"
+    assert fit.draws["means"].shape == (2, 200, 3, 2)
+    assert fit.draws["precisions"].shape == (2, 200, 3, 2, 2)
+    for name in ("diverging", "n_steps", "tree_depth", "step_size", "acceptance_rate"):
+        assert fit.sample_stats[name].shape == (2, 200)
+    assert 0.5 < fit.sample_stats["acceptance_rate"].mean() <= 1.0
+    assert fit.sample_stats["diverging"].sum() == 0
+
+
+def test_intervals_cover_the_truth(nuts_fit):
+    x, fit = nuts_fit
+    lo, hi = np.percentile(fit.draws["means"], [2.5, 97.5], axis=(0, 1))
+    order = [np.argmin(((fit.means - m) ** 2).sum(1)) for m in THREE_CLUSTERS["means"]]
+    assert np.all((lo[order] <= THREE_CLUSTERS["means"]) & (THREE_CLUSTERS["means"] <= hi[order]))
+
+
+def test_agrees_with_map_and_cavi(nuts_fit):
+    x, fit = nuts_fit
+    map_fit = probmix.fit(probmix.GaussianMixture(3), x, seed=0)
+    sd = fit.draws["means"].std(axis=(0, 1))
+    assert np.all(np.abs(fit.means - map_fit.means) < 3 * sd + 0.02)
+    cavi = probmix.fit(probmix.GaussianMixture(3), x, engine="svi", method="cavi", seed=0)
+    assert np.all(np.abs(fit.means - cavi.means) < 3 * sd)
+
+
+def test_arviz_has_every_group(nuts_fit):
+    x, fit = nuts_fit
+    tree = fit.to_arviz()
+    assert tree["posterior"]["means"].dims == ("chain", "draw", "component", "feature")
+    assert tree["log_likelihood"]["obs"].shape == (2, 200, len(x))
+    assert set(tree["sample_stats"].data_vars) >= {"diverging", "tree_depth", "step_size"}
+    table = fit.summary(var_names=["means"])
+    assert table["r_hat"].notna().all() and (table["ess_bulk"] > 50).all()
+
+
+def test_sequential_equals_parallel():
+    x, _ = three_clusters(30, seed=4)
+    model = probmix.GaussianMixture(2, covariance="diag")
+    kw = dict(engine="mcmc", seed=3, num_samples=30, warmup=30, chains=2, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = probmix.fit(model, x, chain_method="parallel", **kw)
+        b = probmix.fit(model, x, chain_method="sequential", **kw)
+    np.testing.assert_allclose(a.draws["means"], b.draws["means"], rtol=1e-12)
+    assert not np.array_equal(a.draws["means"][0], a.draws["means"][1])
+
+
+def test_divergences_warn_with_a_remedy(nuts_fit):
+    from probmix.diagnostics import check_convergence
+
+    x, fit = nuts_fit
+    stats = dict(fit.sample_stats, diverging=np.ones_like(fit.sample_stats["diverging"]))
+    bad = probmix.Fit(**{**fit.__dict__, "sample_stats": stats})
+    with pytest.warns(ConvergenceDiagnosticWarning, match="target_accept_prob"):
+        out = check_convergence(bad)
+    assert out["divergences"] == 400
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"kernel": "hmc"}, "kernel must be one of"),
+    ({"chains": 0}, "chains"),
+    ({"init": "kmeans"}, "init must be"),
+    ({"chain_method": "vectorized"}, "chain_method"),
+])
+def test_bad_options(kw, match):
+    x, _ = three_clusters(20, seed=0)
+    with pytest.raises(ValueError, match=match):
+        probmix.fit(probmix.GaussianMixture(2), x, engine="mcmc", progress=False, **kw)
