@@ -24,6 +24,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_em.py
+	$(BIN)/python benchmarks/bench_vi.py
+	$(BIN)/python benchmarks/bench_mcmc.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

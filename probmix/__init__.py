@@ -15,6 +15,7 @@ from probmix.kmeans import KMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
 from probmix.priors import Prior
 from probmix.result import Fit
+from probmix.selection import Selection, compare_models, select
 
 __version__ = "0.1.0"
 
@@ -29,10 +30,13 @@ __all__ = [
     "KMeans",
     "MeanShift",
     "Prior",
+    "Selection",
     "SphericalCovariance",
     "TiedCovariance",
     "as_data",
+    "compare_models",
     "estimate_bandwidth",
     "fit",
+    "select",
     "three_clusters",
 ]

@@ -90,3 +90,22 @@ def test_bad_options(kw, match):
     x, _ = three_clusters(20, seed=0)
     with pytest.raises(ValueError, match=match):
         probmix.fit(probmix.GaussianMixture(2), x, engine="mcmc", progress=False, **kw)
+
+
+def test_custom_program_generic_path():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_svi import one_d_mixture
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-3, 1, 60), rng.normal(3, 1, 60)])[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = probmix.fit(one_d_mixture, x, engine="mcmc", seed=0, num_samples=100, warmup=100,
+                          chains=2, progress=False)
+    assert fit.draws["locs"].shape == (2, 100, 2) and fit.draws["scale"].shape == (2, 100)
+    np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.5)
+    # relabelled to the MAP order: both chains agree on which component is which
+    np.testing.assert_allclose(fit.draws["locs"][0].mean(0), fit.draws["locs"][1].mean(0), atol=0.3)

@@ -46,7 +46,7 @@ def _counted(fn, counter: list):
     return wrapped
 
 
-def laplace_inverse_mass(potential, at: dict) -> torch.Tensor:
+def laplace_inverse_mass(potential, at: dict, *, dense: bool = False) -> torch.Tensor:
     """Posterior variances of the unconstrained parameters from the curvature at ``at``.
 
     The diagonal of the inverse Hessian of the potential (1 / diagonal of the Hessian
@@ -67,15 +67,20 @@ def laplace_inverse_mass(potential, at: dict) -> torch.Tensor:
     hess = 0.5 * (hess + hess.T)
     chol, info = torch.linalg.cholesky_ex(hess)
     if int(info) == 0:
-        var = torch.cholesky_inverse(chol).diagonal()
+        cov = torch.cholesky_inverse(chol)
+        if dense:
+            return cov.detach()
+        var = cov.diagonal()
     else:
         var = 1.0 / hess.diagonal().clamp_min(1e-8)
-    return var.clamp(1e-10, 1e4).detach()
+    var = var.clamp(1e-10, 1e4).detach()
+    return torch.diag(var) if dense else var
 
 
 def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int,
               target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-              inverse_mass: torch.Tensor | None = None, progress=None) -> dict:
+              inverse_mass: torch.Tensor | None = None, dense_mass: bool = False,
+              progress=None) -> dict:
     """Run one NUTS chain with Pyro's kernel driven step by step.
 
     Parameters
@@ -98,9 +103,9 @@ def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int
         ``diverging``, ``n_steps``, ``tree_depth``, ``step_size``, ``acceptance_rate`` (S,).
     """
     calls = [0]
-    kernel = NUTS(potential_fn=_counted(potential.fn, calls), transforms=potential.transforms,
+    kernel = NUTS(potential_fn=_counted(potential.fn, calls),
                   target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                  adapt_mass_matrix=True, full_mass=False)
+                  adapt_mass_matrix=True, full_mass=dense_mass)
     kept = {name: [] for name in potential.sites}
     stats = {"diverging": [], "n_steps": [], "tree_depth": [], "step_size": [],
              "acceptance_rate": []}
@@ -207,7 +212,8 @@ def _initial_points(potential, values: dict | None, program, x, chains: int, jit
 
 def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: int = 4,
              init="map", jitter: float = 0.1, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, chain_method: str = "parallel", relabel: bool = True,
+             max_tree_depth: int = 10, dense_mass: bool = False,
+             chain_method: str = "parallel", relabel: bool = True,
              seed: int = 0, device=None, dtype=None, progress: bool = True):
     """Posterior draws of a mixture program by NUTS with the assignment summed out.
 
@@ -226,6 +232,9 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     jitter : float
     target_accept_prob, max_tree_depth
         NUTS settings (raise target_accept_prob towards 0.95 when there are divergences).
+    dense_mass : bool
+        Adapt a dense mass matrix instead of a diagonal one (both start from the curvature
+        at the MAP).
     chain_method : {"parallel", "sequential"}
         Parallel worker processes (as many as CPU cores, one torch thread each) or one after
         the other in this process.
@@ -298,10 +307,10 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
                             jitter, seed)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(chains)]
     with torch.enable_grad():
-        inverse_mass = laplace_inverse_mass(potential, potential.unconstrain(start)) \
-            if init != "prior" else None
+        inverse_mass = laplace_inverse_mass(potential, potential.unconstrain(start),
+                                            dense=dense_mass) if init != "prior" else None
     kwargs = dict(num_samples=num_samples, warmup=warmup, target_accept_prob=target_accept_prob,
-                  max_tree_depth=max_tree_depth, inverse_mass=inverse_mass)
+                  max_tree_depth=max_tree_depth, inverse_mass=inverse_mass, dense_mass=dense_mass)
     workers = min(chains, os.cpu_count() or 1)
     bar = tqdm(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
                disable=not progress, leave=False)
@@ -330,6 +339,6 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
         options=dict(kernel="nuts", num_samples=num_samples, warmup=warmup, chains=chains,
                      init=init if isinstance(init, str) else "given", jitter=jitter,
                      target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                     chain_method=chain_method, seed=seed, seconds=seconds))
+                     dense_mass=dense_mass, chain_method=chain_method, seed=seed, seconds=seconds))
     check_convergence(fit, stacklevel=4)
     return fit

@@ -182,4 +182,5 @@ def program_potential(program, x: torch.Tensor, *, values: dict | None = None,
     _, fn, transforms, _ = initialize_model(program, model_args=(x,), max_plate_nesting=1,
                                             init_strategy=strategy, jit_compile=jit_compile,
                                             skip_jit_warnings=True)
-    return Potential(fn, dict(transforms), list(transforms))
+    # Pyro's transforms map constrained → unconstrained; a Potential keeps the other direction
+    return Potential(fn, {name: t.inv for name, t in transforms.items()}, list(transforms))
