@@ -17,7 +17,7 @@ import torch
 from pyro import poutine
 
 from probmix.gaussian_mixture import GaussianMixture
-from probmix.relabel import relabel_draws
+from probmix.relabel import relabel_assignments, relabel_draws
 from probmix.result import Fit
 
 __all__ = ["gmm_component_axes", "program_component_axes", "fit_from_draws"]
@@ -78,15 +78,18 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
     engine : {"svi", "mcmc"}
     reference : dict or None
         Site values whose component order the draws take (the MAP solution or the point
-        estimate): for a GaussianMixture ``{"means": (K, D)}``; for a program, values of its
-        component-indexed sites. None leaves the order as drawn.
+        estimate): for a GaussianMixture ``{"means": (K, D)}`` and optionally
+        ``"weights": (K,)`` (which weight the matching, so empty components cannot steal an
+        occupied label); for a program, values of its component-indexed sites. None leaves
+        the order as drawn.
     relabel : bool
         False keeps the draws as they came (to show what relabelling does).
     params : dict, optional
         Exact posterior means (e.g. CAVI's closed form) to use instead of the draws' averages;
         they must be in the reference's component order.
     **fields
-        Other :class:`Fit` fields (converged, n_iter, options, losses, sample_stats, ...).
+        Other :class:`Fit` fields (converged, n_iter, options, losses, sample_stats,
+        ``assignment_draws`` (C, S, N) in the draws' own labels, relabelled here too, ...).
 
     Returns
     -------
@@ -113,7 +116,13 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         names = [signature] if signature else list(axes)
         ref = np.concatenate([np.moveaxis(np.asarray(reference[n], dtype=np.float64), axes[n], 0)
                               .reshape(np.shape(reference[n])[axes[n]], -1) for n in names], -1)
-        draws, perms = relabel_draws(draws, ref, axes, signature=signature)
+        weights = reference.get("weights")
+        if weights is None and signature is None and "weights" in axes:
+            weights = reference["weights"]
+        draws, perms = relabel_draws(draws, ref, axes, signature=signature,
+                                     weights=None if weights is None else np.ravel(weights))
+        if fields.get("assignment_draws") is not None:
+            fields["assignment_draws"] = relabel_assignments(fields["assignment_draws"], perms)
         n_relabelled = int((perms != np.arange(perms.shape[-1])).any(-1).sum())
     options.update(relabelled=bool(relabel and reference is not None), n_relabelled=n_relabelled)
     means = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}

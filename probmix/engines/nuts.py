@@ -289,7 +289,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
 
             eps = torch.finfo(x.dtype).eps
             start["sticks"] = sticks_from_weights(map_values["weights"]).clamp(eps, 1 - eps)
-        reference = {"means": map_values["means"].cpu().numpy()}
+        reference = {"means": map_values["means"].cpu().numpy(),
+                     "weights": map_values["weights"].cpu().numpy()}
     else:
         from probmix.engines.gradient_map import fit_gradient_map
 

@@ -256,7 +256,10 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         if model.is_dirichlet_process:
             draws["weights"] = stick_breaking(draws.pop("sticks"))
         if median is not None:
-            reference = {"means": median["means"] * std.scale + std.center.cpu().numpy()}
+            w = median["weights"] if "weights" in median else stick_breaking(
+                torch.as_tensor(median["sticks"])).numpy()
+            reference = {"means": median["means"] * std.scale + std.center.cpu().numpy(),
+                         "weights": w}
         final_elbo += std.log_jacobian
         losses_arr = losses_arr - std.log_jacobian
     elif median is not None:
