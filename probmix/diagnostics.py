@@ -95,7 +95,7 @@ def to_arviz(fit, *, log_likelihood: bool = True):
     return tree
 
 
-def summary(fit, *, var_names=None, ci_prob: float = 0.94):
+def summary(fit, *, var_names=None, ci_prob: float = 0.94, round_to: int | None = 2):
     """ArviZ summary table (mean, sd, HDI, MCSE, ESS, r_hat) of a fit's draws.
 
     Parameters
@@ -105,6 +105,8 @@ def summary(fit, *, var_names=None, ci_prob: float = 0.94):
         Sites to include (default: all).
     ci_prob : float
         Probability mass of the credible interval (highest density).
+    round_to : int or None
+        Decimals shown (None: unrounded, for computing with the table).
 
     Returns
     -------
@@ -118,7 +120,8 @@ def summary(fit, *, var_names=None, ci_prob: float = 0.94):
     with warnings.catch_warnings():
         # one chain (SVI): r_hat is undefined and arviz says so per variable
         warnings.filterwarnings("ignore", message=".*chain.*")
-        return arviz_stats.summary(tree, var_names=var_names, ci_prob=ci_prob, ci_kind="hdi")
+        return arviz_stats.summary(tree, var_names=var_names, ci_prob=ci_prob, ci_kind="hdi",
+                                   round_to=round_to)
 
 
 def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float = 1.01,

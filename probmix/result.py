@@ -248,11 +248,11 @@ class Fit:
 
         return to_arviz(self, log_likelihood=log_likelihood)
 
-    def summary(self, *, var_names=None, ci_prob: float = 0.94):
+    def summary(self, *, var_names=None, ci_prob: float = 0.94, round_to: int | None = 2):
         """ArviZ summary table: mean, sd, HDI, MCSE, ESS and r_hat per parameter (pandas)."""
         from probmix.diagnostics import summary
 
-        return summary(self, var_names=var_names, ci_prob=ci_prob)
+        return summary(self, var_names=var_names, ci_prob=ci_prob, round_to=round_to)
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, precision: int = 3) -> str:
