@@ -28,6 +28,7 @@ is one matrix product and the M-step's sufficient statistics are respᵀ Φ(x).
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
@@ -68,6 +69,14 @@ def _cholesky_precision(cov: torch.Tensor):
     eye = _eye_like(cov.shape[-1], cov).expand_as(chol)
     inv_lower = torch.linalg.solve_triangular(chol, eye, upper=False)
     return inv_lower.transpose(-1, -2), ok
+
+
+@functools.lru_cache(maxsize=64)
+def _vech_layout(d: int, dtype: torch.dtype, device: str):
+    """Upper-triangle indices of a D×D matrix and the factors -1/2 (diagonal), -1 (off)."""
+    rows, cols = torch.triu_indices(d, d, device=device)
+    factor = torch.where(rows == cols, -0.5, -1.0).to(dtype)
+    return rows, cols, factor
 
 
 def _unvech(vech: torch.Tensor, d: int) -> torch.Tensor:
@@ -285,10 +294,8 @@ class _MatrixFamily(CovarianceFamily):
         return out
 
     def _vech_weights(self, prec):
-        d = prec.shape[-1]
-        iu = torch.triu_indices(d, d, device=prec.device)
-        w = -prec[..., iu[0], iu[1]]  # off-diagonal terms appear twice in xᵀΛx
-        return torch.where(iu[0] == iu[1], 0.5 * w, w)
+        rows, cols, factor = _vech_layout(prec.shape[-1], prec.dtype, str(prec.device))
+        return prec[..., rows, cols] * factor  # off-diagonal terms appear twice in xᵀΛx
 
     def outer(self, v):
         return v[..., :, None] * v[..., None, :]
