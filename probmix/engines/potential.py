@@ -20,6 +20,7 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import biject_to
 
+from probmix.covariance import FullCovariance
 from probmix.engines import em_steps
 from probmix.gaussian_mixture import GaussianMixture, stick_breaking
 
@@ -132,6 +133,13 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
             b = base.rate.expand(family.cov_shape(k, d))
             const += (a * torch.log(b) - torch.lgamma(a)).sum()
     const += math.log(2.0) * d * (1 if family.tied else k) if matrix else 0.0
+    if isinstance(family, FullCovariance) and not dp and prior is not None:
+        from probmix.engines.potential_full import full_potential_fn
+
+        fast = full_potential_fn(transform=transforms["weights"], alpha=alpha, prior=prior,
+                                 blocks=blocks, place=place, on_diag=on_diag,
+                                 diag_weight=diag_weight, const=const)
+        return Potential(fast, transforms, sites)
 
     def fn(params: dict) -> torch.Tensor:
         u_w, u_p, means = params[weight_site], params["precisions"], params["means"]
