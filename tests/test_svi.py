@@ -147,3 +147,22 @@ def test_bad_options(kw, match):
     x, _ = three_clusters(20, seed=0)
     with pytest.raises(ValueError, match=match):
         probmix.fit(MODEL, x, engine="svi", progress=False, **kw)
+
+
+def test_user_guide():
+    from pyro import poutine
+    from pyro.infer.autoguide import AutoDiagonalNormal
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(-3, 1, 100), rng.normal(3, 1, 100)])[:, None]
+    from pyro.infer.autoguide.initialization import init_to_value
+
+    start = init_to_value(values={"locs": torch.tensor([-1.0, 1.0], dtype=torch.float64)})
+    guide = AutoDiagonalNormal(poutine.block(one_d_mixture, hide=["z", "obs"]),
+                               init_loc_fn=start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        fit = probmix.fit(one_d_mixture, x, engine="svi", guide=guide, init="prior", seed=0,
+                          steps=800, lr=0.05, progress=False)
+    assert fit.options["guide"] == "AutoDiagonalNormal"
+    np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.4)

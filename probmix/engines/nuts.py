@@ -218,7 +218,7 @@ def _initial_points(potential, values: dict | None, program, x, chains: int, jit
 
 def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: int = 4,
              init="map", jitter: float = 0.1, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, dense_mass: bool = False,
+             max_tree_depth: int = 10, dense_mass: bool = False, jit_compile: bool = False,
              chain_method: str = "parallel", relabel: bool = True,
              seed: int = 0, device=None, dtype=None, progress: bool = True):
     """Posterior draws of a mixture program by NUTS with the assignment summed out.
@@ -241,6 +241,9 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     dense_mass : bool
         Adapt a dense mass matrix instead of a diagonal one (both start from the curvature
         at the MAP).
+    jit_compile : bool
+        Custom programs only: trace Pyro's potential with the PyTorch JIT (a GaussianMixture
+        has a hand-written potential and ignores it).
     chain_method : {"parallel", "sequential"}
         Parallel worker processes (as many as CPU cores, one torch thread each) or one after
         the other in this process.
@@ -308,7 +311,7 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
                 warnings.simplefilter("ignore")
                 start = {n: torch.as_tensor(v, dtype=x.dtype, device=x.device)
                          for n, v in fit_gradient_map(model, x, seed=seed).params.items()}
-        potential = program_potential(model, x, values=start)
+        potential = program_potential(model, x, values=start, jit_compile=jit_compile)
         reference = {n: v.cpu().numpy() for n, v in start.items()}
     inits = _initial_points(potential, None if init == "prior" else start, program, xs, chains,
                             jitter, seed)
@@ -346,6 +349,6 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
         options=dict(kernel="nuts", num_samples=num_samples, warmup=warmup, chains=chains,
                      init=init if isinstance(init, str) else "given", jitter=jitter,
                      target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                     dense_mass=dense_mass, chain_method=chain_method, seed=seed, seconds=seconds))
+                     dense_mass=dense_mass, jit_compile=jit_compile, chain_method=chain_method, seed=seed, seconds=seconds))
     check_convergence(fit, stacklevel=4)
     return fit
