@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from probmix._threads import threads_for
 from probmix.gaussian_mixture import GaussianMixture
 from probmix.result import Fit
 
@@ -68,6 +71,11 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     Returns
     -------
     Fit
+
+    Notes
+    -----
+    Small problems (N · D · K below two million values) run with one torch thread: on few
+    cores two threads fight over the many small operations and run several times slower.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
@@ -77,4 +85,17 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     else:
         default = {"map": "em" if is_gmm else "gradient", "svi": "stochastic"}[engine]
         method = options.pop("method", default)
-    return _engine_function(model, engine, method)(model, x, **options)
+    run = _engine_function(model, engine, method)
+    with threads_for(_size(x) * getattr(model, "n_components", 1)):
+        return run(model, x, **options)
+
+
+def _size(x) -> int:
+    """N · D of an array-like without converting it (0 when it has no shape)."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        try:
+            shape = (len(x), len(x[0]))
+        except (TypeError, IndexError, KeyError):
+            return 0
+    return int(np.prod(shape))

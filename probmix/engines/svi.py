@@ -181,6 +181,8 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
     num_draws = check_int(num_draws, "num_draws", minimum=1)
     lr = check_float(lr, "lr", minimum=0.0)
     lr_decay = check_float(lr_decay, "lr_decay", minimum=0.0)
+    if lr == 0 or lr_decay == 0:
+        raise ValueError(f"lr and lr_decay must be > 0; got lr={lr!r}, lr_decay={lr_decay!r}.")
     init_scale = check_float(init_scale, "init_scale", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)
     window = max(50, steps // 20) if window is None else check_int(window, "window", minimum=1)
