@@ -60,3 +60,23 @@ def test_transforms_round_trip():
     rows, cols = torch.tril_indices(3, 3)
     jac = torch.autograd.functional.jacobian(lambda u: t(u)[rows, cols], v[0])
     assert float(torch.logdet(jac)) == pytest.approx(float(t.log_abs_det_jacobian(v[0], lam[0])))
+
+
+def test_jit_traced_program_potential_equals_the_plain_one():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_svi import one_d_mixture
+
+    x = torch.linspace(-4, 4, 50, dtype=torch.float64)[:, None]
+    values = {"weights": torch.tensor([0.3, 0.7], dtype=torch.float64),
+              "scale": torch.tensor(1.2, dtype=torch.float64),
+              "locs": torch.tensor([-2.0, 2.0], dtype=torch.float64)}
+    plain = program_potential(one_d_mixture, x, values=values)
+    traced = program_potential(one_d_mixture, x, values=values, jit_compile=True)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        u = {n: v + 0.3 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
+             for n, v in plain.unconstrain(values).items()}
+        assert float(traced.fn(u)) == pytest.approx(float(plain.fn(u)), rel=1e-12)
