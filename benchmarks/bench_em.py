@@ -55,6 +55,8 @@ import torch
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from _report import write_table
 from threadpoolctl import threadpool_limits
 
 from probmix.exceptions import ConvergenceWarning
@@ -187,15 +189,7 @@ def main():
             rows.append(row)
             print("  ".join(f"{c:>17}" for c in row), flush=True)
 
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
-    path = os.path.join(os.path.dirname(__file__), "results", "bench_em.md")
-    with open(path, "w") as f:
-        f.write(f"# EM per iteration: probmix vs scikit-learn\n\n{head}\n\n")
-        f.write("| " + " | ".join(columns) + " |\n")
-        f.write("|" + "---|" * len(columns) + "\n")
-        for row in rows:
-            f.write("| " + " | ".join(row) + " |\n")
-    print(f"wrote {path}")
+    write_table("bench_em", "EM per iteration: probmix vs scikit-learn", head, columns, rows)
 
 
 if __name__ == "__main__":
