@@ -58,8 +58,12 @@ def _demo(args) -> int:
         (out / "posterior_means.json").write_text(json.dumps(
             {name: {"mean": f.means.tolist(), "sd": f.draws["means"].std(axis=(0, 1)).tolist(),
                     "weights": f.weights.tolist()} for name, f in posteriors.items()}, indent=2))
-        print(f"\nwrote {out / 'map_parameters.json'}, {out / 'posterior_means.json'} and "
-              f"{out / 'labels.csv'}")
+        from probmix import plot
+
+        plot.compare({"MAP": fit, **posteriors}, x).savefig(out / "compare.png", dpi=100)
+        plot.guessed_vs_true(fit, x, source).savefig(out / "guessed_vs_true.png", dpi=100)
+        print(f"\nwrote {out / 'map_parameters.json'}, {out / 'posterior_means.json'}, "
+              f"{out / 'labels.csv'}, {out / 'compare.png'} and {out / 'guessed_vs_true.png'}")
     return 0
 
 
