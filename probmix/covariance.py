@@ -424,7 +424,9 @@ class TiedCovariance(_MatrixFamily):
 class DiagCovariance(CovarianceFamily):
     """Each component has its own diagonal covariance; Normal-Gamma prior per feature.
 
-    precision_kd ~ Gamma(dof / 2, scale_dd / 2), the marginal of the Wishart's diagonal.
+    precision_kd ~ Gamma(dof / 2, scale_dd / 2): independent per feature, with the shape and rate
+    the full family's Wishart(dof, scale⁻¹) would give a diagonal precision when scale is
+    diagonal (for a non-diagonal scale it is a choice, not the Wishart's marginal).
     """
 
     name = "diag"
