@@ -109,3 +109,18 @@ def test_custom_program_generic_path():
     np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.5)
     # relabelled to the MAP order: both chains agree on which component is which
     np.testing.assert_allclose(fit.draws["locs"][0].mean(0), fit.draws["locs"][1].mean(0), atol=0.3)
+
+
+def test_dirichlet_process_with_sparse_concentration():
+    """The chains start at EM run with the concentration raised to 1 (no MAP below 1)."""
+    x, _ = three_clusters(60, seed=0)
+    model = probmix.GaussianMixture(5, covariance="diag", weights_prior="dirichlet_process",
+                                    prior=probmix.Prior(weight_concentration=0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=150, warmup=150,
+                          chains=2, progress=False)
+        svi = probmix.fit(model, x, engine="svi", seed=0, steps=300, progress=False)
+    for f in (fit, svi):
+        assert "sticks" not in f.draws and f.draws["weights"].shape[-1] == 5
+        assert np.sort(f.weights)[-3:].sum() > 0.9

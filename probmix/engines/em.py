@@ -10,8 +10,11 @@ tensor computation; a restart that has converged is frozen.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
+
+import numpy as np
 
 import torch
 from tqdm.auto import tqdm
@@ -23,9 +26,10 @@ from probmix.data import as_data, as_sample_weight
 from probmix.engines import em_steps
 from probmix.exceptions import ConvergenceWarning
 from probmix.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.priors import Prior
 from probmix.result import Fit
 
-__all__ = ["fit_em", "INITS"]
+__all__ = ["fit_em_start", "fit_em", "INITS"]
 
 INITS = ("kmeans", "kmeans++", "random", "random_from_data")
 
@@ -301,3 +305,21 @@ def fit_em(
         device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
         center=data.shift.cpu().numpy(), scale=data.scale,
     )
+
+
+def fit_em_start(model: GaussianMixture, x, *, seed: int = 0) -> Fit:
+    """The MAP solution as a *starting point* (and component order) for the posterior engines.
+
+    A weight concentration below 1 has no MAP weights, so EM then runs with it raised to 1;
+    an unconverged EM is still a good start, so its ConvergenceWarning is silenced.
+    """
+    prior = model.prior
+    if isinstance(prior, Prior) and prior.weight_concentration is not None and \
+            float(np.min(prior.weight_concentration)) < 1:
+        raised = np.maximum(np.asarray(prior.weight_concentration, dtype=np.float64), 1.0)
+        model = GaussianMixture(model.n_components, covariance=model.family,
+                                prior=dataclasses.replace(prior, weight_concentration=raised),
+                                weights_prior=model.weights_prior)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_em(model, x, seed=seed)

@@ -44,9 +44,7 @@ data standardised as in EM (:class:`~probmix.engines.em_steps.PreparedData`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -56,11 +54,12 @@ from probmix._random import generator
 from probmix._validation import check_int
 from probmix.data import as_data
 from probmix.diagnostics import check_convergence
+from probmix.engines.em import fit_em_start
 from probmix.engines.em_steps import PreparedData
-from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
+from probmix.exceptions import DegenerateCovarianceError
 from probmix.gaussian_mixture import GaussianMixture, MixtureParams, as_params
 from probmix.posterior import fit_from_draws
-from probmix.priors import Prior, ResolvedPrior
+from probmix.priors import ResolvedPrior
 from probmix.result import Fit
 
 __all__ = ["fit_gibbs", "INITS", "log_standard_gamma", "wishart_precision_cholesky"]
@@ -336,26 +335,6 @@ def _sample_assignments(data: PreparedData, w: torch.Tensor, gen, work: _Workspa
 
 # --- initial states -------------------------------------------------------------------------
 
-def _map_fit(model: GaussianMixture, x: torch.Tensor, seed: int) -> Fit:
-    """The MAP solution (EM), the start of init="map" and the relabelling reference.
-
-    A weight concentration below 1 has no MAP weights, so EM then runs with it raised to 1:
-    the result only serves as a starting point and a component order.
-    """
-    from probmix.engines.em import fit_em
-
-    prior = model.prior
-    if isinstance(prior, Prior) and prior.weight_concentration is not None and \
-            float(np.min(prior.weight_concentration)) < 1:
-        raised = np.maximum(np.asarray(prior.weight_concentration, dtype=np.float64), 1.0)
-        model = GaussianMixture(model.n_components, covariance=model.family,
-                                prior=dataclasses.replace(prior, weight_concentration=raised),
-                                weights_prior=model.weights_prior)
-    with warnings.catch_warnings():  # an unconverged MAP is still a good start
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_em(model, x, seed=seed)
-
-
 def _given_state(params, model, data: PreparedData, chains: int, name="init"):
     """Validated initial parameters -> (log π, μ, U) per chain in standardised units."""
     k, family = model.n_components, model.family
@@ -483,7 +462,7 @@ def fit_gibbs(
                                   ("alpha", "mean_loc", "mean_precision", "dof", "scale")})
     block = _BLOCKS[family.name]
     gen = generator(seed, x.device)
-    map_fit = _map_fit(model, x, seed)  # start of init="map" and the relabelling reference
+    map_fit = fit_em_start(model, x, seed=seed)  # start of init="map", relabelling reference
     if init == "prior":  # the conditional given no data is the prior
         empty = torch.zeros(chains, k, data.n_phi, dtype=_PARAM_DTYPE, device=x.device)
         log_w, means, prec_chol = _sample_parameters(family, block, empty, prior_s, gen)

@@ -28,27 +28,58 @@ from probmix.gaussian_mixture import GaussianMixture, as_params
 from probmix.program import count_parameters, global_sites
 from probmix.result import Fit
 
-__all__ = ["fit_gradient_map"]
+__all__ = ["fit_gradient_map", "map_start"]
 
 
-def _gmm_init_values(model: GaussianMixture, init, x, seed):
-    """Initial site values for a GaussianMixture: from EM (default) or given parameters."""
+def _gmm_init_values(model: GaussianMixture, init, x, seed, *, lenient: bool = False):
+    """Site values of a GaussianMixture from EM (``init="em"``) or given parameters.
+
+    ``weights`` is always included (``sticks`` too for a Dirichlet-process prior).
+    ``lenient``: EM as a mere starting point (:func:`~probmix.engines.em.fit_em_start`).
+    """
     if isinstance(init, str) and init == "em":
-        from probmix.engines.em import fit_em
+        from probmix.engines.em import fit_em, fit_em_start
 
-        init = fit_em(model, x, seed=seed).params
+        init = (fit_em_start(model, x, seed=seed) if lenient else fit_em(model, x, seed=seed)).params
     p = as_params(init, model.family, n_components=model.n_components, n_features=x.shape[1],
                   dtype=x.dtype, device=x.device)
     prec_chol, _ = model.family.precision_cholesky(p.covariances)
-    values = {"means": p.means, "precisions": model.family.precision_from_cholesky(prec_chol)}
+    values = {"weights": p.weights, "means": p.means,
+              "precisions": model.family.precision_from_cholesky(prec_chol)}
     if model.is_dirichlet_process:
         from probmix.engines.em_steps import sticks_from_weights
 
         tiny = torch.finfo(p.weights.dtype).eps
         values["sticks"] = sticks_from_weights(p.weights).clamp(tiny, 1 - tiny)
-    else:
-        values["weights"] = p.weights
     return values
+
+
+def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
+    """Where SVI and NUTS start, and the component order they relabel to.
+
+    Parameters
+    ----------
+    model : GaussianMixture or callable
+    x : Tensor (N, D)
+    init : str or dict
+        A dict gives the values (for a GaussianMixture: ``weights``, ``means``,
+        ``covariances``); any string means the MAP solution: EM for a GaussianMixture (run
+        as a starting point, see :func:`~probmix.engines.em.fit_em_start`), gradient MAP
+        for a custom program.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Site values in the units of ``x``; a GaussianMixture's always include ``weights``.
+    """
+    if isinstance(model, GaussianMixture):
+        return _gmm_init_values(model, "em" if isinstance(init, str) else init, x, seed,
+                                lenient=True)
+    if isinstance(init, str):
+        with warnings.catch_warnings():  # an unconverged MAP is still a good start
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            init = fit_gradient_map(model, x, seed=seed).params
+    return {name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
 
 
 def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,

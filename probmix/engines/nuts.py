@@ -31,6 +31,7 @@ from pyro.infer.mcmc import NUTS
 from probmix._random import quiet_singular_samples, seeded
 from probmix._validation import check_float, check_int
 from probmix.data import as_data
+from probmix.engines.gradient_map import map_start
 from probmix.engines.standardize import Standardizer
 from probmix.gaussian_mixture import GaussianMixture, stick_breaking
 
@@ -305,34 +306,18 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
 
     # the MAP solution: the start of the chains and the reference order for relabelling
+    map_values = map_start(model, x, init, seed)
     if is_gmm:
-        from probmix.engines.gradient_map import _gmm_init_values
-
-        map_values = _gmm_init_values(model, "em" if isinstance(init, str) else init, x, seed)
         std = Standardizer(x)
         program = model.program_for(x, shift=std.center, scale=std.scale)
         prior = model.resolve_prior(x)
         prior = None if prior is None else prior.affine(std.center, std.scale)
         potential = gmm_potential(model, std.x, prior)
         xs, start = std.x, std.to_standard(map_values)
-        if model.is_dirichlet_process:
-            from probmix.engines.em_steps import sticks_from_weights
-
-            eps = torch.finfo(x.dtype).eps
-            start["sticks"] = sticks_from_weights(map_values["weights"]).clamp(eps, 1 - eps)
         reference = {"means": map_values["means"].cpu().numpy(),
                      "weights": map_values["weights"].cpu().numpy()}
     else:
-        from probmix.engines.gradient_map import fit_gradient_map
-
-        program, xs = model, x
-        if isinstance(init, dict):
-            start = {n: torch.as_tensor(v, dtype=x.dtype, device=x.device) for n, v in init.items()}
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                start = {n: torch.as_tensor(v, dtype=x.dtype, device=x.device)
-                         for n, v in fit_gradient_map(model, x, seed=seed).params.items()}
+        program, xs, start = model, x, map_values
         potential = _program_potential(model, x, start, jit_compile)
         reference = {n: v.cpu().numpy() for n, v in start.items()}
     inits = _initial_points(potential, None if init == "prior" else start, program, xs, chains,

@@ -42,6 +42,7 @@ from probmix._validation import check_float, check_int
 from probmix.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.gaussian_mixture import GaussianMixture, stick_breaking
+from probmix.engines.gradient_map import map_start
 from probmix.engines.standardize import Standardizer
 from probmix.program import global_site_shapes
 from probmix.result import Fit
@@ -65,23 +66,6 @@ class ScaleDataPlate(pyro.poutine.messenger.Messenger):
     def _process_message(self, msg):
         if any(frame.name == "data" for frame in msg["cond_indep_stack"]):
             msg["scale"] = self.factor * msg["scale"]
-
-
-def _init_values(model, x, init, seed) -> dict | None:
-    """Site values the guide starts at: the MAP solution (default), given values, or None."""
-    if isinstance(init, str) and init == "prior":
-        return None
-    if isinstance(model, GaussianMixture):
-        from probmix.engines.gradient_map import _gmm_init_values
-
-        return _gmm_init_values(model, "em" if isinstance(init, str) else init, x, seed)
-    if isinstance(init, str):  # "map": gradient MAP of the program
-        from probmix.engines.gradient_map import fit_gradient_map
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            init = fit_gradient_map(model, x, seed=seed).params
-    return {name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
 
 
 def _make_guide(guide, program, sites, values, init_scale):
@@ -194,7 +178,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         batch_size = min(check_int(batch_size, "batch_size", minimum=1), n)
     if isinstance(init, str) and init not in ("map", "prior"):
         raise ValueError(f"init must be 'map', 'prior' or a dict of site values; got {init!r}.")
-    values = _init_values(model, x, init, seed)
+    values = None if init == "prior" else map_start(model, x, init, seed)
     x_orig, std = x, None
     if is_gmm:  # work in standardised units: Adam's step size is then unit-free
         std = Standardizer(x)
