@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from pyro import poutine
 
+from probmix.engines.standardize import data_scale
 from probmix.gaussian_mixture import GaussianMixture
 from probmix.relabel import relabel_assignments, relabel_draws
 from probmix.result import Fit
@@ -105,7 +106,8 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         draws["covariances"] = family.covariance_from_precision(prec).numpy()
         axes = gmm_component_axes(model)
         signature = "means"
-        center, scale = x.mean(0).cpu().numpy(), _data_scale(x)
+        center = x.mean(0)
+        center, scale = center.cpu().numpy(), data_scale(x, center)
     else:
         sites = options.setdefault("sites", list(draws))
         axes = program_component_axes(model, x, sites)
@@ -130,8 +132,3 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
     return Fit(engine=engine, model=model, params=params, n_features=x.shape[1], draws=draws,
                options=options, device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
                center=center, scale=scale, data=x.detach().cpu().numpy(), **fields)
-
-
-def _data_scale(x: torch.Tensor) -> float:
-    var = float(((x - x.mean(0)) ** 2).mean())
-    return var**0.5 if var > 0 else 1.0

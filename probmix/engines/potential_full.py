@@ -27,11 +27,10 @@ The tests check value and gradient against the autograd potential.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from probmix.covariance import _unvech
+from probmix.covariance import FullCovariance, _unvech
+from probmix.engines.potential import _natural_weights
 
 __all__ = ["full_potential_fn"]
 
@@ -62,13 +61,11 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
     nu, psi, beta, m0 = prior.dof, prior.scale, prior.mean_precision, prior.mean_loc
     k = alpha.shape[0]
     d = m0.shape[0]
-    log_2pi = math.log(2 * math.pi)
     not_last = torch.ones_like(alpha)
     not_last[-1] = 0.0  # [k < K-1]
     offset_log = torch.log(torch.arange(k - 1, 0, -1, dtype=alpha.dtype, device=alpha.device))
     jac_diag = _expand(diag_weight, on_diag)  # (M,)
-    iu = torch.triu_indices(d, d, device=alpha.device)
-    quad_factor = torch.where(iu[0] == iu[1], -0.5, -1.0).to(alpha)  # xᵀΛx in vech features
+    family = FullCovariance()
 
     def compute(u_w, u_p, means):
         weights = transform(u_w)  # (K,)
@@ -79,10 +76,7 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
         prec = chol @ chol.transpose(-1, -2)  # (K, D, D)
         log_det = 2.0 * u_diag.sum(-1)  # (K,)
         delta = means - m0  # (K, D)
-        lin = (prec @ means[..., None])[..., 0]  # (K, D) Λ μ
-        quad = prec[:, iu[0], iu[1]] * quad_factor
-        bias = log_w + 0.5 * log_det - 0.5 * d * log_2pi - 0.5 * (lin * means).sum(-1)
-        w = torch.cat([bias[:, None], lin, quad], -1)  # (K, F)
+        w = _natural_weights(family, weights, means, prec, log_det)  # (K, F)
         data, stats = 0.0, 0.0
         for phi in blocks:
             logp = w @ phi  # (K, n)

@@ -16,7 +16,13 @@ import math
 
 import torch
 
-__all__ = ["Standardizer"]
+__all__ = ["Standardizer", "data_scale"]
+
+
+def data_scale(x: torch.Tensor, center: torch.Tensor) -> float:
+    """The root mean per-feature variance of ``x`` about ``center`` (1 when it is 0 or not finite)."""
+    var = float(((x - center) ** 2).mean())
+    return math.sqrt(var) if var > 0 and math.isfinite(var) else 1.0
 
 
 class Standardizer:
@@ -36,8 +42,7 @@ class Standardizer:
 
     def __init__(self, x: torch.Tensor):
         self.center = x.mean(0)
-        var = float(((x - self.center) ** 2).mean())
-        self.scale = math.sqrt(var) if var > 0 and math.isfinite(var) else 1.0
+        self.scale = data_scale(x, self.center)
         self.x = (x - self.center) / self.scale
         self.n, self.d = x.shape
 
