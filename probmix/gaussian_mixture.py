@@ -218,14 +218,22 @@ class GaussianMixture:
         return self.family.name
 
     def resolve_prior(self, x: torch.Tensor | None = None, *, n_features: int | None = None,
-                      sample_weight=None, dtype=torch.float64, device=None) -> ResolvedPrior | None:
-        """The prior with every field a tensor, scaled to ``x`` when given; None when flat."""
+                      sample_weight=None, dtype=torch.float64, device=None,
+                      moments=None) -> ResolvedPrior | None:
+        """The prior with every field a tensor, scaled to ``x`` when given; None when flat.
+
+        ``moments`` = (mean (D,), unbiased covariance (D, D)) replaces ``x`` when the data are
+        not in memory.
+        """
         d = x.shape[1] if x is not None else n_features
         if x is not None:
             dtype, device = x.dtype, x.device
+        elif moments is not None:
+            d = moments[0].shape[0]
+            dtype, device = moments[0].dtype, moments[0].device
         return resolve_prior(self.prior, n_components=self.n_components, n_features=d, x=x,
                              sample_weight=sample_weight, dtype=dtype, device=device,
-                             stick_breaking=self.is_dirichlet_process)
+                             stick_breaking=self.is_dirichlet_process, moments=moments)
 
     def n_parameters(self, n_features: int) -> int:
         """Number of free parameters (weights, means, covariances) in D = n_features dimensions."""

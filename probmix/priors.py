@@ -68,23 +68,27 @@ class ResolvedPrior(NamedTuple):
                              scale=self.scale / scale**2)
 
 
-def _data_moments(x: torch.Tensor | None, d: int, sample_weight=None):
-    if x is None:  # no data to scale to: the standardised default
+def _data_moments(x: torch.Tensor | None, d: int, sample_weight=None, moments=None):
+    if moments is not None:  # (mean, unbiased covariance) computed elsewhere (streaming fits)
+        mean, cov = moments
+    elif x is None:  # no data to scale to: the standardised default
         return torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64)
-    w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if sample_weight is None \
-        else sample_weight
-    total = w.sum()
-    mean = (w @ x) / total
-    xc = x - mean
-    denom = (total - 1.0).clamp_min(1.0)  # unbiased like np.cov; one row gives 0 / 1
-    cov = (xc * w[:, None]).T @ xc / denom
+    else:
+        w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device) if sample_weight is None \
+            else sample_weight
+        total = w.sum()
+        mean = (w @ x) / total
+        xc = x - mean
+        denom = (total - 1.0).clamp_min(1.0)  # unbiased like np.cov; one row gives 0 / 1
+        cov = (xc * w[:, None]).T @ xc / denom
     # Ψ₀ must be positive definite: a constant feature gets the mean variance of the
     # others, and a relative ridge of 1e-9 covers exactly collinear features.
     var = torch.diagonal(cov)
     positive = var > 0
-    fill = var[positive].mean() if bool(positive.any()) else torch.ones((), dtype=x.dtype)
+    fill = var[positive].mean() if bool(positive.any()) else torch.ones((), dtype=cov.dtype)
     cov = cov + torch.diag(torch.where(positive, torch.zeros_like(var), fill))
-    cov = cov + 1e-9 * torch.diagonal(cov).mean() * torch.eye(d, dtype=x.dtype, device=x.device)
+    cov = cov + 1e-9 * torch.diagonal(cov).mean() * torch.eye(d, dtype=cov.dtype,
+                                                               device=cov.device)
     return mean, cov
 
 
@@ -98,6 +102,7 @@ def resolve_prior(
     device=None,
     dtype=torch.float64,
     stick_breaking: bool = False,
+    moments: tuple | None = None,
 ) -> ResolvedPrior | None:
     """Fill a :class:`Prior` from the data; ``"flat"`` gives ``None`` (no prior).
 
@@ -109,6 +114,9 @@ def resolve_prior(
         Data the default prior is scaled to; without it, mean 0 and scale I.
     stick_breaking : bool
         The weights have the truncated Dirichlet-process prior (``alpha`` then holds γ K times).
+    moments : (Tensor (D,), Tensor (D, D)), optional
+        The data's mean and unbiased covariance, when ``x`` is not in memory (streaming and
+        distributed fits); used instead of ``x``.
     """
     if isinstance(prior, str):
         if prior == "flat":
@@ -125,7 +133,9 @@ def resolve_prior(
     K, D = n_components, n_features
     device = x.device if (device is None and x is not None) else (device or "cpu")
     opts = dict(device=device, dtype=dtype)
-    data_mean, data_cov = _data_moments(x, D, sample_weight)
+    if moments is not None and device is None:
+        device = moments[0].device
+    data_mean, data_cov = _data_moments(x, D, sample_weight, moments)
 
     alpha = torch.as_tensor(1.0 if prior.weight_concentration is None
                             else prior.weight_concentration, **opts)

@@ -23,7 +23,10 @@ from probmix._random import generator
 from probmix._validation import check_float, check_int
 from probmix.covariance import raise_if_degenerate
 from probmix.data import as_data, as_sample_weight
+from probmix.distributed import reducer_for
 from probmix.engines import em_steps
+from probmix.engines.em_streaming import StreamedData, scan
+from probmix.sources import as_source, is_source
 from probmix.exceptions import ConvergenceWarning
 from probmix.gaussian_mixture import GaussianMixture, MixtureParams, as_params
 from probmix.priors import Prior
@@ -73,35 +76,47 @@ def _random_from_data(data, k, n_init, seed, reg):
 
 def _global_covariance(data, reg, k):
     """The whole data's covariance in the family's native shape for K components."""
-    ones = torch.ones(1, 1, data.n, dtype=data.x.dtype, device=data.x.device)
-    s = em_steps.stats_from_responsibilities(data, lambda rows: ones[:, :, rows])  # (1, 1, F)
+    s = em_steps.stats_from_responsibilities(
+        data, lambda rows: data.shift.new_ones(1, 1, rows.stop - rows.start))  # (1, 1, F)
     s = s.expand(1, k, s.shape[-1])
     return em_steps.m_step(data.family, s, prior=None, reg_covar=reg)[2][0]
 
 
 def _worst_rows(data, w, count):
-    """Indices (R, count) of the rows with the lowest log-density under each parameter set."""
+    """The rows (R, count, D) (standardised) with the lowest log-density under each parameter set.
+
+    Over all chunks and, in a distributed fit, over all processes.
+    """
     r, k, _ = w.shape
+    d = data.d
     w_flat = w.reshape(r * k, -1)
-    best_val, best_idx = None, None
-    for rows, phi, _ in data.chunks():
+    best_val, best_rows = None, None
+    for _, phi, _ in data.chunks():
         lse = torch.logsumexp((w_flat @ phi).view(r, k, -1), 1)  # (R, n)
-        idx = torch.arange(rows.start, rows.stop, device=phi.device).expand_as(lse)
+        rows = phi[1:1 + d].T.expand(r, -1, -1)  # (R, n, D): Φ holds x' in rows 1..D
         if best_val is not None:
-            lse, idx = torch.cat([best_val, lse], 1), torch.cat([best_idx, idx], 1)
+            lse, rows = torch.cat([best_val, lse], 1), torch.cat([best_rows, rows], 1)
         best_val, pos = torch.topk(-lse, min(count, lse.shape[1]), dim=1)
-        best_val, best_idx = -best_val, idx.gather(1, pos)
-    return best_idx  # (R, count)
+        best_val, best_rows = -best_val, rows.gather(1, pos[..., None].expand(-1, -1, d))
+    if data.reducer.distributed:  # the worst over every process, the same on all of them
+        pad = count - best_val.shape[1]
+        best_val = torch.cat([best_val, best_val.new_full((r, pad), math.inf)], 1)
+        best_rows = torch.cat([best_rows, best_rows.new_zeros(r, pad, d)], 1)
+        vals = data.reducer.gather(best_val).permute(1, 0, 2).reshape(r, -1)
+        rows = data.reducer.gather(best_rows).permute(1, 0, 2, 3).reshape(r, -1, d)
+        best_val, pos = torch.topk(-vals, count, dim=1)
+        best_rows = rows.gather(1, pos[..., None].expand(-1, -1, d))
+    return best_rows  # (R, count, D)
 
 
 def _reseed(data, w_old, weights, means, cov, empty, reg):
     """Move empty components onto the worst-explained rows with the global covariance."""
     family = data.family
     k = means.shape[1]
-    worst = _worst_rows(data, w_old, k)  # (R, K)
+    worst = _worst_rows(data, w_old, k)  # (R, K, D)
     rank = (empty.cumsum(-1) - 1).clamp_min(0)
-    rows = worst.gather(1, rank)  # (R, K): the row each empty component moves to
-    means = torch.where(empty[..., None], data.x[rows], means)
+    rows = worst.gather(1, rank[..., None].expand(-1, -1, worst.shape[-1]))  # (R, K, D)
+    means = torch.where(empty[..., None], rows, means)
     mask = family.component_mask(empty)
     if mask is not None:
         cov = torch.where(mask, _global_covariance(data, reg, k), cov)
@@ -157,6 +172,47 @@ def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start)
     return weights, means, cov
 
 
+def _prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed, device,
+             dtype):
+    """(data, sample, prior): the rows EM iterates over, the rows it initialises on, the prior.
+
+    In memory on one process the sample is the data itself; a streamed or distributed fit
+    scans the rows once first for their moments (standardisation, data-scaled prior) and a
+    uniform random sample of ``init_size`` rows (the same on every process).
+    """
+    k, family = model.n_components, model.family
+    reducer = reducer_for(distributed)
+    if chunk_size is not None or is_source(x):
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported with a streaming source; repeat "
+                             "rows or fit in memory.")
+        source = as_source(x, chunk_size=65536 if chunk_size is None else chunk_size,
+                           device=device, dtype=dtype)
+        found = scan(source.chunks(), reducer=reducer, sample_size=init_size, seed=seed)
+        if found.n < k:
+            raise ValueError(f"the data source holds {found.n} rows, fewer than "
+                             f"n_components={k}; use fewer components or more data.")
+        data = StreamedData(source, family, shift=found.mean, scale=found.scale,
+                            n_total=found.n, reducer=reducer)
+        prior = model.resolve_prior(moments=(found.mean, found.cov))
+        sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
+        return data, sample, prior
+    x = as_data(x, device=device, dtype=dtype, min_samples=1 if reducer.distributed else k)
+    sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
+    if not reducer.distributed:
+        data = em_steps.PreparedData(x, family, sample_weight=sw)
+        return data, data, model.resolve_prior(x, sample_weight=sw)
+    if sw is not None:
+        raise ValueError("sample_weight is not supported with distributed=True yet; repeat rows "
+                         "or fit on one process.")
+    found = scan([x], reducer=reducer, sample_size=init_size, seed=seed)
+    if found.n < k:
+        raise ValueError(f"the shards hold {found.n} rows in all, fewer than n_components={k}.")
+    data = em_steps.PreparedData(x, family, reducer=reducer)
+    sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
+    return data, sample, model.resolve_prior(moments=(found.mean, found.cov))
+
+
 def fit_em(
     model: GaussianMixture,
     x,
@@ -172,6 +228,9 @@ def fit_em(
     sample_weight=None,
     warm_start: Fit | None = None,
     verbose: bool = False,
+    chunk_size: int | None = None,
+    init_size: int = 100_000,
+    distributed=False,
 ) -> Fit:
     """MAP estimate of a :class:`GaussianMixture` by closed-form EM.
 
@@ -203,6 +262,18 @@ def fit_em(
         Start from the parameters of a previous fit of the same model.
     verbose : bool
         Show a progress bar.
+    chunk_size : int, optional
+        Stream ``x`` in chunks of this many rows (out-of-core EM). Implied when ``x`` is a
+        streaming source (a memory-mapped array, a .npy path, an HDF5 dataset, a list of
+        arrays or a callable returning an iterator: :func:`probmix.sources.as_source`); each
+        iteration then reads every chunk once and the result is the exact EM fit.
+    init_size : int
+        Streaming and distributed fits initialise on a uniform random sample of this many rows
+        (over all processes), drawn in the pass that also computes the data's moments.
+    distributed : bool or process group
+        ``True``: this process holds one shard of the rows of a ``torch.distributed`` job
+        (see :mod:`probmix.distributed`); statistics are all-reduced and every process ends
+        with the same parameters.
 
     Returns
     -------
@@ -213,26 +284,26 @@ def fit_em(
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
     k = model.n_components
-    x = as_data(x, device=device, dtype=dtype, min_samples=k)
-    sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_float(tol, "tol", minimum=0.0)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     seed = check_int(seed, "seed", minimum=0)
-
+    init_size = check_int(init_size, "init_size", minimum=k)
+    data, sample, prior = _prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
+                                   init_size=init_size, distributed=distributed, seed=seed,
+                                   device=device, dtype=dtype)
+    x = data.shift  # only its device and dtype are used below
     family = model.family
-    prior = model.resolve_prior(x, sample_weight=sw)
     if prior is not None and bool((prior.alpha < 1).any()):
         raise ValueError(
             "MAP needs Prior.weight_concentration >= 1 (below 1 the Dirichlet or stick-breaking "
             "density is unbounded at the edge of the simplex, so there is no mode); got "
             f"{prior.alpha.min().item():g}. Use engine='svi' or 'mcmc' for sparse weight priors."
         )
-    data = em_steps.PreparedData(x, family, sample_weight=sw)
     prior_s = None if prior is None else prior.affine(data.shift, data.scale)
     reg_s = reg_covar / data.scale**2
-    weights, means, cov = _init_params(model, data, init, n_init=n_init, seed=seed,
+    weights, means, cov = _init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
     prec_chol, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
@@ -243,7 +314,7 @@ def fit_em(
     n_iter = torch.zeros(r, dtype=torch.long, device=x.device)
     history = []  # (R,) objective per unit weight, before each M-step
     previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
-    min_count = 1e-3 * data.total_weight / data.n  # "empty": less than a thousandth of a row
+    min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     bar = tqdm(total=max_iter, desc="EM", disable=not verbose, leave=False)
     for _ in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
@@ -301,7 +372,11 @@ def fit_em(
         converged=bool(converged[best]), n_iter=t_best,
         lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
         options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
-                     max_iter=max_iter, tol=tol, reg_covar=reg_covar, seed=seed),
+                     max_iter=max_iter, tol=tol, reg_covar=reg_covar, seed=seed,
+                     **({} if chunk_size is None and not isinstance(data, StreamedData)
+                        else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
+                     **({"world_size": data.reducer.world_size} if data.reducer.distributed
+                        else {})),
         device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
         center=data.shift.cpu().numpy(), scale=data.scale,
     )

@@ -21,6 +21,7 @@ from typing import Iterator, NamedTuple
 import torch
 
 from probmix.covariance import CovarianceFamily
+from probmix.distributed import LocalReducer
 
 __all__ = ["PreparedData", "Stats", "e_step", "m_step", "natural_weights", "log_joint",
            "stats_from_responsibilities", "weights_from_counts"]
@@ -52,21 +53,20 @@ class PreparedData:
     """
 
     def __init__(self, x, family: CovarianceFamily, *, sample_weight=None, shift=None,
-                 scale=None, cache_bytes: int = _CACHE_BYTES):
+                 scale=None, cache_bytes: int = _CACHE_BYTES, reducer=None):
         self.family = family
         self.sample_weight = sample_weight
-        if shift is None:
-            shift = (x.mean(0) if sample_weight is None
-                     else (sample_weight @ x) / sample_weight.sum())
-        if scale is None:
-            var = ((x - shift) ** 2).mean()
-            scale = float(var.sqrt()) if float(var) > 0 else 1.0
-            scale = scale if math.isfinite(scale) and scale > 0 else 1.0
+        self.reducer = LocalReducer() if reducer is None else reducer
+        if shift is None or scale is None:
+            shift, scale = standardisation(x, sample_weight, self.reducer, shift=shift, scale=scale)
         self.shift, self.scale = shift, float(scale)
         self.x = (x - shift) / self.scale  # (N, D)
         self.xt = self.x.T.contiguous()  # (D, N)
         self.n, self.d = x.shape
-        self.total_weight = float(self.n if sample_weight is None else sample_weight.sum())
+        local = x.new_tensor([float(self.n),
+                              float(self.n) if sample_weight is None else sample_weight.sum()])
+        self.reducer.sum_(local)
+        self.n_total, self.total_weight = int(local[0]), float(local[1])
         self.n_phi = 1 + self.d + family.n_quadratic(self.d)
         itemsize = self.x.element_size()
         self.chunk = int(min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // (itemsize * self.n_phi))))
@@ -89,6 +89,27 @@ class PreparedData:
     def log_jacobian(self) -> float:
         """log-likelihood(x) - log-likelihood(x'): -W · D · log(scale)."""
         return -self.total_weight * self.d * math.log(self.scale)
+
+
+def standardisation(x, sample_weight, reducer, *, shift=None, scale=None):
+    """The shift (D,) and scalar scale of x' = (x - shift) / scale, summed over processes.
+
+    shift: the (weighted) mean; scale: the root mean per-feature variance about it (1 for
+    constant data).
+    """
+    if shift is None:
+        w = sample_weight
+        sums = torch.cat([(x.sum(0) if w is None else w @ x),
+                          x.new_tensor([float(x.shape[0]) if w is None else w.sum()])])
+        reducer.sum_(sums)
+        shift = sums[:-1] / sums[-1]
+    if scale is None:
+        sq = x.new_tensor([float(((x - shift) ** 2).sum()), float(x.numel())])
+        reducer.sum_(sq)
+        var = sq[0] / sq[1].clamp_min(1)
+        scale = float(var.sqrt()) if float(var) > 0 else 1.0
+        scale = scale if math.isfinite(scale) and scale > 0 else 1.0
+    return shift, scale
 
 
 class Stats(NamedTuple):
@@ -142,6 +163,8 @@ def e_step(data: PreparedData, w: torch.Tensor) -> Stats:
             log_lik += lse @ sw
             resp.mul_(sw)
         s.addmm_(resp.view(r * k, -1), phi.T)  # (R·K, F)
+    data.reducer.sum_(s)
+    data.reducer.sum_(log_lik)
     return Stats(s.view(r, k, f), log_lik)
 
 
@@ -159,7 +182,7 @@ def stats_from_responsibilities(data: PreparedData, resp_of_rows) -> torch.Tenso
         r, k = resp.shape[:2]
         contrib = resp.reshape(r * k, -1) @ phi.T
         out = contrib if out is None else out + contrib
-    return out.view(r, k, -1)
+    return data.reducer.sum_(out).view(r, k, -1)
 
 
 def log_joint(data: PreparedData, w: torch.Tensor) -> torch.Tensor:
