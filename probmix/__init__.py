@@ -12,6 +12,7 @@ from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
 from probmix.fit import fit
 from probmix.gaussian_mixture import GaussianMixture
 from probmix.kmeans import KMeans
+from probmix.kmeans_streaming import MiniBatchKMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
 from probmix.priors import Prior
 from probmix.result import Fit
@@ -29,6 +30,7 @@ __all__ = [
     "GaussianMixture",
     "KMeans",
     "MeanShift",
+    "MiniBatchKMeans",
     "Prior",
     "Selection",
     "SphericalCovariance",

@@ -11,7 +11,7 @@ from probmix.result import Fit
 __all__ = ["fit", "ENGINES"]
 
 ENGINES = ("map", "svi", "mcmc")
-_METHODS = {"map": ("em", "gradient"), "svi": ("stochastic", "cavi"), "mcmc": ("nuts", "gibbs")}
+_METHODS = {"map": ("em", "gradient", "online"), "svi": ("stochastic", "cavi"), "mcmc": ("nuts", "gibbs")}
 
 
 def _engine_function(model, engine: str, method: str):
@@ -24,13 +24,16 @@ def _engine_function(model, engine: str, method: str):
         key = "kernel" if engine == "mcmc" else "method"
         raise ValueError(f"{key} must be one of {_METHODS[engine]} for engine={engine!r}; "
                          f"got {method!r}.")
-    conjugate_only = {"em": "method='gradient'", "cavi": "method='stochastic'",
+    conjugate_only = {"em": "method='gradient'", "online": "method='gradient'",
+                      "cavi": "method='stochastic'",
                       "gibbs": "kernel='nuts'"}
     if method in conjugate_only and not is_gmm:
         raise ValueError(f"{method!r} is closed-form for a probmix.GaussianMixture only; for a "
                          f"custom program use {conjugate_only[method]}.")
     if method == "em":
         from probmix.engines.em import fit_em as run
+    elif method == "online":
+        from probmix.engines.online_em import fit_online_em as run
     elif method == "gradient":
         from probmix.engines.gradient_map import fit_gradient_map as run
     elif method == "stochastic":
@@ -52,12 +55,18 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     model : GaussianMixture or callable
         A :class:`probmix.GaussianMixture`, or a Pyro mixture program ``program(x)`` (see
         "Declaring your own model" in the docs).
-    x : array-like (N, D)
+    x : array-like (N, D) or streaming source
+        A streaming source (memory-mapped array, .npy path, HDF5 dataset, list of arrays,
+        callable returning an iterator; see :func:`probmix.sources.as_source`) is read chunk
+        by chunk by the EM engines (``method="em"`` or ``"online"``).
     engine : {"map", "svi", "mcmc"}
         - "map": the posterior mode. ``method="em"`` (closed-form EM, the default for a
           GaussianMixture: :func:`probmix.engines.em.fit_em`) or ``method="gradient"``
           (AutoDelta + TraceEnum_ELBO with L-BFGS, any program:
-          :func:`probmix.engines.gradient_map.fit_gradient_map`).
+          :func:`probmix.engines.gradient_map.fit_gradient_map`) or ``method="online"``
+          (single-pass stochastic EM over a stream of chunks:
+          :func:`probmix.engines.online_em.fit_online_em`). EM streams a source chunk by
+          chunk with ``chunk_size=`` and runs data-parallel with ``distributed=True``.
         - "svi": a variational posterior. ``method="stochastic"`` (Pyro SVI with
           TraceEnum_ELBO, any program: :func:`probmix.engines.svi.fit_svi`) or
           ``method="cavi"`` (closed-form mean-field coordinate ascent for a GaussianMixture:

@@ -516,21 +516,87 @@ class KMeans:
 
     # -- fitting
 
-    def fit(self, x, sample_weight=None):
+    def fit(self, x, sample_weight=None, *, chunk_size=None, distributed=False,
+            init_size: int = 100_000):
         """Cluster ``x``.
 
         Parameters
         ----------
-        x : array-like, shape (N, D)
+        x : array-like, shape (N, D), or a streaming source
+            A memory-mapped array, a .npy path, an HDF5 dataset, a list of arrays or a
+            callable returning an iterator (:func:`probmix.sources.as_source`) is read chunk
+            by chunk; ``labels_`` is then not stored (use :meth:`predict` chunk by chunk).
         sample_weight : array-like, shape (N,), optional
-            Non-negative weights acting as counts.
+            Non-negative weights acting as counts (in-memory, single-process fits).
+        chunk_size : int, optional
+            Stream ``x`` in chunks of this many rows.
+        distributed : bool or process group
+            This process holds one shard of the rows of a ``torch.distributed`` job; counts,
+            sums and inertia are all-reduced and every process ends with the same centres.
+        init_size : int
+            Streamed and distributed fits seed on a uniform random sample of this many rows
+            (over all processes; k-means++ or random seeding on it).
 
         Returns
         -------
         self
         """
+        from probmix.sources import is_source
+
+        if chunk_size is not None or distributed or is_source(x):
+            if sample_weight is not None:
+                raise ValueError("sample_weight is supported for in-memory, single-process fits "
+                                 "only; repeat rows instead.")
+            self._fit_streamed(x, chunk_size=chunk_size, distributed=distributed,
+                               init_size=init_size)
+            return self
         self._fit(x, sample_weight, stacklevel=3)
         return self
+
+    def _fit_streamed(self, x, *, chunk_size, distributed, init_size):
+        from probmix.distributed import reducer_for
+        from probmix.engines.em_streaming import scan
+        from probmix.kmeans_streaming import streamed_lloyd
+        from probmix.sources import as_source, is_source
+
+        reducer = reducer_for(distributed)
+        shard = None  # the rows in memory, when they are, to store labels_
+        if not is_source(x):
+            x = shard = as_data(x, name="x", device=self.device, dtype=self.dtype)
+        source = as_source(x, chunk_size=chunk_size or 65536, device=self.device,
+                           dtype=self.dtype)
+        k = self.n_clusters
+        found = scan(source.chunks(), reducer=reducer, sample_size=max(init_size, k),
+                     seed=self.seed)
+        if found.n < k:
+            raise ValueError(f"n_clusters={k} is larger than the number of rows ({found.n}); "
+                             f"pass n_clusters <= {found.n} or more data.")
+        sample = found.sample
+        gen = generator(self.seed, sample.device)
+        if isinstance(self.init, str):
+            r = self.n_init if self.n_init != "auto" else (10 if self.init == "random" else 1)
+            init = kmeans_plusplus(sample, k, n_init=r, generator=gen) \
+                if self.init == "k-means++" else _random_init(sample, k, r, None, gen)
+        else:
+            init = _check_centers(self.init, sample, "init")
+        # scikit-learn's rule: tol times the mean per-feature (biased) variance
+        tol_abs = self.tol * float(torch.diagonal(found.cov).mean()) * (found.n - 1) / found.n
+        centers, inertia, n_iter, converged = streamed_lloyd(
+            source.chunks, init, mean=found.mean, tol_abs=tol_abs, max_iter=self.max_iter,
+            reducer=reducer)
+        best = int(inertia.argmin())
+        self._mean = found.mean
+        self._centers = centers[best] - found.mean
+        self._n_features = sample.shape[1]
+        self.cluster_centers_ = centers[best].cpu().numpy()
+        self.inertia_ = float(inertia[best])
+        self.n_iter_ = int(n_iter[best])
+        self.converged_ = bool(converged[best])
+        self.labels_ = None if shard is None else self.predict(shard)
+        if not self.converged_:
+            warnings.warn(f"KMeans did not converge in max_iter={self.max_iter} iterations "
+                          f"(tol={self.tol}); increase max_iter or tol.",
+                          ConvergenceWarning, stacklevel=3)
 
     def fit_predict(self, x, sample_weight=None) -> np.ndarray:
         """Cluster ``x`` and return ``labels_``, shape (N,)."""

@@ -79,6 +79,16 @@ class _BottomK:
         return rows[order]
 
 
+def _generator(seed: int | None, rank: int) -> torch.Generator:
+    """A CPU generator per process (None: fresh entropy; the gathered sample is still common)."""
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed) * 7919 + rank)
+    return gen
+
+
 def scan(chunks, *, reducer=None, sample_size: int, seed: int) -> Scan:
     """Moments and a uniform sample of ``sample_size`` rows in one pass over ``chunks``.
 
@@ -88,12 +98,11 @@ def scan(chunks, *, reducer=None, sample_size: int, seed: int) -> Scan:
         This process's rows.
     reducer : LocalReducer or ProcessGroupReducer
     sample_size : int
-    seed : int
+    seed : int or None
         Seed of the sample (each process draws its own keys from seed and its rank).
     """
     reducer = LocalReducer() if reducer is None else reducer
-    gen = torch.Generator().manual_seed(int(seed) * 7919 + reducer.rank)
-    sampler = _BottomK(sample_size, gen)
+    sampler = _BottomK(sample_size, _generator(seed, reducer.rank))
     acc, like = None, None
     for x in chunks:
         like = x
@@ -123,7 +132,7 @@ def scan(chunks, *, reducer=None, sample_size: int, seed: int) -> Scan:
 def sample_rows(x: torch.Tensor, *, size: int, seed: int, reducer=None) -> torch.Tensor:
     """A uniform sample of ``size`` rows over all processes' ``x`` (the same on every process)."""
     reducer = LocalReducer() if reducer is None else reducer
-    sampler = _BottomK(size, torch.Generator().manual_seed(int(seed) * 7919 + reducer.rank))
+    sampler = _BottomK(size, _generator(seed, reducer.rank))
     sampler.add(x)
     return sampler.result(reducer, x.shape[1], x)
 

@@ -31,6 +31,11 @@ def main(data_path, init_path, out_dir):
     model = probmix.GaussianMixture(3, covariance="full")
     fit = probmix.fit(model, shard, engine="map", seed=3, distributed=True)  # k-means init
     out.update({f"kpp_{k}": v for k, v in fit.params.items()})
+    km = probmix.KMeans(5, init=init["kmeans_init"]).fit(shard, distributed=True)
+    out["kmeans_centers"], out["kmeans_inertia"] = km.cluster_centers_, np.array(km.inertia_)
+    out["kmeans_labels"] = km.labels_
+    kpp = probmix.KMeans(3, seed=0).fit(shard, distributed=True)  # k-means++ on a common sample
+    out["kpp_centers"] = kpp.cluster_centers_
     np.savez(f"{out_dir}/rank{rank}.npz", **out)
     dist.destroy_process_group()
 
