@@ -20,6 +20,7 @@ import torch
 
 from probmix.covariance import CovarianceFamily
 from probmix.distributed import LocalReducer
+from probmix.engines import em_steps
 
 __all__ = ["Scan", "StreamedData", "scan", "sample_rows"]
 
@@ -58,11 +59,14 @@ class _BottomK:
     def add(self, x: torch.Tensor) -> None:
         keys = torch.rand(x.shape[0], generator=self.gen, dtype=torch.float64,
                           device=self.gen.device).to(x.device)
+        if self.keys is not None and self.keys.shape[0] == self.size:
+            keep = keys < self.keys.max()  # only keys below the current cut can enter
+            keys, x = keys[keep], x[keep]
         if self.keys is not None:
             keys, x = torch.cat([self.keys, keys]), torch.cat([self.rows, x])
-        if keys.shape[0] > self.size:
-            keys, idx = torch.topk(keys, self.size, largest=False)
-            x = x[idx]
+        if keys.shape[0] > self.size:  # keep the `size` smallest keys (linear-time select)
+            keep = keys <= torch.kthvalue(keys, self.size).values  # keys are a.s. distinct
+            keys, x = keys[keep], x[keep]
         self.keys, self.rows = keys, x
 
     def result(self, reducer, d: int, like: torch.Tensor) -> torch.Tensor:
@@ -164,15 +168,18 @@ class StreamedData:
         self.n_total = int(n_total)
         self.total_weight = float(n_total)
         self.n_phi = 1 + self.d + family.n_quadratic(self.d)
+        self.piece = em_steps.chunk_rows(shift.element_size(), self.n_phi)
 
     def chunks(self):
         """Yield (rows, Φ chunk (F, n), None) for this process's rows, in order."""
         start = 0
         for x in self.source.chunks():
             xt = ((x - self.shift) / self.scale).T.contiguous()
-            n = xt.shape[1]
-            yield slice(start, start + n), self.family.features(xt), None
-            start += n
+            # cache-sized pieces, as in memory: Φ and the (K, n) block stay in cache
+            for lo in range(0, xt.shape[1], self.piece):
+                hi = min(lo + self.piece, xt.shape[1])
+                yield slice(start + lo, start + hi), self.family.features(xt[:, lo:hi]), None
+            start += xt.shape[1]
 
     def log_jacobian(self) -> float:
         """log-likelihood(x) - log-likelihood(x'): -N · D · log(scale)."""
