@@ -96,6 +96,42 @@ def _sliced(array, chunk_size: int):
     return open_chunks
 
 
+def _npy_source(path: Path, **opts) -> DataSource:
+    """A .npy file read chunk by chunk with plain reads (not mmap: the pages read are then not
+    counted in this process's resident memory, and nothing is unpickled)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError, SyntaxError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable .npy file ({err}).") from err
+    if dtype.hasobject or dtype.kind not in "biuf" or len(shape) != 2 or fortran:
+        raise ValueError(
+            f"{str(path)!r} must hold a C-ordered 2-D array of numbers for streaming; it holds "
+            f"shape {shape}, dtype {dtype}{', Fortran order' if fortran else ''}. Save it with "
+            "np.save(path, np.ascontiguousarray(x.reshape(n_rows, n_features))).")
+    n, d = shape
+    expected = offset + n * d * dtype.itemsize
+    if path.stat().st_size < expected:
+        raise ValueError(f"{str(path)!r} is truncated: its header promises {n}×{d} values "
+                         f"({expected} bytes) but the file has {path.stat().st_size} bytes.")
+    rows = opts["chunk_size"]
+
+    def open_chunks():
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for start in range(0, n, rows):
+                count = min(rows, n - start) * d
+                yield np.fromfile(f, dtype=dtype, count=count).reshape(-1, d)
+    return DataSource(open_chunks, n_rows=n, n_features=d, reiterable=True,
+                      description=f"file {path.name}", **opts)
+
+
 def is_source(x) -> bool:
     """Whether ``x`` must be read chunk by chunk rather than converted at once."""
     if isinstance(x, (str, os.PathLike, np.memmap)):
@@ -140,11 +176,7 @@ def as_source(x, *, chunk_size: int = 65536, device=None, dtype=None) -> DataSou
                              "h5py.File(path)['name']; for CSV load it with probmix.loaders.")
         if not path.is_file():
             raise ValueError(f"no such file: {str(path)!r}.")
-        try:
-            x = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"{str(path)!r} is not a readable .npy array of numbers ({err}).") \
-                from err
+        return _npy_source(path, **opts)
     if isinstance(x, (np.ndarray, torch.Tensor)) or (hasattr(x, "shape") and hasattr(x, "dtype")
                                                       and hasattr(x, "__getitem__")):
         shape = tuple(x.shape)

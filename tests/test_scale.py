@@ -178,3 +178,25 @@ def test_torchrun_shards_equal_one_process(data, tmp_path):
     truth = np.sort(np.asarray(probmix.datasets.THREE_CLUSTERS["means"])[:, 0])
     np.testing.assert_allclose(np.sort(ranks[0]["kpp_means"][:, 0]), truth, atol=0.15)
     np.testing.assert_allclose(np.sort(ranks[0]["kpp_centers"][:, 0]), truth, atol=0.15)
+
+
+@pytest.mark.slow
+def test_streaming_a_2gb_file_keeps_memory_bounded(tmp_path):
+    """Peak RSS of a streamed fit on a 2 GB memory-mapped file stays far below the file size."""
+    path = tmp_path / "big.npy"
+    write = subprocess.run(  # written by another process: its pages are not in the fit's RSS
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[2]); "
+         "from streaming_memmap import write_data; write_data(sys.argv[1], 250_000_000)",
+         str(path), str(ROOT / "examples")], capture_output=True, text=True, timeout=3600)
+    assert write.returncode == 0, write.stderr[-2000:]
+    assert path.stat().st_size > 1.9e9  # float32 × 2 columns × 250M rows
+    script = (
+        "import sys, resource, probmix\n"
+        "fit = probmix.fit(probmix.GaussianMixture(5, prior='flat'), sys.argv[1], engine='map',\n"
+        "                  chunk_size=1_000_000, max_iter=2)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                         text=True, timeout=3600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak = float(out.stdout.split()[-1])
+    assert peak < 1024, f"peak resident memory {peak:.0f} MB for a 2 GB file"
