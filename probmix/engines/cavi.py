@@ -68,8 +68,8 @@ spherical: tr Ψ₀ / D), ``weight_concentration_prior_type="dirichlet_distribut
 - Dirichlet process: scikit-learn breaks K sticks and renormalises the weights; the
   program here breaks K - 1 sticks and gives the remainder to the last component (a
   proper truncation), so q(weights) is exact for it.
-- scikit-learn adds ``reg_covar`` to every scatter matrix; CAVI adds nothing (the
-  prior's Ψ₀ keeps every W_k⁻¹ positive definite). scikit-learn's default
+- scikit-learn adds ``reg_covar`` to every scatter matrix; CAVI adds nothing by default (the
+  prior's Ψ₀ keeps every W_k⁻¹ positive definite); its ``reg_covar`` option adds the same ridge. scikit-learn's default
   ``weight_concentration_prior`` is 1/K, probmix's default α is 1.
 """
 
@@ -98,7 +98,7 @@ from probmix.posterior import fit_from_draws
 from probmix.priors import Prior, ResolvedPrior
 from probmix.result import Fit
 
-__all__ = ["fit_cavi"]
+__all__ = ["fit_cavi", "expected_log_joint"]
 
 
 # --- the precision factor q(Λ) of each covariance family ----------------------------------------
@@ -298,10 +298,17 @@ def _kl_weights(conc: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
     return kl_divergence(Beta(conc[0], conc[1]), Beta(torch.ones_like(gamma), gamma)).sum()
 
 
-def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior) -> _Q:
-    """The global coordinate update from summed statistics s = Σ_n r_n Φ(x_n), shape (K, F)."""
+def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior, reg_covar: float = 0.0) -> _Q:
+    """The global coordinate update from summed statistics s = Σ_n r_n Φ(x_n), shape (K, F).
+
+    ``reg_covar`` > 0 adds N_k · reg_covar · I to each scatter C_k (scikit-learn's ridge on
+    the sample covariance); 0 gives the exact coordinate update.
+    """
     d = family.n_features_from_stats(s.shape[-1])
     nk, sx, sq = s[:, 0], s[:, 1:1 + d], s[:, 1 + d:]  # (K,), (K, D), (K, F_q)
+    if reg_covar > 0:  # Σ_i q(e_i) is q's image of the identity: I, ones (diag), D (spherical)
+        eye = torch.eye(d, dtype=s.dtype, device=s.device)
+        sq = sq + reg_covar * nk[:, None] * family.features(eye)[1 + d:].sum(1)  # (K, F_q)
     beta0, m0 = prior.mean_precision, prior.mean_loc
     beta = beta0 + nk  # (K,)
     means = (beta0 * m0 + sx) / beta[:, None]  # (K, D)
@@ -409,6 +416,7 @@ def fit_cavi(
     tol: float = 1e-8,
     num_draws: int = 1000,
     seed: int = 0,
+    reg_covar: float = 0.0,
     device=None,
     dtype=None,
     verbose: bool = False,
@@ -433,6 +441,12 @@ def fit_cavi(
         Number of draws from q of the global sites.
     seed : int
         Seed of the MAP start and of the draws (a private torch.Generator).
+    reg_covar : float
+        Ridge (in the units of ``x``²) added to every sample covariance in the global update,
+        i.e. N_k · reg_covar · I to each scatter C_k, as scikit-learn's
+        ``BayesianGaussianMixture``. Default 0: the exact coordinate update (the prior's Ψ₀
+        already keeps every W_k⁻¹ positive definite); a ridge makes each update only
+        approximately optimal, so the ELBO may then dip by about the ridge's size.
     device, dtype
         Where and in which precision to compute (default CPU float64).
     verbose : bool
@@ -467,6 +481,7 @@ def fit_cavi(
     tol = check_float(tol, "tol", minimum=0.0)
     num_draws = check_int(num_draws, "num_draws", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
+    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     family = model.family
     factor = _factor(family)
     prior = model.resolve_prior(x)
@@ -489,7 +504,8 @@ def fit_cavi(
         data = em_steps.PreparedData(x, family)
         q, history, converged = _iterate(family, factor, data, resp0,
                                          prior.affine(data.shift, data.scale),
-                                         max_iter=max_iter, tol=tol, verbose=verbose)
+                                         max_iter=max_iter, tol=tol, verbose=verbose,
+                                         reg_covar=reg_covar / data.scale**2)
         if not converged:
             change = abs(history[-1] - history[-2]) / n if len(history) > 1 else math.nan
             warnings.warn(
@@ -507,7 +523,7 @@ def fit_cavi(
         variational.update(sticks_concentration1=q.conc[0], sticks_concentration0=q.conc[1])
     else:
         variational.update(weight_concentration=q.conc)
-    options = dict(method="cavi", init=init_name, max_iter=max_iter, tol=tol,
+    options = dict(method="cavi", init=init_name, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
                    num_draws=num_draws, seed=seed, elbo=float(history[-1]),
                    variational={key: v.detach().cpu().numpy() for key, v in variational.items()},
                    covariance_mean_missing=missing)
@@ -520,16 +536,18 @@ def fit_cavi(
 
 
 def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
-             prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool):
+             prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool,
+             reg_covar: float = 0.0):
     """Global update from ``resp0`` (N, K), then local and global updates until converged.
 
-    Everything is in the standardised coordinates of ``data`` (``prior`` mapped to them).
+    Everything is in the standardised coordinates of ``data`` (``prior`` and ``reg_covar``
+    mapped to them).
     Returns the final q, the history (T,) of the total ELBO in the units of the original data,
     and whether it converged.
     """
     resp_t = resp0.T[None]  # (1, K, N)
     s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]  # (K, F)
-    q = _m_step(family, factor, s, prior)
+    q = _m_step(family, factor, s, prior, reg_covar)
     ex = _expectations(family, factor, q, prior)
     history, converged = [], False
     bar = tqdm(total=max_iter, desc="CAVI", disable=not verbose, leave=False)
@@ -537,7 +555,7 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
         stats = em_steps.e_step(data, ex.w[None])  # local update: q(z) and its statistics
         s = stats.s[0]  # (K, F)
         neg_entropy = (ex.w * s).sum() - stats.log_lik[0]  # Σ_nk r log r = Σ r ρ - Σ_n lse_n
-        q = _m_step(family, factor, s, prior)  # global update
+        q = _m_step(family, factor, s, prior, reg_covar)  # global update
         ex = _expectations(family, factor, q, prior)
         elbo = ((ex.w * s).sum() - neg_entropy - _kl_globals(family, factor, q, ex, prior)
                 + data.log_jacobian())
@@ -549,6 +567,44 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
             break
     bar.close()
     return q, np.asarray(history), converged
+
+
+def expected_log_joint(fit: Fit, x) -> torch.Tensor:
+    """The local update on new data: ρ_nk = E_q[log π_k + log N(x_n | μ_k, Λ_k)].
+
+    softmax_k ρ_nk is q(z_n = k), the responsibilities CAVI's next E-step would give (the
+    quantity scikit-learn's ``BayesianGaussianMixture`` predicts with); logsumexp_k ρ_nk is a
+    lower bound on the log posterior predictive density by Jensen's inequality.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of :func:`fit_cavi`.
+    x : array-like (N, D)
+
+    Returns
+    -------
+    Tensor (N, K)
+        On the fit's device and dtype.
+    """
+    if fit.options.get("method") != "cavi":
+        raise ValueError(f"fit must come from fit_cavi (engine='svi', method='cavi'); got "
+                         f"engine={fit.engine!r}, method={fit.options.get('method')!r}.")
+    x = fit._x(x)
+    family, q_np = fit.model.family, fit.options["variational"]
+    opts = dict(dtype=x.dtype, device=x.device)
+    t = {key: torch.as_tensor(value, **opts) for key, value in q_np.items()}
+    shape_name, inv_name = _factor(family).names()
+    stick = "sticks_concentration1" in t
+    conc = (torch.stack([t["sticks_concentration1"], t["sticks_concentration0"]]) if stick
+            else t["weight_concentration"])
+    center = torch.as_tensor(fit.center, **opts)
+    q = _Q(conc, (t["means"] - center) / fit.scale, t["mean_precision"], t[shape_name],
+           t[inv_name] / fit.scale**2)  # in the fit's standardised coordinates
+    flag = ResolvedPrior(*([None] * 5), stick_breaking=stick)  # _expectations reads the flag only
+    ex = _expectations(family, _factor(family), q, flag)
+    data = em_steps.PreparedData(x, family, shift=center, scale=fit.scale, cache_bytes=0)
+    return em_steps.log_joint(data, ex.w) - data.d * math.log(fit.scale)  # (N, K)
 
 
 def _posterior_means(family, factor, q: _Q, stick_breaking_prior: bool):
