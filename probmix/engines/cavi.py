@@ -217,7 +217,8 @@ class _GammaFactor:
     def kl(self, shape, inv, prior: ResolvedPrior, d: int) -> torch.Tensor:
         """Σ KL(Gamma(a, b) ‖ Gamma(a₀, b₀)) over components (and features)."""
         a0, b0 = self.prior(prior, d)
-        return kl_divergence(Gamma(shape, inv), Gamma(a0.expand_as(shape), b0.expand_as(inv))).sum()
+        prior_gamma = Gamma(a0.expand_as(shape), b0.expand_as(inv), validate_args=False)
+        return kl_divergence(Gamma(shape, inv, validate_args=False), prior_gamma).sum()
 
     def mean_covariance(self, shape, inv, d: int):
         """E[1/λ] = b / (a - 1) where a > 1, else (E[λ])⁻¹ = b / a; and where it exists."""
@@ -293,9 +294,11 @@ def _mean_weights(conc: torch.Tensor, stick_breaking_prior: bool) -> torch.Tenso
 def _kl_weights(conc: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
     """KL(q(weights) ‖ p(weights)), or over the sticks for the stick-breaking prior."""
     if not prior.stick_breaking:
-        return kl_divergence(Dirichlet(conc), Dirichlet(prior.alpha))
+        return kl_divergence(Dirichlet(conc, validate_args=False),
+                             Dirichlet(prior.alpha, validate_args=False))
     gamma = prior.alpha[:-1]
-    return kl_divergence(Beta(conc[0], conc[1]), Beta(torch.ones_like(gamma), gamma)).sum()
+    return kl_divergence(Beta(conc[0], conc[1], validate_args=False),
+                         Beta(torch.ones_like(gamma), gamma, validate_args=False)).sum()
 
 
 def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior, reg_covar: float = 0.0) -> _Q:
@@ -398,10 +401,12 @@ def _given_responsibilities(init, n: int, k: int, x: torch.Tensor):
                          f"shape ({n},) for {n} rows and {k} components; got shape "
                          f"{values.shape}.")
     values = values.astype(np.float64)
-    if not np.isfinite(values).all() or (values < 0).any() or not np.allclose(
-            values.sum(1), 1.0, atol=1e-6):
+    sums = values.sum(1)
+    if not np.isfinite(values).all() or (values < 0).any() or not np.all(
+            np.isclose(sums, 1.0, atol=1e-6) | (sums == 0)) or not sums.any():
         raise ValueError("init responsibilities must be finite, non-negative and sum to 1 in "
-                         "every row (probabilities, not log-probabilities).")
+                         "every row, or be 0 in a whole row to leave it out of the first update "
+                         "(probabilities, not log-probabilities).")
     return torch.as_tensor(values, dtype=x.dtype, device=x.device), "responsibilities"
 
 
@@ -431,8 +436,10 @@ def fit_cavi(
     x : array-like (N, D)
     init : "map", array (N, K) or array (N,) of int
         Initial responsibilities: from the MAP fit of closed-form EM (its ``predict_proba``;
-        with α = 1 when the prior's α < 1), given responsibilities (rows sum to 1), or hard
-        labels in [0, K). The first update is the global one (as scikit-learn).
+        with α = 1 when the prior's α < 1), given responsibilities (rows sum to 1; a row of
+        zeros leaves that point out of the first update, as scikit-learn's "k-means++" and
+        "random_from_data" starts do), or hard labels in [0, K). The first update is the
+        global one (as scikit-learn).
     max_iter : int
         Maximum number of iterations (each: local update, then global update).
     tol : float

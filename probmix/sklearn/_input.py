@@ -93,6 +93,8 @@ def _as_array(x):
                          "real and imaginary feature columns.")
     if arr.dtype == object:
         arr = arr.astype(np.float64)  # a non-number raises TypeError "argument must be ..."
+    elif not arr.flags.writeable:  # e.g. a read-only memmap: torch wants memory it may write
+        arr = arr.copy()
     return arr
 
 
@@ -121,6 +123,12 @@ def validate_data(estimator, x, *, reset: bool, min_samples: int = 1) -> torch.T
             f"Expected 2D array, got 1D array instead: X of shape {tuple(arr.shape)}. Reshape "
             "your data either using array.reshape(-1, 1) if your data has a single feature or "
             "array.reshape(1, -1) if it contains a single sample.")
+    shape = tuple(arr.shape)
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if ndim == 2 and shape[axis] == 0:
+            raise ValueError(f"Found array with 0 {what}(s) (shape={shape}) while a minimum of 1 "
+                             f"is required by {type(estimator).__name__}. Pass at least one "
+                             f"{'row' if axis == 0 else 'column'}.")
     t = as_data(arr, name="X", device=estimator.device, dtype=estimator.dtype,
                 min_samples=min_samples)
     if reset:
