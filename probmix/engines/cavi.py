@@ -422,6 +422,7 @@ def fit_cavi(
     num_draws: int = 1000,
     seed: int = 0,
     reg_covar: float = 0.0,
+    warm_start: Fit | None = None,
     device=None,
     dtype=None,
     verbose: bool = False,
@@ -454,6 +455,10 @@ def fit_cavi(
         ``BayesianGaussianMixture``. Default 0: the exact coordinate update (the prior's Ψ₀
         already keeps every W_k⁻¹ positive definite); a ridge makes each update only
         approximately optimal, so the ELBO may then dip by about the ridge's size.
+    warm_start : Fit, optional
+        A previous CAVI fit of a model with the same K and covariance family: start from its
+        q (the first iteration is then a local update on ``x``, as scikit-learn's warm start);
+        ``init`` is ignored.
     device, dtype
         Where and in which precision to compute (default CPU float64).
     verbose : bool
@@ -497,7 +502,10 @@ def fit_cavi(
                          "no variational posterior). Use prior='default' or a probmix.Prior(...), "
                          "or engine='map' for maximum likelihood.")
     n = x.shape[0]
-    if isinstance(init, str):
+    if warm_start is not None:
+        _check_warm_start(warm_start, model)
+        init_name = "warm_start"
+    elif isinstance(init, str):
         if init != "map":
             raise ValueError(f"init must be 'map', responsibilities (N, K) or integer labels "
                              f"(N,); got {init!r}.")
@@ -509,6 +517,8 @@ def fit_cavi(
         if init_name == "map":
             resp0 = _map_responsibilities(model, x, seed)
         data = em_steps.PreparedData(x, family)
+        if init_name == "warm_start":
+            resp0 = _q_from_fit(warm_start, data.shift, data.scale)
         q, history, converged = _iterate(family, factor, data, resp0,
                                          prior.affine(data.shift, data.scale),
                                          max_iter=max_iter, tol=tol, verbose=verbose,
@@ -545,16 +555,20 @@ def fit_cavi(
 def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
              prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool,
              reg_covar: float = 0.0):
-    """Global update from ``resp0`` (N, K), then local and global updates until converged.
+    """Global update from ``resp0`` (N, K) (or start at ``resp0`` if it is a ``_Q``), then local
+    and global updates until converged.
 
     Everything is in the standardised coordinates of ``data`` (``prior`` and ``reg_covar``
     mapped to them).
     Returns the final q, the history (T,) of the total ELBO in the units of the original data,
     and whether it converged.
     """
-    resp_t = resp0.T[None]  # (1, K, N)
-    s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]  # (K, F)
-    q = _m_step(family, factor, s, prior, reg_covar)
+    if isinstance(resp0, _Q):  # a warm start: q itself
+        q = resp0
+    else:
+        resp_t = resp0.T[None]  # (1, K, N)
+        s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]
+        q = _m_step(family, factor, s, prior, reg_covar)  # (K, F) statistics -> q
     ex = _expectations(family, factor, q, prior)
     history, converged = [], False
     bar = tqdm(total=max_iter, desc="CAVI", disable=not verbose, leave=False)
@@ -574,6 +588,30 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
             break
     bar.close()
     return q, np.asarray(history), converged
+
+
+def _check_warm_start(fit, model: GaussianMixture) -> None:
+    """Raise unless ``fit`` is a CAVI fit of the same K, covariance family and weights prior."""
+    same = (isinstance(fit, Fit) and fit.options.get("method") == "cavi"
+            and getattr(fit.model, "family", None) is model.family
+            and fit.n_components == model.n_components
+            and fit.model.is_dirichlet_process == model.is_dirichlet_process)
+    if not same:
+        raise ValueError("warm_start must be a CAVI Fit (engine='svi', method='cavi') of a "
+                         "GaussianMixture with the same n_components, covariance and "
+                         "weights_prior.")
+
+
+def _q_from_fit(fit: Fit, shift: torch.Tensor, scale: float) -> _Q:
+    """The q of a CAVI fit, in the coordinates (x - shift) / scale (tensors like ``shift``)."""
+    q_np = fit.options["variational"]
+    t = {key: torch.as_tensor(value, dtype=shift.dtype, device=shift.device)
+         for key, value in q_np.items()}
+    shape_name, inv_name = _factor(fit.model.family).names()
+    conc = (torch.stack([t["sticks_concentration1"], t["sticks_concentration0"]])
+            if "sticks_concentration1" in t else t["weight_concentration"])
+    return _Q(conc, (t["means"] - shift) / scale, t["mean_precision"], t[shape_name],
+              t[inv_name] / scale**2)
 
 
 def expected_log_joint(fit: Fit, x) -> torch.Tensor:
@@ -598,16 +636,10 @@ def expected_log_joint(fit: Fit, x) -> torch.Tensor:
         raise ValueError(f"fit must come from fit_cavi (engine='svi', method='cavi'); got "
                          f"engine={fit.engine!r}, method={fit.options.get('method')!r}.")
     x = fit._x(x)
-    family, q_np = fit.model.family, fit.options["variational"]
-    opts = dict(dtype=x.dtype, device=x.device)
-    t = {key: torch.as_tensor(value, **opts) for key, value in q_np.items()}
-    shape_name, inv_name = _factor(family).names()
-    stick = "sticks_concentration1" in t
-    conc = (torch.stack([t["sticks_concentration1"], t["sticks_concentration0"]]) if stick
-            else t["weight_concentration"])
-    center = torch.as_tensor(fit.center, **opts)
-    q = _Q(conc, (t["means"] - center) / fit.scale, t["mean_precision"], t[shape_name],
-           t[inv_name] / fit.scale**2)  # in the fit's standardised coordinates
+    family = fit.model.family
+    center = torch.as_tensor(fit.center, dtype=x.dtype, device=x.device)
+    q = _q_from_fit(fit, center, fit.scale)  # in the fit's standardised coordinates
+    stick = q.conc.ndim == 2
     flag = ResolvedPrior(*([None] * 5), stick_breaking=stick)  # _expectations reads the flag only
     ex = _expectations(family, _factor(family), q, flag)
     data = em_steps.PreparedData(x, family, shift=center, scale=fit.scale, cache_bytes=0)

@@ -18,6 +18,7 @@ drops the constants of its priors).
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 
 import numpy as np
@@ -215,17 +216,22 @@ class BayesianGaussianMixture(MixtureBase):
     # --- the fit ---------------------------------------------------------------------------------
     def _fit(self, x: torch.Tensor, *, seed: int, warm: bool) -> None:
         model = self._model(x)
-        if warm:
-            starts = torch.softmax(expected_log_joint(self.result_, x), -1)[None]  # (1, N, K)
-        else:
-            starts = self._start(x, seed)  # (R, N, K)
+        options = dict(engine="svi", method="cavi", tol=self.tol / x.shape[0],
+                       reg_covar=self.reg_covar, seed=seed, verbose=self.verbose > 0)
         best = None
-        for resp in starts:
-            fit = probmix_fit(model, x, engine="svi", method="cavi", init=resp,
-                              max_iter=self.max_iter, tol=self.tol / x.shape[0],
-                              reg_covar=self.reg_covar, seed=seed, verbose=self.verbose > 0)
-            if best is None or fit.options["elbo"] > best.options["elbo"]:
-                best = fit
+        if warm:  # continue from q: a local update on x, then on (as scikit-learn)
+            options["warm_start"] = self.result_
+            first = probmix_fit(model, x, max_iter=1, **options)
+            # as scikit-learn: the first bound is compared with the previous fit's
+            if abs(-first.losses[0] - self.lower_bound_) < self.tol:
+                best = dataclasses.replace(first, converged=True)
+            else:
+                best = probmix_fit(model, x, max_iter=self.max_iter, **options)
+        else:
+            for resp in self._start(x, seed):  # (R, N, K): one fit per start
+                fit = probmix_fit(model, x, init=resp, max_iter=self.max_iter, **options)
+                if best is None or fit.options["elbo"] > best.options["elbo"]:
+                    best = fit
         self._set_prior_attributes(model, x)
         self._set_variational_attributes(best, x)
 

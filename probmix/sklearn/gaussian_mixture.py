@@ -7,6 +7,8 @@ X, engine="map")``: closed-form EM (:func:`probmix.engines.em.fit_em`) with ever
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -153,9 +155,16 @@ class GaussianMixture(MixtureBase):
     def _fit(self, x: torch.Tensor, *, seed: int, warm: bool) -> None:
         model = _Model(self.n_components, covariance=self.covariance_type, prior="flat")
         init = self._initial_params(x, seed, warm)
-        fit = probmix_fit(model, x, engine="map", method="em", init=init,
-                          max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
-                          seed=seed, verbose=self.verbose > 0)
+        options = dict(engine="map", method="em", init=init, tol=self.tol,
+                       reg_covar=self.reg_covar, seed=seed, verbose=self.verbose > 0)
+        if warm:  # as scikit-learn: the first step's bound is compared with the previous fit's
+            first = probmix_fit(model, x, max_iter=1, **options)
+            if abs(first.lower_bounds[0] - self.lower_bound_) < self.tol:
+                self._set_fit(dataclasses.replace(first, converged=True), x)
+                return
+        self._set_fit(probmix_fit(model, x, max_iter=self.max_iter, **options), x)
+
+    def _set_fit(self, fit, x: torch.Tensor) -> None:
         opts = dict(dtype=x.dtype, device=x.device)
         self.weights_ = fit.params["weights"]
         self.means_ = fit.params["means"]
