@@ -42,3 +42,12 @@ __all__ = [
     "select",
     "three_clusters",
 ]
+
+
+def __getattr__(name):
+    """``probmix.sklearn`` (the scikit-learn drop-in estimators) is imported on first use."""
+    if name == "sklearn":
+        import importlib
+
+        return importlib.import_module("probmix.sklearn")
+    raise AttributeError(f"module 'probmix' has no attribute {name!r}")

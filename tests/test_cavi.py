@@ -374,3 +374,25 @@ def test_labels_init_and_convergence_warning(blobs):
                           num_draws=10)
     assert record[0].filename == __file__  # points at the caller of probmix.fit
     assert not fit.converged and fit.n_iter == 2 and fit.options["init"] == "labels"
+
+
+def test_warm_start_continues_from_q_and_checks_the_model(blobs):
+    x, _ = blobs
+    model = probmix.GaussianMixture(3, prior=PRIOR)
+    done = fit_cavi(model, x, tol=1e-10, num_draws=10)
+    again = _quiet(fit_cavi, model, x, warm_start=done, max_iter=2, tol=0.0, num_draws=10)
+    assert again.options["init"] == "warm_start"
+    np.testing.assert_allclose(-again.losses, done.options["elbo"], rtol=1e-10)  # a fixed point
+    with pytest.raises(ValueError, match="warm_start"):
+        fit_cavi(probmix.GaussianMixture(2, prior=PRIOR), x, warm_start=done)
+    # expected_log_joint is the local update: the global update from its responsibilities is
+    # the first iteration of the warm start
+    one = _quiet(fit_cavi, model, x, warm_start=done, max_iter=1, num_draws=10)
+    resp = torch.softmax(cavi.expected_log_joint(done, x), -1)  # (N, K)
+    xt = torch.as_tensor(x)
+    data = em_steps.PreparedData(xt, model.family, shift=torch.zeros(2, dtype=xt.dtype), scale=1.0)
+    s = em_steps.stats_from_responsibilities(data, lambda rows: resp.T[None][:, :, rows])[0]
+    q = cavi._m_step(model.family, cavi._factor(model.family), s, model.resolve_prior(xt))
+    np.testing.assert_allclose(q.means.numpy(), one.options["variational"]["means"], rtol=1e-10)
+    np.testing.assert_allclose(q.inv.numpy(), one.options["variational"]["inverse_scale"],
+                               rtol=1e-10)

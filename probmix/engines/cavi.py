@@ -68,8 +68,8 @@ spherical: tr Ψ₀ / D), ``weight_concentration_prior_type="dirichlet_distribut
 - Dirichlet process: scikit-learn breaks K sticks and renormalises the weights; the
   program here breaks K - 1 sticks and gives the remainder to the last component (a
   proper truncation), so q(weights) is exact for it.
-- scikit-learn adds ``reg_covar`` to every scatter matrix; CAVI adds nothing (the
-  prior's Ψ₀ keeps every W_k⁻¹ positive definite). scikit-learn's default
+- scikit-learn adds ``reg_covar`` to every scatter matrix; CAVI adds nothing by default (the
+  prior's Ψ₀ keeps every W_k⁻¹ positive definite); its ``reg_covar`` option adds the same ridge. scikit-learn's default
   ``weight_concentration_prior`` is 1/K, probmix's default α is 1.
 """
 
@@ -98,7 +98,7 @@ from probmix.posterior import fit_from_draws
 from probmix.priors import Prior, ResolvedPrior
 from probmix.result import Fit
 
-__all__ = ["fit_cavi"]
+__all__ = ["fit_cavi", "expected_log_joint"]
 
 
 # --- the precision factor q(Λ) of each covariance family ----------------------------------------
@@ -217,7 +217,8 @@ class _GammaFactor:
     def kl(self, shape, inv, prior: ResolvedPrior, d: int) -> torch.Tensor:
         """Σ KL(Gamma(a, b) ‖ Gamma(a₀, b₀)) over components (and features)."""
         a0, b0 = self.prior(prior, d)
-        return kl_divergence(Gamma(shape, inv), Gamma(a0.expand_as(shape), b0.expand_as(inv))).sum()
+        prior_gamma = Gamma(a0.expand_as(shape), b0.expand_as(inv), validate_args=False)
+        return kl_divergence(Gamma(shape, inv, validate_args=False), prior_gamma).sum()
 
     def mean_covariance(self, shape, inv, d: int):
         """E[1/λ] = b / (a - 1) where a > 1, else (E[λ])⁻¹ = b / a; and where it exists."""
@@ -293,15 +294,24 @@ def _mean_weights(conc: torch.Tensor, stick_breaking_prior: bool) -> torch.Tenso
 def _kl_weights(conc: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
     """KL(q(weights) ‖ p(weights)), or over the sticks for the stick-breaking prior."""
     if not prior.stick_breaking:
-        return kl_divergence(Dirichlet(conc), Dirichlet(prior.alpha))
+        return kl_divergence(Dirichlet(conc, validate_args=False),
+                             Dirichlet(prior.alpha, validate_args=False))
     gamma = prior.alpha[:-1]
-    return kl_divergence(Beta(conc[0], conc[1]), Beta(torch.ones_like(gamma), gamma)).sum()
+    return kl_divergence(Beta(conc[0], conc[1], validate_args=False),
+                         Beta(torch.ones_like(gamma), gamma, validate_args=False)).sum()
 
 
-def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior) -> _Q:
-    """The global coordinate update from summed statistics s = Σ_n r_n Φ(x_n), shape (K, F)."""
+def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior, reg_covar: float = 0.0) -> _Q:
+    """The global coordinate update from summed statistics s = Σ_n r_n Φ(x_n), shape (K, F).
+
+    ``reg_covar`` > 0 adds N_k · reg_covar · I to each scatter C_k (scikit-learn's ridge on
+    the sample covariance); 0 gives the exact coordinate update.
+    """
     d = family.n_features_from_stats(s.shape[-1])
     nk, sx, sq = s[:, 0], s[:, 1:1 + d], s[:, 1 + d:]  # (K,), (K, D), (K, F_q)
+    if reg_covar > 0:  # Σ_i q(e_i) is q's image of the identity: I, ones (diag), D (spherical)
+        eye = torch.eye(d, dtype=s.dtype, device=s.device)
+        sq = sq + reg_covar * nk[:, None] * family.features(eye)[1 + d:].sum(1)  # (K, F_q)
     beta0, m0 = prior.mean_precision, prior.mean_loc
     beta = beta0 + nk  # (K,)
     means = (beta0 * m0 + sx) / beta[:, None]  # (K, D)
@@ -391,10 +401,12 @@ def _given_responsibilities(init, n: int, k: int, x: torch.Tensor):
                          f"shape ({n},) for {n} rows and {k} components; got shape "
                          f"{values.shape}.")
     values = values.astype(np.float64)
-    if not np.isfinite(values).all() or (values < 0).any() or not np.allclose(
-            values.sum(1), 1.0, atol=1e-6):
+    sums = values.sum(1)
+    if not np.isfinite(values).all() or (values < 0).any() or not np.all(
+            np.isclose(sums, 1.0, atol=1e-6) | (sums == 0)) or not sums.any():
         raise ValueError("init responsibilities must be finite, non-negative and sum to 1 in "
-                         "every row (probabilities, not log-probabilities).")
+                         "every row, or be 0 in a whole row to leave it out of the first update "
+                         "(probabilities, not log-probabilities).")
     return torch.as_tensor(values, dtype=x.dtype, device=x.device), "responsibilities"
 
 
@@ -409,6 +421,8 @@ def fit_cavi(
     tol: float = 1e-8,
     num_draws: int = 1000,
     seed: int = 0,
+    reg_covar: float = 0.0,
+    warm_start: Fit | None = None,
     device=None,
     dtype=None,
     verbose: bool = False,
@@ -423,8 +437,10 @@ def fit_cavi(
     x : array-like (N, D)
     init : "map", array (N, K) or array (N,) of int
         Initial responsibilities: from the MAP fit of closed-form EM (its ``predict_proba``;
-        with α = 1 when the prior's α < 1), given responsibilities (rows sum to 1), or hard
-        labels in [0, K). The first update is the global one (as scikit-learn).
+        with α = 1 when the prior's α < 1), given responsibilities (rows sum to 1; a row of
+        zeros leaves that point out of the first update, as scikit-learn's "k-means++" and
+        "random_from_data" starts do), or hard labels in [0, K). The first update is the
+        global one (as scikit-learn).
     max_iter : int
         Maximum number of iterations (each: local update, then global update).
     tol : float
@@ -433,6 +449,16 @@ def fit_cavi(
         Number of draws from q of the global sites.
     seed : int
         Seed of the MAP start and of the draws (a private torch.Generator).
+    reg_covar : float
+        Ridge (in the units of ``x``²) added to every sample covariance in the global update,
+        i.e. N_k · reg_covar · I to each scatter C_k, as scikit-learn's
+        ``BayesianGaussianMixture``. Default 0: the exact coordinate update (the prior's Ψ₀
+        already keeps every W_k⁻¹ positive definite); a ridge makes each update only
+        approximately optimal, so the ELBO may then dip by about the ridge's size.
+    warm_start : Fit, optional
+        A previous CAVI fit of a model with the same K and covariance family: start from its
+        q (the first iteration is then a local update on ``x``, as scikit-learn's warm start);
+        ``init`` is ignored.
     device, dtype
         Where and in which precision to compute (default CPU float64).
     verbose : bool
@@ -467,6 +493,7 @@ def fit_cavi(
     tol = check_float(tol, "tol", minimum=0.0)
     num_draws = check_int(num_draws, "num_draws", minimum=1)
     seed = check_int(seed, "seed", minimum=0)
+    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     family = model.family
     factor = _factor(family)
     prior = model.resolve_prior(x)
@@ -475,7 +502,10 @@ def fit_cavi(
                          "no variational posterior). Use prior='default' or a probmix.Prior(...), "
                          "or engine='map' for maximum likelihood.")
     n = x.shape[0]
-    if isinstance(init, str):
+    if warm_start is not None:
+        _check_warm_start(warm_start, model)
+        init_name = "warm_start"
+    elif isinstance(init, str):
         if init != "map":
             raise ValueError(f"init must be 'map', responsibilities (N, K) or integer labels "
                              f"(N,); got {init!r}.")
@@ -487,9 +517,12 @@ def fit_cavi(
         if init_name == "map":
             resp0 = _map_responsibilities(model, x, seed)
         data = em_steps.PreparedData(x, family)
+        if init_name == "warm_start":
+            resp0 = _q_from_fit(warm_start, data.shift, data.scale)
         q, history, converged = _iterate(family, factor, data, resp0,
                                          prior.affine(data.shift, data.scale),
-                                         max_iter=max_iter, tol=tol, verbose=verbose)
+                                         max_iter=max_iter, tol=tol, verbose=verbose,
+                                         reg_covar=reg_covar / data.scale**2)
         if not converged:
             change = abs(history[-1] - history[-2]) / n if len(history) > 1 else math.nan
             warnings.warn(
@@ -507,7 +540,7 @@ def fit_cavi(
         variational.update(sticks_concentration1=q.conc[0], sticks_concentration0=q.conc[1])
     else:
         variational.update(weight_concentration=q.conc)
-    options = dict(method="cavi", init=init_name, max_iter=max_iter, tol=tol,
+    options = dict(method="cavi", init=init_name, max_iter=max_iter, tol=tol, reg_covar=reg_covar,
                    num_draws=num_draws, seed=seed, elbo=float(history[-1]),
                    variational={key: v.detach().cpu().numpy() for key, v in variational.items()},
                    covariance_mean_missing=missing)
@@ -520,16 +553,22 @@ def fit_cavi(
 
 
 def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
-             prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool):
-    """Global update from ``resp0`` (N, K), then local and global updates until converged.
+             prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool,
+             reg_covar: float = 0.0):
+    """Global update from ``resp0`` (N, K) (or start at ``resp0`` if it is a ``_Q``), then local
+    and global updates until converged.
 
-    Everything is in the standardised coordinates of ``data`` (``prior`` mapped to them).
+    Everything is in the standardised coordinates of ``data`` (``prior`` and ``reg_covar``
+    mapped to them).
     Returns the final q, the history (T,) of the total ELBO in the units of the original data,
     and whether it converged.
     """
-    resp_t = resp0.T[None]  # (1, K, N)
-    s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]  # (K, F)
-    q = _m_step(family, factor, s, prior)
+    if isinstance(resp0, _Q):  # a warm start: q itself
+        q = resp0
+    else:
+        resp_t = resp0.T[None]  # (1, K, N)
+        s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]
+        q = _m_step(family, factor, s, prior, reg_covar)  # (K, F) statistics -> q
     ex = _expectations(family, factor, q, prior)
     history, converged = [], False
     bar = tqdm(total=max_iter, desc="CAVI", disable=not verbose, leave=False)
@@ -537,7 +576,7 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
         stats = em_steps.e_step(data, ex.w[None])  # local update: q(z) and its statistics
         s = stats.s[0]  # (K, F)
         neg_entropy = (ex.w * s).sum() - stats.log_lik[0]  # Σ_nk r log r = Σ r ρ - Σ_n lse_n
-        q = _m_step(family, factor, s, prior)  # global update
+        q = _m_step(family, factor, s, prior, reg_covar)  # global update
         ex = _expectations(family, factor, q, prior)
         elbo = ((ex.w * s).sum() - neg_entropy - _kl_globals(family, factor, q, ex, prior)
                 + data.log_jacobian())
@@ -549,6 +588,62 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
             break
     bar.close()
     return q, np.asarray(history), converged
+
+
+def _check_warm_start(fit, model: GaussianMixture) -> None:
+    """Raise unless ``fit`` is a CAVI fit of the same K, covariance family and weights prior."""
+    same = (isinstance(fit, Fit) and fit.options.get("method") == "cavi"
+            and getattr(fit.model, "family", None) is model.family
+            and fit.n_components == model.n_components
+            and fit.model.is_dirichlet_process == model.is_dirichlet_process)
+    if not same:
+        raise ValueError("warm_start must be a CAVI Fit (engine='svi', method='cavi') of a "
+                         "GaussianMixture with the same n_components, covariance and "
+                         "weights_prior.")
+
+
+def _q_from_fit(fit: Fit, shift: torch.Tensor, scale: float) -> _Q:
+    """The q of a CAVI fit, in the coordinates (x - shift) / scale (tensors like ``shift``)."""
+    q_np = fit.options["variational"]
+    t = {key: torch.as_tensor(value, dtype=shift.dtype, device=shift.device)
+         for key, value in q_np.items()}
+    shape_name, inv_name = _factor(fit.model.family).names()
+    conc = (torch.stack([t["sticks_concentration1"], t["sticks_concentration0"]])
+            if "sticks_concentration1" in t else t["weight_concentration"])
+    return _Q(conc, (t["means"] - shift) / scale, t["mean_precision"], t[shape_name],
+              t[inv_name] / scale**2)
+
+
+def expected_log_joint(fit: Fit, x) -> torch.Tensor:
+    """The local update on new data: ρ_nk = E_q[log π_k + log N(x_n | μ_k, Λ_k)].
+
+    softmax_k ρ_nk is q(z_n = k), the responsibilities CAVI's next E-step would give (the
+    quantity scikit-learn's ``BayesianGaussianMixture`` predicts with); logsumexp_k ρ_nk is a
+    lower bound on the log posterior predictive density by Jensen's inequality.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit of :func:`fit_cavi`.
+    x : array-like (N, D)
+
+    Returns
+    -------
+    Tensor (N, K)
+        On the fit's device and dtype.
+    """
+    if fit.options.get("method") != "cavi":
+        raise ValueError(f"fit must come from fit_cavi (engine='svi', method='cavi'); got "
+                         f"engine={fit.engine!r}, method={fit.options.get('method')!r}.")
+    x = fit._x(x)
+    family = fit.model.family
+    center = torch.as_tensor(fit.center, dtype=x.dtype, device=x.device)
+    q = _q_from_fit(fit, center, fit.scale)  # in the fit's standardised coordinates
+    stick = q.conc.ndim == 2
+    flag = ResolvedPrior(*([None] * 5), stick_breaking=stick)  # _expectations reads the flag only
+    ex = _expectations(family, _factor(family), q, flag)
+    data = em_steps.PreparedData(x, family, shift=center, scale=fit.scale, cache_bytes=0)
+    return em_steps.log_joint(data, ex.w) - data.d * math.log(fit.scale)  # (N, K)
 
 
 def _posterior_means(family, factor, q: _Q, stick_breaking_prior: bool):
