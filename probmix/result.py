@@ -190,8 +190,10 @@ class Fit:
                 from probmix.program import enumerated_log_joint
 
                 sites = self.options.get("sites", list(flat))
+                fixed = {n: self.params[n] for n in self.options.get("constants", ())}
                 yield torch.stack([enumerated_log_joint(
-                    self.model, {n: flat[n][i] for n in sites}, x) for i in range(sl.start, sl.stop)])
+                    self.model, {**fixed, **{n: flat[n][i] for n in sites}}, x)
+                    for i in range(sl.start, sl.stop)])
 
     def predict_proba(self, x) -> np.ndarray:
         """Posterior probability of each component for each row, shape (N, K); rows sum to 1.
