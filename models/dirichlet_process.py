@@ -36,7 +36,7 @@ def program(x, *, n_components=10, concentration=1.0):
         α of the Dirichlet process.
     """
     n, d = x.shape
-    m, s = x.mean(0), x.std(0).clamp_min(1e-12)  # (D,) each
+    m, s = x.mean(0), x.std(0, correction=0).clamp_min(1e-12)  # (D,) each
     alpha = torch.tensor(float(concentration), dtype=x.dtype)
     with pyro.plate("sticks_plate", n_components - 1):
         sticks = pyro.sample("sticks", dist.Beta(torch.ones_like(alpha), alpha))  # (K-1,)

@@ -40,7 +40,7 @@ def program(x, *, n_components=4):
         K, the number of Gaussian components (the background comes on top).
     """
     n, d = x.shape
-    m, s = x.mean(0), x.std(0).clamp_min(1e-12)  # (D,) each
+    m, s = x.mean(0), x.std(0, correction=0).clamp_min(1e-12)  # (D,) each
     low, high = x.min(0).values, x.max(0).values
     pad = 1e-3 * (high - low).clamp_min(1e-12)
     box = pyro.deterministic("box", torch.stack([low - pad, high + pad]), event_dim=2)
@@ -70,7 +70,7 @@ def simulate(n, *, seed, params=None):
     params : dict, optional
         ``background`` (), ``weights`` (K,), ``locs`` (K, D), ``scales`` (K, D), ``box``
         (2, D). Default: four equal clusters at (±2, ±2) with standard deviations 0.3–0.6,
-        20 % background in the box [-4, 4]².
+        20 % background in the box [-8, 8]².
 
     Returns
     -------
@@ -83,7 +83,7 @@ def simulate(n, *, seed, params=None):
         params = {"background": 0.2, "weights": np.full(4, 0.25),
                   "locs": np.array([[-2.0, -2.0], [-2.0, 2.0], [2.0, -2.0], [2.0, 2.0]]),
                   "scales": np.array([[0.4, 0.4], [0.6, 0.3], [0.3, 0.5], [0.5, 0.5]]),
-                  "box": np.array([[-4.0, -4.0], [4.0, 4.0]])}
+                  "box": np.array([[-8.0, -8.0], [8.0, 8.0]])}
     params = {name: np.asarray(v, dtype=float) for name, v in params.items()}
     rng = np.random.default_rng(seed)
     k, d = params["locs"].shape

@@ -41,7 +41,7 @@ def program(x, *, n_components=3):
     if d != 1:
         raise ValueError(f"ordered_1d models one feature; x has {d} columns. Pick one column "
                          f"(x[:, [j]]) or use a multivariate model from models/.")
-    m, s = x.mean(), x.std().clamp_min(1e-12)
+    m, s = x.mean(), x.std(correction=0).clamp_min(1e-12)
     base_loc = torch.cat([(m - s).reshape(1), s.log().expand(n_components - 1)])  # (K,)
     base_scale = torch.cat([(2 * s).reshape(1), torch.ones(n_components - 1, dtype=x.dtype)])
     weights = pyro.sample("weights", dist.Dirichlet(torch.ones(n_components, dtype=x.dtype)))

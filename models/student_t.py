@@ -36,7 +36,7 @@ def program(x, *, n_components=2):
     n_components : int
     """
     n, d = x.shape
-    m, s = x.mean(0), x.std(0).clamp_min(1e-12)  # (D,) each
+    m, s = x.mean(0), x.std(0, correction=0).clamp_min(1e-12)  # (D,) each
     weights = pyro.sample("weights", dist.Dirichlet(torch.ones(n_components, dtype=x.dtype)))
     with pyro.plate("components", n_components):
         df = pyro.sample("df", dist.Gamma(torch.tensor(2.0, dtype=x.dtype), 0.1))  # (K,)

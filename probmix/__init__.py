@@ -14,6 +14,7 @@ from probmix.gaussian_mixture import GaussianMixture
 from probmix.kmeans import KMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
 from probmix.priors import Prior
+from probmix.program_check import check_program
 from probmix.result import Fit
 from probmix.selection import Selection, compare_models, select
 
@@ -34,6 +35,7 @@ __all__ = [
     "SphericalCovariance",
     "TiedCovariance",
     "as_data",
+    "check_program",
     "compare_models",
     "estimate_bandwidth",
     "fit",

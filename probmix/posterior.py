@@ -155,7 +155,8 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         if fields.get("assignment_draws") is not None:
             fields["assignment_draws"] = relabel_assignments(fields["assignment_draws"], perms)
         n_relabelled = int((perms != np.arange(perms.shape[-1])).any(-1).sum())
-    options.update(relabelled=bool(relabel and reference is not None), n_relabelled=n_relabelled)
+    options.update(relabelled=bool(relabel and reference is not None and axes),
+                   n_relabelled=n_relabelled)
     means = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}
     params = means if params is None else {**means, **_as_numpy(params)}
     if not isinstance(model, GaussianMixture):

@@ -85,9 +85,7 @@ def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
     data = {name: torch.as_tensor(value, dtype=x.dtype, device=x.device)
             for name, value in params.items()}
     conditioned = poutine.condition(config_enumerate(program, default="parallel"), data=data)
-    with torch.no_grad():
-        loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(
-            conditioned, lambda *args, **kwargs: None, x)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(conditioned, lambda *args, **kwargs: None, x)
     return -float(loss)
 
 

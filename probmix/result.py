@@ -117,6 +117,10 @@ class Fit:
         """Number of free parameters of the model."""
         if hasattr(self.model, "n_parameters"):
             return self.model.n_parameters(self.n_features)
+        if "n_parameters" not in self.options and self.data is not None:  # SVI/MCMC fits
+            from probmix.program import count_parameters
+
+            return count_parameters(self.model, torch.as_tensor(self.data))
         return int(self.options["n_parameters"])
 
     # --- predictions -----------------------------------------------------------------------------
