@@ -15,6 +15,7 @@ from probmix.kmeans import KMeans
 from probmix.kmeans_streaming import MiniBatchKMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
 from probmix.priors import Prior
+from probmix.program_check import check_program
 from probmix.result import Fit
 from probmix.selection import Selection, compare_models, select
 
@@ -36,6 +37,7 @@ __all__ = [
     "SphericalCovariance",
     "TiedCovariance",
     "as_data",
+    "check_program",
     "compare_models",
     "estimate_bandwidth",
     "fit",

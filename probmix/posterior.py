@@ -21,7 +21,8 @@ from probmix.gaussian_mixture import GaussianMixture
 from probmix.relabel import relabel_assignments, relabel_draws
 from probmix.result import Fit
 
-__all__ = ["gmm_component_axes", "program_component_axes", "fit_from_draws"]
+__all__ = ["gmm_component_axes", "program_component_axes", "labels_exchangeable",
+           "fit_from_draws"]
 
 
 def gmm_component_axes(model: GaussianMixture) -> dict[str, int]:
@@ -58,6 +59,28 @@ def program_component_axes(program, x: torch.Tensor, sites: list[str]) -> dict[s
                 k is None or site["value"].shape[-1] == k):
             axes[name] = -1
     return axes
+
+
+def labels_exchangeable(program, x: torch.Tensor, values: dict, axes: dict) -> bool:
+    """Whether permuting the components (along ``axes``) leaves the program's density unchanged.
+
+    Relabelling draws is right only for exchangeable components. Ordered means, stick-breaking
+    weights or a component with its own role (a background) identify the labels, and a draw
+    permuted along the sites that carry a component axis would no longer be a draw of that
+    program. Checked at ``values`` (the reference) with the components rotated by one.
+    """
+    from probmix.program import marginal_log_joint
+
+    if not axes or any(name not in values for name in axes):
+        return False
+    k = np.shape(values[next(iter(axes))])[axes[next(iter(axes))]]
+    if k < 2:
+        return True
+    rolled = {name: (np.roll(np.asarray(v), 1, axis=axes[name]) if name in axes else v)
+              for name, v in values.items()}
+    before = marginal_log_joint(program, values, x)
+    after = marginal_log_joint(program, rolled, x)
+    return bool(abs(before - after) <= 1e-6 * (1.0 + abs(before)))
 
 
 def _as_numpy(draws: dict) -> dict:
@@ -109,8 +132,14 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         center = x.mean(0)
         center, scale = center.cpu().numpy(), data_scale(x, center)
     else:
+        from probmix.program import data_constants
+
         sites = options.setdefault("sites", list(draws))
+        constants = {n: v.cpu().numpy() for n, v in data_constants(model, x).items()}
+        options["constants"] = list(constants)  # data-derived values the predictions reuse
         axes = program_component_axes(model, x, sites)
+        if reference is not None and not labels_exchangeable(model, x, reference, axes):
+            axes = {}  # the program identifies its labels: draws keep them
         signature = None
         center, scale = None, 1.0
     n_relabelled = 0
@@ -126,9 +155,12 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
         if fields.get("assignment_draws") is not None:
             fields["assignment_draws"] = relabel_assignments(fields["assignment_draws"], perms)
         n_relabelled = int((perms != np.arange(perms.shape[-1])).any(-1).sum())
-    options.update(relabelled=bool(relabel and reference is not None), n_relabelled=n_relabelled)
+    options.update(relabelled=bool(relabel and reference is not None and axes),
+                   n_relabelled=n_relabelled)
     means = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}
     params = means if params is None else {**means, **_as_numpy(params)}
+    if not isinstance(model, GaussianMixture):
+        params = {**params, **constants}
     return Fit(engine=engine, model=model, params=params, n_features=x.shape[1], draws=draws,
                options=options, device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
                center=center, scale=scale, data=x.detach().cpu().numpy(), **fields)

@@ -117,6 +117,10 @@ class Fit:
         """Number of free parameters of the model."""
         if hasattr(self.model, "n_parameters"):
             return self.model.n_parameters(self.n_features)
+        if "n_parameters" not in self.options and self.data is not None:  # SVI/MCMC fits
+            from probmix.program import count_parameters
+
+            return count_parameters(self.model, torch.as_tensor(self.data))
         return int(self.options["n_parameters"])
 
     # --- predictions -----------------------------------------------------------------------------
@@ -190,8 +194,10 @@ class Fit:
                 from probmix.program import enumerated_log_joint
 
                 sites = self.options.get("sites", list(flat))
+                fixed = {n: self.params[n] for n in self.options.get("constants", ())}
                 yield torch.stack([enumerated_log_joint(
-                    self.model, {n: flat[n][i] for n in sites}, x) for i in range(sl.start, sl.stop)])
+                    self.model, {**fixed, **{n: flat[n][i] for n in sites}}, x)
+                    for i in range(sl.start, sl.stop)])
 
     def predict_proba(self, x) -> np.ndarray:
         """Posterior probability of each component for each row, shape (N, K); rows sum to 1.

@@ -25,7 +25,7 @@ from probmix._validation import check_int
 from probmix.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.gaussian_mixture import GaussianMixture, as_params
-from probmix.program import count_parameters, global_sites
+from probmix.program import count_parameters, data_constants, global_sites, location_starts
 from probmix.result import Fit
 
 __all__ = ["fit_gradient_map", "map_start"]
@@ -78,7 +78,9 @@ def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
     if isinstance(init, str):
         with warnings.catch_warnings():  # an unconverged MAP is still a good start
             warnings.simplefilter("ignore", ConvergenceWarning)
-            init = fit_gradient_map(model, x, seed=seed).params
+            fit = fit_gradient_map(model, x, seed=seed)
+        constants = fit.options.get("constants", ())
+        init = {name: v for name, v in fit.params.items() if name not in constants}
     return {name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
 
 
@@ -96,7 +98,9 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         Starting point of the global sites: the EM solution (GaussianMixture only; default),
         the prior medians ("median"), prior draws ("sample"; the default for custom programs,
         whose symmetric priors put every component's median at the same place, a saddle
-        point), or a dict of site values (for a GaussianMixture: ``weights``, ``means``,
+        point; so when a program has location sites, these start at k-means centres (see
+        :func:`probmix.program.location_starts`) and the other sites at their prior
+        medians), or a dict of site values (for a GaussianMixture: ``weights``, ``means``,
         ``covariances``).
     n_init : int, optional
         With ``init="sample"``: the number of prior draws to start from (seeds ``seed``,
@@ -122,9 +126,16 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
     n_init = (5 if init == "sample" else 1) if n_init is None else check_int(n_init, "n_init",
                                                                              minimum=1)
     if n_init > 1:
-        fits = [fit_gradient_map(model, x, init=init, n_init=1, max_iter=max_iter, tol=tol,
-                                 seed=seed + r, device=device, dtype=dtype, verbose=verbose)
-                for r in range(n_init)]
+        fits, error = [], None
+        for r in range(n_init):
+            try:
+                fits.append(fit_gradient_map(model, x, init=init, n_init=1, max_iter=max_iter,
+                                             tol=tol, seed=seed + r, device=device, dtype=dtype,
+                                             verbose=verbose))
+            except ValueError as exc:  # a start that leaves the support is one lost start
+                error = exc
+        if not fits:
+            raise error
         return max(fits, key=lambda f: f.lower_bounds[-1])
     k = model.n_components if is_gmm else 1
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
@@ -134,7 +145,11 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
     else:
         values = None if init in ("median", "sample") else {
             name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
-    init_fn = init_to_value(values=values) if values is not None else (
+    if not is_gmm and init == "sample":
+        with quiet_singular_samples():
+            values = location_starts(program, x, seed=seed) or None
+    # location starts break the symmetry, so the other sites can start at their prior medians
+    init_fn = init_to_value(values=values, fallback=init_to_median) if values is not None else (
         init_to_sample if init == "sample" else init_to_median)
     with quiet_singular_samples():
         sites = global_sites(program, x)
@@ -186,12 +201,15 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         center = None
         with quiet_singular_samples():
             n_parameters = count_parameters(program, x)
+            constants = {name: v.cpu().numpy() for name, v in data_constants(program, x).items()}
+        params.update(constants)  # data-derived values the predictions reuse
     n = x.shape[0]
     return Fit(engine="map", model=model, params=params, n_features=x.shape[1],
                converged=converged, n_iter=len(history),
                lower_bounds=-torch.tensor(history, dtype=torch.float64).numpy() / n,
                options=dict(method="gradient", init=init if isinstance(init, str) else "given",
                             max_iter=max_iter, tol=tol, seed=seed,
-                            **({} if is_gmm else {"n_parameters": n_parameters})),
+                            **({} if is_gmm else {"n_parameters": n_parameters,
+                                                        "constants": list(constants)})),
                device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
                center=center, scale=1.0)

@@ -1,0 +1,246 @@
+"""The model gallery: every models/*.py is fitted by MAP and SVI on data simulated from it.
+
+Each file must define ``program(x, *, n_components=...)`` and ``simulate(n, *, seed)``
+returning ``(x, z, truth)``. Recovery is checked against the realised data (the fraction,
+mean and spread of the points each true component drew), so the tolerances measure the fit,
+not the sampling noise: component fractions within 0.05, locations within 0.2 (in units
+where the components' spreads are 0.3-1.2), per-component spreads and rates within 20 %
+(SVI: its posterior means, which shrink a little towards the prior, 25 %). Components are
+matched through the predicted labels, several fitted components to one true cluster when a
+model splits (the Dirichlet process caps, it does not choose, the number in use).
+"""
+
+import functools
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import poisson
+
+import probmix
+
+MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.py"))
+N = 300
+#: CI sizes: the Dirichlet process is capped at 5 components here (10 in the slow test)
+CI_OPTIONS = {"dirichlet_process": {"n_components": 5}}
+
+
+def load(name):
+    path = Path(__file__).resolve().parents[1] / "models" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"gallery_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def mixture_weights(name, params):
+    """Weights of every assignment value (K, or K + 1 with a background last)."""
+    if name == "gaussian_background":
+        b = float(params["background"])
+        return np.append((1 - b) * params["weights"], b)
+    if name == "dirichlet_process":
+        return load(name).weights_from_sticks(torch.as_tensor(params["sticks"])).numpy()
+    return np.asarray(params["weights"])
+
+
+def _fits(name):
+    module = load(name)
+    program = functools.partial(module.program, **CI_OPTIONS.get(name, {}))
+    x, z, truth = module.simulate(N, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        fit_map = probmix.fit(program, x, engine="map", seed=0, n_init=1)
+        start = {n: v for n, v in fit_map.params.items() if n not in fit_map.options["constants"]}
+        fit_svi = probmix.fit(program, x, engine="svi", seed=0, init=start, steps=100,
+                              num_draws=30, progress=False)
+    return module, x, z, truth, {"map": fit_map, "svi": fit_svi}
+
+
+@functools.cache
+def fits(name):
+    return _fits(name)
+
+
+def test_every_model_file_follows_the_convention():
+    assert {p.stem for p in MODELS} >= {"gaussian_background", "student_t",
+                                        "dirichlet_process", "poisson", "ordered_1d"}
+    for path in MODELS:
+        module = load(path.stem)
+        assert callable(module.program) and module.program.__doc__ and callable(module.simulate)
+        assert "Sites" in module.program.__doc__
+
+
+@pytest.mark.parametrize("engine", ["map", "svi"])
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_recovers_the_simulated_components(path, engine):
+    name = path.stem
+    module, x, z, truth, fitted = fits(name)
+    fit = fitted[engine]
+    proba = fit.predict_proba(x)
+    weights = mixture_weights(name, fit.params)
+    assert proba.shape == (N, weights.size)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-9)
+    labels = proba.argmax(1)
+    n_true = int(z.max()) + 1
+    # each fitted component goes to the true component holding most of its points
+    counts = np.zeros((weights.size, n_true))
+    np.add.at(counts, (labels, z), 1)
+    owner = counts.argmax(1)
+    used = counts.sum(1) > 0
+    rel = 0.2 if engine == "map" else 0.25
+    for j in range(n_true):
+        mine = np.flatnonzero((owner == j) & used)
+        members = x[z == j]
+        assert mine.size >= 1, f"{name}: no component found true component {j}"
+        assert abs(weights[mine].sum() - np.mean(z == j)) < 0.05, (name, j)
+        is_background = name == "gaussian_background" and j == n_true - 1
+        if is_background:
+            assert list(mine) == [weights.size - 1]
+            continue
+        locs = np.asarray(fit.params.get("locs", fit.params.get("rate")))
+        loc = (weights[mine, None] * locs.reshape(len(locs), -1)[mine]).sum(0) \
+            / weights[mine].sum()
+        np.testing.assert_allclose(loc, members.mean(0), atol=0.2 * members.std(0).max() / 0.5
+                                   if name == "poisson" else 0.2, err_msg=f"{name} {j}")
+        if mine.size > 1:
+            continue  # a split cluster: its spread is shared out
+        k = mine[0]
+        if "scales" in fit.params and name != "student_t":
+            np.testing.assert_allclose(np.ravel(fit.params["scales"][k]), members.std(0), rtol=rel,
+                                       err_msg=f"{name} {j}")
+        if name == "student_t":  # t scales and dof against the generating values
+            np.testing.assert_allclose(fit.params["scales"][k], truth["scales"][j], rtol=0.4)
+            assert 0.5 < fit.params["df"][k] / truth["df"][j] < 2.0
+        if name == "poisson":
+            np.testing.assert_allclose(fit.params["rate"][k], members.mean(0), rtol=rel)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_svi_predictions_average_over_the_draws(path):
+    """predict_proba/score_samples of an SVI fit: the per-draw quantities, averaged."""
+    from probmix.program import enumerated_log_joint
+
+    name = path.stem
+    module, x, z, truth, fitted = fits(name)
+    fit = fitted["svi"]
+    rows = torch.as_tensor(x[:20])
+    fixed = {n: fit.params[n] for n in fit.options["constants"]}
+    per_draw = torch.stack([enumerated_log_joint(
+        fit.model, {**fixed, **{s: v[0, i] for s, v in fit.draws.items()}}, rows)
+        for i in range(fit.n_draws)])  # (S, 20, K)
+    np.testing.assert_allclose(fit.predict_proba(x[:20]),
+                               torch.softmax(per_draw, -1).mean(0).numpy(), rtol=1e-8)
+    expected = torch.logsumexp(torch.logsumexp(per_draw, -1), 0) - np.log(fit.n_draws)
+    np.testing.assert_allclose(fit.score_samples(x[:20]), expected.numpy(), rtol=1e-8)
+    assert np.isfinite(fit.bic(x)) and fit.n_parameters > 0
+
+
+def test_poisson_score_samples_matches_scipy():
+    module, x, z, truth, fitted = fits("poisson")
+    fit = fitted["map"]
+    w, rate = fit.params["weights"], fit.params["rate"]
+    dens = (w[None] * poisson.pmf(x[:, None, :], rate[None]).prod(-1)).sum(1)
+    np.testing.assert_allclose(fit.score_samples(x), np.log(dens), rtol=1e-9)
+    k = rate.size + w.size - 1
+    np.testing.assert_allclose(fit.bic(x), -2 * np.log(dens).sum() + k * np.log(N), rtol=1e-9)
+
+
+def test_ordered_means_stay_ordered_and_are_not_relabelled():
+    module, x, z, truth, fitted = fits("ordered_1d")
+    fit = fitted["svi"]
+    assert np.all(np.diff(fit.draws["locs"], axis=-1) > 0)
+    assert not fit.options["relabelled"]
+
+
+def test_background_box_is_the_fitted_datas():
+    """A point's density does not depend on the rows it is scored with (the box is recorded)."""
+    module, x, z, truth, fitted = fits("gaussian_background")
+    fit = fitted["map"]
+    np.testing.assert_allclose(fit.params["box"], [x.min(0) - 1e-3 * np.ptp(x, 0),
+                                                   x.max(0) + 1e-3 * np.ptp(x, 0)])
+    one_by_one = np.concatenate([fit.score_samples(x[i:i + 1]) for i in range(3)])
+    np.testing.assert_allclose(one_by_one, fit.score_samples(x)[:3], rtol=1e-12)
+    outside = fit.predict_proba(np.array([[40.0, 40.0]]))  # no background outside the box
+    assert outside[0, -1] == 0.0
+
+
+def test_background_model_beats_the_gmm_on_clusters_plus_noise():
+    """20 % uniform noise: better held-out likelihood, unbiased covariances, noise found."""
+    module = load("gaussian_background")
+    x, z, truth = module.simulate(2000, seed=1)
+    x_test, _, _ = module.simulate(2000, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        bg = probmix.fit(module.program, x, seed=0, n_init=1)
+    gmm = probmix.fit(probmix.GaussianMixture(4, covariance="diag"), x, seed=0)
+    assert bg.score(x_test) > gmm.score(x_test) + 0.1
+    labels = bg.predict(x)
+    assert np.mean(labels[z == 4] == 4) >= 0.9
+    # covariances, matched through the labels, against the variances of the points each
+    # cluster drew (the generating ones up to sampling noise, 7 % sd at 400 points)
+    true_var = np.stack([x[z == j].var(0) for j in range(4)])
+    np.testing.assert_allclose(true_var, truth["scales"] ** 2, rtol=0.25)
+    k_of = [np.bincount(labels[z == j], minlength=5).argmax() for j in range(4)]
+    np.testing.assert_allclose(bg.params["scales"][k_of] ** 2, true_var, rtol=0.15)
+    g_of = [np.bincount(gmm.predict(x)[z == j], minlength=4).argmax() for j in range(4)]
+    var_gmm = np.stack([np.diag(c) for c in gmm.covariances[g_of]])
+    assert np.max(np.abs(var_gmm / true_var - 1)) > 0.15  # the noise inflates the GMM's
+
+
+def test_student_t_means_resist_gross_outliers():
+    module = load("student_t")
+    x, z, truth = module.simulate(400, seed=3)
+    rng = np.random.default_rng(4)
+    outliers = rng.uniform([8, -20], [25, 20], size=(20, 2))  # 5 %, right of the clusters
+    dirty = np.concatenate([x, outliers])
+
+    def means(fit, data):
+        k_of = [np.bincount(fit.predict(data[:400])[z == j], minlength=2).argmax()
+                for j in range(2)]
+        return (fit.params["locs"] if "locs" in fit.params else fit.means)[k_of]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        t_clean, t_dirty = (probmix.fit(module.program, d, seed=0, n_init=3) for d in (x, dirty))
+    g_clean, g_dirty = (probmix.fit(probmix.GaussianMixture(2), d, seed=0) for d in (x, dirty))
+    t_shift = np.abs(means(t_dirty, dirty) - means(t_clean, x)).max()
+    g_shift = np.abs(means(g_dirty, dirty) - means(g_clean, x)).max()
+    assert t_shift < 0.1 and g_shift > t_shift, (t_shift, g_shift)
+
+
+@pytest.mark.slow
+def test_dirichlet_process_keeps_three_of_ten_components():
+    """K_max = 10 on 3 clusters: the posterior mean keeps exactly 3 components above 1 %."""
+    module = load("dirichlet_process")
+    x, z, truth = module.simulate(300, seed=0)
+    program = functools.partial(module.program, n_components=10, concentration=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        fit = probmix.fit(program, x, engine="svi", seed=0, steps=1000, lr=0.05, num_draws=100,
+                          progress=False)
+    weights = module.weights_from_sticks(torch.as_tensor(fit.draws["sticks"])).mean((0, 1))
+    assert int((weights > 0.01).sum()) == 3, weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_nuts_converges(path):
+    """NUTS with z enumerated on each model: r_hat < 1.01 on every global site."""
+    from probmix.diagnostics import summary
+
+    name = path.stem
+    module = load(name)
+    program = functools.partial(module.program, **CI_OPTIONS.get(name, {}))
+    x, z, truth = module.simulate(N, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = probmix.fit(program, x, engine="mcmc", seed=0, num_samples=500, warmup=500,
+                          chains=4, progress=False)
+    table = summary(fit, round_to=None)
+    r_hat = float(np.nanmax(table["r_hat"]))
+    print(f"{name}: max r_hat {r_hat:.4f}, divergences {int(fit.sample_stats['diverging'].sum())}")
+    assert r_hat < 1.01
+    np.testing.assert_allclose(fit.predict_proba(x[:10]).sum(1), 1.0)
