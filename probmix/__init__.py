@@ -4,6 +4,7 @@ Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
 infer with :func:`fit`; every engine returns a :class:`Fit`.
 """
 
+from probmix.compare import Comparison, compare
 from probmix.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
                                 SphericalCovariance, TiedCovariance)
 from probmix.data import as_data
@@ -20,6 +21,7 @@ from probmix.selection import Selection, compare_models, select
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "ConvergenceWarning",
     "CovarianceFamily",
     "DegenerateCovarianceError",
@@ -34,6 +36,7 @@ __all__ = [
     "SphericalCovariance",
     "TiedCovariance",
     "as_data",
+    "compare",
     "compare_models",
     "estimate_bandwidth",
     "fit",
