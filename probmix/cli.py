@@ -301,7 +301,8 @@ def _fit(args) -> int:
     summary = parameter_summary(shown)
     _print_parameters(summary)
     labels = shown.predict(x)
-    print(f"cluster sizes: {np.bincount(labels, minlength=_n_components(shown)).tolist()}")
+    k = shown.n_components if "weights" in shown.params else 0
+    print(f"cluster sizes: {np.bincount(labels, minlength=k).tolist()}")
     score = fit.score(data) - (log_jacobian(sd) if sd is not None else 0.0)
     n_par = fit.n_parameters
     print(f"mean log-likelihood {score:.6g}   BIC {-2 * score * n + n_par * np.log(n):.6g}   "
@@ -325,10 +326,6 @@ def _fit(args) -> int:
     _fit_figures(shown, x, out, written)
     print(f"wrote {', '.join(written)} to {out}")
     return 0
-
-
-def _n_components(fit) -> int:
-    return fit.n_components if "weights" in fit.params else int(max(fit.predict(fit.data)) + 1)
 
 
 def _print_parameters(summary: dict) -> None:

@@ -84,8 +84,6 @@ def _component_axes(fit, x) -> dict:
 
     if isinstance(fit.model, GaussianMixture):
         return gmm_component_axes(fit.model)
-    import torch
-
     from probmix.data import as_data
 
     return program_component_axes(fit.model, as_data(x), list(fit.params))

@@ -4,7 +4,6 @@ import io
 import pickle
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
