@@ -4,6 +4,7 @@ Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
 infer with :func:`fit`; every engine returns a :class:`Fit`.
 """
 
+from probmix.compare import Comparison, compare
 from probmix.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
                                 SphericalCovariance, TiedCovariance)
 from probmix.data import as_data
@@ -22,6 +23,7 @@ from probmix.selection import Selection, compare_models, select
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "ConvergenceWarning",
     "CovarianceFamily",
     "DegenerateCovarianceError",
@@ -38,6 +40,7 @@ __all__ = [
     "TiedCovariance",
     "as_data",
     "check_program",
+    "compare",
     "compare_models",
     "estimate_bandwidth",
     "fit",

@@ -48,7 +48,8 @@ def test_cli_demo_prints_the_table(tmp_path):
     assert "MAP (closed-form EM" in out.stdout and "true mean" in out.stdout
     assert (tmp_path / "map_parameters.json").exists() and (tmp_path / "labels.csv").exists()
     assert "posterior of the component means" in out.stdout and "Gibbs" in out.stdout
-    for name in ("posterior_means.json", "compare.png", "guessed_vs_true.png"):
+    assert "mean shift" in out.stdout
+    for name in ("posterior_means.json", "compare.png", "guessed_vs_true.png", "meanshift.png"):
         assert (tmp_path / name).stat().st_size > 0
 
 
