@@ -13,6 +13,7 @@ from probmix.fit import fit
 from probmix.gaussian_mixture import GaussianMixture
 from probmix.kmeans import KMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
+from probmix.persistence import load
 from probmix.priors import Prior
 from probmix.result import Fit
 from probmix.selection import Selection, compare_models, select
@@ -37,6 +38,7 @@ __all__ = [
     "compare_models",
     "estimate_bandwidth",
     "fit",
+    "load",
     "select",
     "three_clusters",
 ]

@@ -9,12 +9,14 @@ and the fix.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import torch
 
-__all__ = ["as_data", "check_n_features", "resolve_device", "resolve_dtype", "as_sample_weight"]
+__all__ = ["as_data", "check_n_features", "check_squares_finite", "resolve_device",
+           "resolve_dtype", "as_sample_weight"]
 
 
 def resolve_device(device=None, *, like: torch.Tensor | None = None) -> torch.device:
@@ -153,6 +155,11 @@ def as_data(
                 f"{name} must be real-valued; got a complex tensor ({x.dtype}). "
                 "Split it into real and imaginary feature columns."
             )
+        if x.is_meta:
+            raise ValueError(
+                f"{name} is a tensor on the 'meta' device, which has a shape but no values; "
+                "pass the data itself (e.g. materialise it on 'cpu' first)."
+            )
         t = x.detach()
     else:
         t = torch.from_numpy(np.ascontiguousarray(_to_numpy(x, name)))
@@ -188,6 +195,23 @@ def as_data(
             f"row {int(bad[0])}). Drop or impute them first, e.g. x[np.isfinite(x).all(axis=1)]."
         )
     return t
+
+
+def check_squares_finite(x: torch.Tensor, *, name: str = "x") -> None:
+    """Raise a ``ValueError`` if squares of (differences of) values of ``x`` overflow its dtype.
+
+    Covariances need them: above sqrt(max) / 4 (about 3e153 in float64, 5e18 in float32)
+    the data covariance is infinite and every Gaussian density garbage.
+    """
+    limit = math.sqrt(torch.finfo(x.dtype).max) / 4
+    biggest = float(x.abs().max())
+    if biggest > limit:
+        raise ValueError(
+            f"{name} has a value of magnitude {biggest:.3g}, whose square overflows {x.dtype} "
+            f"(a Gaussian covariance needs squares; the limit is {limit:.3g}). Rescale {name}, "
+            f"e.g. {name} / {biggest:.0e}: the fitted means scale back by that factor and the "
+            "covariances by its square."
+        )
 
 
 def check_n_features(x: torch.Tensor, n_features: int, *, name: str = "x") -> None:

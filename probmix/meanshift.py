@@ -383,3 +383,24 @@ class MeanShift:
         return (f"MeanShift(bandwidth={self.bandwidth}, kernel={self.kernel!r}, "
                 f"bin_seeding={self.bin_seeding}, cluster_all={self.cluster_all}, "
                 f"max_iter={self.max_iter})")
+
+    # -- persistence
+
+    def save(self, path) -> None:
+        """Write the settings and fitted state to ``path`` (``.npz`` + JSON header, no pickle).
+
+        See :mod:`probmix.persistence`; read it back with ``MeanShift.load(path)``.
+        """
+        from probmix.persistence import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None) -> "MeanShift":
+        """Read a MeanShift written by :meth:`save` (nothing in the file is executed).
+
+        ``device`` moves the fitted state (default: where it was saved).
+        """
+        from probmix.persistence import load_estimator
+
+        return load_estimator(cls, path, device=device)
