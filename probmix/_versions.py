@@ -17,8 +17,8 @@ def _versions() -> tuple:
 
     probmix = sys.modules.get("probmix")
     return (("probmix", getattr(probmix, "__version__", "unknown")),
-            ("torch", torch.__version__), ("pyro", pyro.__version__),
-            ("numpy", numpy.__version__), ("python", platform.python_version()))
+            ("torch", str(torch.__version__)), ("pyro", str(pyro.__version__)),
+            ("numpy", str(numpy.__version__)), ("python", platform.python_version()))
 
 
 def runtime_versions() -> dict:
