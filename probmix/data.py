@@ -70,6 +70,9 @@ def _from_dataframe(x, name: str) -> np.ndarray:
 
 def _to_numpy(x, name: str) -> np.ndarray:
     """Turn a non-tensor array-like into a numeric numpy array, or raise."""
+    if x is None:
+        raise TypeError(f"{name} must be an array-like of shape (n_samples, n_features) "
+                        "(numpy array, torch tensor, DataFrame, list of rows); got None.")
     if hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "to_numpy"):
         return _from_dataframe(x, name)
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):  # pandas Series and friends
@@ -162,8 +165,14 @@ def as_data(
             )
         t = x.detach()
     else:
-        t = torch.from_numpy(np.ascontiguousarray(_to_numpy(x, name)))
+        arr = _to_numpy(x, name)
+        t = torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))  # keeps 0-d as 0-d
     if t.ndim != 2:
+        if t.ndim == 0:
+            raise ValueError(
+                f"{name} must be 2-D of shape (n_samples, n_features); got a single number "
+                f"({t.item()!r}). Pass [[value]] for one sample of one feature."
+            )
         if t.ndim == 1:
             raise ValueError(
                 f"{name} must be 2-D of shape (n_samples, n_features); got a 1-D array of "

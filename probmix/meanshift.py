@@ -176,7 +176,7 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     # For the flat kernel only the points whose coordinate along the widest axis is
     # within one bandwidth of a seed can be inside its ball: sorting the points and
     # the seeds on that axis lets each block of seeds look at a window of points.
-    axis = int(x.var(0).argmax())
+    axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
     xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
     key = xs[:, axis].contiguous()  # (N,)
     xsq = (xs * xs).sum(1)  # (N,)
