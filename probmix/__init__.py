@@ -15,6 +15,7 @@ from probmix.gaussian_mixture import GaussianMixture
 from probmix.kmeans import KMeans
 from probmix.kmeans_streaming import MiniBatchKMeans
 from probmix.meanshift import MeanShift, estimate_bandwidth
+from probmix.persistence import load
 from probmix.priors import Prior
 from probmix.program_check import check_program
 from probmix.result import Fit
@@ -44,6 +45,7 @@ __all__ = [
     "compare_models",
     "estimate_bandwidth",
     "fit",
+    "load",
     "select",
     "three_clusters",
 ]

@@ -9,12 +9,14 @@ and the fix.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import torch
 
-__all__ = ["as_data", "check_n_features", "resolve_device", "resolve_dtype", "as_sample_weight"]
+__all__ = ["as_data", "check_n_features", "check_squares_finite", "resolve_device",
+           "resolve_dtype", "as_sample_weight"]
 
 
 def resolve_device(device=None, *, like: torch.Tensor | None = None) -> torch.device:
@@ -68,6 +70,9 @@ def _from_dataframe(x, name: str) -> np.ndarray:
 
 def _to_numpy(x, name: str) -> np.ndarray:
     """Turn a non-tensor array-like into a numeric numpy array, or raise."""
+    if x is None:
+        raise TypeError(f"{name} must be an array-like of shape (n_samples, n_features) "
+                        "(numpy array, torch tensor, DataFrame, list of rows); got None.")
     if hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "to_numpy"):
         return _from_dataframe(x, name)
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):  # pandas Series and friends
@@ -153,10 +158,21 @@ def as_data(
                 f"{name} must be real-valued; got a complex tensor ({x.dtype}). "
                 "Split it into real and imaginary feature columns."
             )
+        if x.is_meta:
+            raise ValueError(
+                f"{name} is a tensor on the 'meta' device, which has a shape but no values; "
+                "pass the data itself (e.g. materialise it on 'cpu' first)."
+            )
         t = x.detach()
     else:
-        t = torch.from_numpy(np.ascontiguousarray(_to_numpy(x, name)))
+        arr = _to_numpy(x, name)
+        t = torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))  # keeps 0-d as 0-d
     if t.ndim != 2:
+        if t.ndim == 0:
+            raise ValueError(
+                f"{name} must be 2-D of shape (n_samples, n_features); got a single number "
+                f"({t.item()!r}). Pass [[value]] for one sample of one feature."
+            )
         if t.ndim == 1:
             raise ValueError(
                 f"{name} must be 2-D of shape (n_samples, n_features); got a 1-D array of "
@@ -188,6 +204,23 @@ def as_data(
             f"row {int(bad[0])}). Drop or impute them first, e.g. x[np.isfinite(x).all(axis=1)]."
         )
     return t
+
+
+def check_squares_finite(x: torch.Tensor, *, name: str = "x") -> None:
+    """Raise a ``ValueError`` if squares of (differences of) values of ``x`` overflow its dtype.
+
+    Covariances need them: above sqrt(max) / 4 (about 3e153 in float64, 5e18 in float32)
+    the data covariance is infinite and every Gaussian density garbage.
+    """
+    limit = math.sqrt(torch.finfo(x.dtype).max) / 4
+    biggest = float(x.abs().max())
+    if biggest > limit:
+        raise ValueError(
+            f"{name} has a value of magnitude {biggest:.3g}, whose square overflows {x.dtype} "
+            f"(a Gaussian covariance needs squares; the limit is {limit:.3g}). Rescale {name}, "
+            f"e.g. {name} / {biggest:.0e}: the fitted means scale back by that factor and the "
+            "covariances by its square."
+        )
 
 
 def check_n_features(x: torch.Tensor, n_features: int, *, name: str = "x") -> None:

@@ -37,6 +37,7 @@ from pyro.ops.indexing import Vindex
 from probmix._random import quiet_singular_samples, seeded
 from probmix._validation import check_int
 from probmix.covariance import CovarianceFamily, get_family
+from probmix.data import check_squares_finite
 from probmix.priors import Prior, ResolvedPrior, resolve_prior
 
 __all__ = ["GaussianMixture", "MixtureParams", "as_params", "stick_breaking", "WEIGHTS_PRIORS"]
@@ -227,6 +228,7 @@ class GaussianMixture:
         """
         d = x.shape[1] if x is not None else n_features
         if x is not None:
+            check_squares_finite(x)  # every engine resolves the prior: one place for the check
             dtype, device = x.dtype, x.device
         elif moments is not None:
             d = moments[0].shape[0]

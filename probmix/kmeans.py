@@ -683,3 +683,24 @@ class KMeans:
         init = self.init if isinstance(self.init, str) else "array"
         return (f"KMeans(n_clusters={self.n_clusters}, init={init!r}, n_init={self.n_init!r}, "
                 f"max_iter={self.max_iter}, tol={self.tol}, seed={self.seed})")
+
+    # -- persistence
+
+    def save(self, path) -> None:
+        """Write the settings and fitted state to ``path`` (``.npz`` + JSON header, no pickle).
+
+        See :mod:`probmix.persistence`; read it back with ``KMeans.load(path)``.
+        """
+        from probmix.persistence import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None) -> "KMeans":
+        """Read a KMeans written by :meth:`save` (nothing in the file is executed).
+
+        ``device`` moves the fitted state (default: where it was saved).
+        """
+        from probmix.persistence import load_estimator
+
+        return load_estimator(cls, path, device=device)

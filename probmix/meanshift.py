@@ -176,7 +176,7 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     # For the flat kernel only the points whose coordinate along the widest axis is
     # within one bandwidth of a seed can be inside its ball: sorting the points and
     # the seeds on that axis lets each block of seeds look at a window of points.
-    axis = int(x.var(0).argmax())
+    axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
     xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
     key = xs[:, axis].contiguous()  # (N,)
     xsq = (xs * xs).sum(1)  # (N,)
@@ -383,3 +383,24 @@ class MeanShift:
         return (f"MeanShift(bandwidth={self.bandwidth}, kernel={self.kernel!r}, "
                 f"bin_seeding={self.bin_seeding}, cluster_all={self.cluster_all}, "
                 f"max_iter={self.max_iter})")
+
+    # -- persistence
+
+    def save(self, path) -> None:
+        """Write the settings and fitted state to ``path`` (``.npz`` + JSON header, no pickle).
+
+        See :mod:`probmix.persistence`; read it back with ``MeanShift.load(path)``.
+        """
+        from probmix.persistence import save_estimator
+
+        save_estimator(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None) -> "MeanShift":
+        """Read a MeanShift written by :meth:`save` (nothing in the file is executed).
+
+        ``device`` moves the fitted state (default: where it was saved).
+        """
+        from probmix.persistence import load_estimator
+
+        return load_estimator(cls, path, device=device)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from probmix._versions import runtime_versions
 from probmix.data import as_data, check_n_features
 
 __all__ = ["Fit"]
@@ -51,6 +52,9 @@ class Fit:
         log_likelihood groups).
     assignment_draws : ndarray (chain, draw, N) or None
         Sampled assignments z (Gibbs), when the engine produced them.
+    versions : dict of str to str
+        The probmix, torch, pyro, numpy and python versions that made the fit (the seed is
+        in ``options["seed"]``).
     """
 
     engine: str
@@ -70,6 +74,7 @@ class Fit:
     sample_stats: dict = field(default_factory=dict)
     data: np.ndarray | None = None
     assignment_draws: np.ndarray | None = None
+    versions: dict = field(default_factory=runtime_versions)
 
     # --- parameters of a Gaussian mixture -------------------------------------------------------
     @property
@@ -259,6 +264,18 @@ class Fit:
         from probmix.diagnostics import summary
 
         return summary(self, var_names=var_names, ci_prob=ci_prob, round_to=round_to)
+
+    # --- persistence ---------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the fit to ``path`` (an ``.npz`` of arrays and a JSON header; no pickle).
+
+        Everything round-trips exactly through :func:`probmix.load`; a custom program is
+        stored by name only (pass it back with ``probmix.load(path, model=program)``). The
+        file is replaced atomically. See :mod:`probmix.persistence` for the format.
+        """
+        from probmix.persistence import save_fit
+
+        save_fit(self, path)
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, precision: int = 3) -> str:

@@ -303,6 +303,14 @@ def fit_em(
         )
     prior_s = None if prior is None else prior.affine(data.shift, data.scale)
     reg_s = reg_covar / data.scale**2
+    if reg_s >= 1.0 and data.scale != 1.0:  # scale is 1 for constant data: nothing to swamp
+        warnings.warn(
+            f"reg_covar={reg_covar:g} is at least the variance of x (mean per-feature variance "
+            f"{data.scale**2:.3g}): the ridge swamps every covariance and the components "
+            "cannot separate. reg_covar is in the units of x squared; pass a smaller one, "
+            f"e.g. reg_covar={1e-6 * data.scale**2:.3g}, or rescale x.",
+            UserWarning, stacklevel=3,
+        )
     weights, means, cov = _init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
     prec_chol, ok = em_steps.factorise(family, cov)
@@ -354,7 +362,14 @@ def fit_em(
 
     final = torch.stack(history)  # (T, R)
     best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
-    if not bool(converged[best]):
+    distinct = None if bool(converged[best]) else int(torch.unique(x, dim=0).shape[0])
+    if distinct is not None and distinct < k:  # the reason it could not converge
+        warnings.warn(
+            f"EM did not converge: x has only {distinct} distinct row(s) for n_components={k}, "
+            "so some components cannot hold any data and EM kept re-seeding them. Use "
+            f"n_components <= {distinct}.", ConvergenceWarning, stacklevel=3,
+        )
+    elif not bool(converged[best]):
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last change of the "
             f"objective {float((final[-1, best] - final[-2, best]).abs()) if len(final) > 1 else math.nan:.3g}"
@@ -395,6 +410,10 @@ def fit_em_start(model: GaussianMixture, x, *, seed: int = 0) -> Fit:
         model = GaussianMixture(model.n_components, covariance=model.family,
                                 prior=dataclasses.replace(prior, weight_concentration=raised),
                                 weights_prior=model.weights_prior)
+    x = as_data(x)
+    var = float(((x - x.mean(0)) ** 2).mean())
+    # the default ridge, unless it would swamp data of tiny scale (a start must separate)
+    reg_covar = 1e-6 if not 0 < var <= 1e-6 else 1e-6 * var
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_em(model, x, seed=seed)
+        return fit_em(model, x, seed=seed, reg_covar=reg_covar)
