@@ -362,7 +362,9 @@ def fit_em(
 
     final = torch.stack(history)  # (T, R)
     best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
-    distinct = None if bool(converged[best]) else int(torch.unique(x, dim=0).shape[0])
+    in_memory = isinstance(data, em_steps.PreparedData) and not data.reducer.distributed
+    distinct = None if bool(converged[best]) or not in_memory else \
+        int(torch.unique(data.x, dim=0).shape[0])
     if distinct is not None and distinct < k:  # the reason it could not converge
         warnings.warn(
             f"EM did not converge: x has only {distinct} distinct row(s) for n_components={k}, "
