@@ -159,10 +159,12 @@ def main(*, fast: bool = False, out=None) -> dict:
           + (", and in this --fast run has not converged" if fast else "") + ").\n"
           "Two different samplers agreeing makes MCMC the reference, up to Monte Carlo error"
           + (" (large in this --fast run)." if fast else "."))
-    summary = fits["Gibbs"].summary(var_names=["means"])
-    print(f"\nGibbs diagnostics: max r_hat {summary['r_hat'].max():.3f}, "
-          f"min bulk ESS {summary['ess_bulk'].min():.0f}")
-
+    for name in ("Gibbs", "NUTS"):
+        summary = fits[name].summary(var_names=["means"], round_to=None)
+        print(f"{name} diagnostics: max r_hat {summary['r_hat'].max():.3f}, min bulk ESS "
+              f"{summary['ess_bulk'].min():.0f} of {fits[name].n_draws} draws")
+    print("(Gibbs mixes slowly where assignments and parameters are coupled, the overlapping "
+          "pair:\nits ESS there is low even when its moments agree with NUTS'.)\n")
     files = [out / "map_vi_mcmc_components.png", out / "map_vi_mcmc_marginals.png"]
     shown = {k: fits[k] for k in ("MAP (EM)", "CAVI", "Gibbs", "NUTS")}
     plot.compare(shown, x, n_draws=30, seed=0).savefig(files[0], dpi=80)
