@@ -200,3 +200,31 @@ def test_streaming_a_2gb_file_keeps_memory_bounded(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     peak = float(out.stdout.split()[-1])
     assert peak < 1024, f"peak resident memory {peak:.0f} MB for a 2 GB file"
+
+
+@pytest.mark.parametrize("engine, options, atol", [
+    ("svi", dict(method="cavi"), 1e-4),                       # closed form: rounding only
+    ("map", dict(method="gradient"), 1e-2),                   # L-BFGS stops at float32's tol
+    # Monte Carlo: float32 draws other random streams
+    ("mcmc", dict(kernel="gibbs", num_samples=200, warmup=100, chains=2, progress=False), 0.05),
+])
+def test_float32_posterior_engines_agree_with_float64(engine, options, atol):
+    x, _ = probmix.three_clusters(200, seed=0)
+    model = probmix.GaussianMixture(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f64 = probmix.fit(model, x, engine=engine, seed=0, **options)
+        f32 = probmix.fit(model, x, engine=engine, seed=0, dtype=torch.float32, **options)
+    assert f32.dtype == "float32"
+    a, b = np.argsort(f64.means[:, 0]), np.argsort(f32.means[:, 0])
+    np.testing.assert_allclose(f32.means[b], f64.means[a], atol=atol)
+    proba = f32.predict_proba(x)
+    assert np.isfinite(proba).all() and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_float32_meanshift_agrees_with_float64():
+    x, _ = probmix.three_clusters(200, seed=0)
+    a = probmix.MeanShift(bandwidth=2.0).fit(x)
+    b = probmix.MeanShift(bandwidth=2.0, dtype=torch.float32).fit(x)
+    np.testing.assert_allclose(np.sort(b.cluster_centers_, 0), np.sort(a.cluster_centers_, 0),
+                               atol=1e-4)
