@@ -118,7 +118,7 @@ def test_dirichlet_process_with_sparse_concentration():
                                     prior=probmix.Prior(weight_concentration=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=150, warmup=150,
+        fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=60, warmup=60,
                           chains=2, progress=False)
         svi = probmix.fit(model, x, engine="svi", seed=0, steps=300, progress=False)
     for f in (fit, svi):
