@@ -241,6 +241,8 @@ def test_nuts_converges(path):
                           chains=4, progress=False)
     table = summary(fit, round_to=None)
     r_hat = float(np.nanmax(table["r_hat"]))
-    print(f"{name}: max r_hat {r_hat:.4f}, divergences {int(fit.sample_stats['diverging'].sum())}")
+    print(f"{name}: max r_hat {r_hat:.4f}, min ess_bulk {float(np.nanmin(table['ess_bulk'])):.0f},"
+          f" divergences {int(fit.sample_stats['diverging'].sum())},"
+          f" sampling {fit.options['seconds']:.0f} s")
     assert r_hat < 1.01
     np.testing.assert_allclose(fit.predict_proba(x[:10]).sum(1), 1.0)
