@@ -24,8 +24,11 @@ import probmix
 
 MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.py"))
 N = 300
-#: CI sizes: the Dirichlet process is capped at 5 components here (10 in the slow test)
-CI_OPTIONS = {"dirichlet_process": {"n_components": 5}}
+#: the Dirichlet process: K_max = 10 with concentration 0.3 for MAP and SVI (the fits
+#: test_dirichlet_process_keeps_three_of_ten_components checks); NUTS truncates at 3, see
+#: test_nuts_converges
+CI_OPTIONS = {"dirichlet_process": {"n_components": 10, "concentration": 0.3}}
+NUTS_OPTIONS = {"dirichlet_process": {"n_components": 3}}
 
 
 def load(name):
@@ -191,49 +194,73 @@ def test_background_model_beats_the_gmm_on_clusters_plus_noise():
 
 
 def test_student_t_means_resist_gross_outliers():
+    """5 % gross outliers, far off on one side: the t means move < 0.1, the GMM's > 0.1.
+
+    K = 2, the number of real clusters, so no component is spare for the outliers. Both
+    models are fitted to the clean and the contaminated data from the same start, the
+    generating parameters (the GMM: their means and the realised clusters' covariances), so
+    the shifts measure where each model's optimum goes, not how a random start fares.
+    """
     module = load("student_t")
     x, z, truth = module.simulate(400, seed=3)
-    rng = np.random.default_rng(4)
-    outliers = rng.uniform([8, -20], [25, 20], size=(20, 2))  # 5 %, right of the clusters
+    outliers = np.random.default_rng(4).uniform([15, -15], [30, 15], size=(20, 2))
     dirty = np.concatenate([x, outliers])
+    t_start = {n: truth[n] for n in ("weights", "df", "locs", "scales", "corr_chol")}
+    g_start = {"weights": truth["weights"], "means": truth["locs"],
+               "covariances": np.stack([np.cov(x[z == j].T) for j in range(2)])}
 
-    def means(fit, data):
-        k_of = [np.bincount(fit.predict(data[:400])[z == j], minlength=2).argmax()
-                for j in range(2)]
+    def means(fit):  # the fitted mean of the component holding most of cluster j's points
+        k_of = [np.bincount(fit.predict(x)[z == j], minlength=2).argmax() for j in range(2)]
         return (fit.params["locs"] if "locs" in fit.params else fit.means)[k_of]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", probmix.ConvergenceWarning)
-        t_clean, t_dirty = (probmix.fit(module.program, d, seed=0, n_init=3) for d in (x, dirty))
-    g_clean, g_dirty = (probmix.fit(probmix.GaussianMixture(2), d, seed=0) for d in (x, dirty))
-    t_shift = np.abs(means(t_dirty, dirty) - means(t_clean, x)).max()
-    g_shift = np.abs(means(g_dirty, dirty) - means(g_clean, x)).max()
-    assert t_shift < 0.1 and g_shift > t_shift, (t_shift, g_shift)
+        t_clean, t_dirty = (probmix.fit(module.program, d, seed=0, init=t_start)
+                            for d in (x, dirty))
+    g_clean, g_dirty = (probmix.fit(probmix.GaussianMixture(2), d, seed=0, init=g_start)
+                        for d in (x, dirty))
+    np.testing.assert_allclose(means(t_clean), truth["locs"], atol=0.2)  # both fit clean data
+    np.testing.assert_allclose(means(g_clean), truth["locs"], atol=0.2)
+    t_shift = np.abs(means(t_dirty) - means(t_clean)).max()
+    g_shift = np.abs(means(g_dirty) - means(g_clean)).max()
+    assert t_shift < 0.1 and g_shift > 0.1, (t_shift, g_shift)
 
 
-@pytest.mark.slow
 def test_dirichlet_process_keeps_three_of_ten_components():
-    """K_max = 10 on 3 clusters: the posterior mean keeps exactly 3 components above 1 %."""
-    module = load("dirichlet_process")
-    x, z, truth = module.simulate(300, seed=0)
-    program = functools.partial(module.program, n_components=10, concentration=0.3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
-        fit = probmix.fit(program, x, engine="svi", seed=0, steps=1000, lr=0.05, num_draws=100,
-                          progress=False)
-    weights = module.weights_from_sticks(torch.as_tensor(fit.draws["sticks"])).mean((0, 1))
-    assert int((weights > 0.01).sum()) == 3, weights
+    """K_max = 10 on 3 clusters: MAP and the SVI posterior mean keep exactly 3 above 1 %.
+
+    The MAP starts from 10 k-means centres (the default start of a program with a location
+    site), so it prunes 7 components itself: with concentration 0.3 < 1 the stick prior's
+    density grows without bound as a fraction nears 1, so a spare stick takes all the rest.
+    SVI starts from the MAP; the posterior mean of its weights is checked.
+    """
+    module, x, z, truth, fitted = fits("dirichlet_process")
+    assert CI_OPTIONS["dirichlet_process"] == {"n_components": 10, "concentration": 0.3}
+    realised = np.sort(np.bincount(z) / z.size)[::-1]
+    map_weights = mixture_weights("dirichlet_process", fitted["map"].params)
+    svi_weights = module.weights_from_sticks(
+        torch.as_tensor(fitted["svi"].draws["sticks"])).mean((0, 1)).numpy()
+    for w in (map_weights, svi_weights):
+        assert w.shape == (10,) and int((w > 0.01).sum()) == 3, w
+        np.testing.assert_allclose(np.sort(w)[::-1][:3], realised, atol=0.03)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 def test_nuts_converges(path):
-    """NUTS with z enumerated on each model: r_hat < 1.01 on every global site."""
+    """NUTS with z enumerated on each model: r_hat < 1.01 on every global site.
+
+    The Dirichlet process is truncated at its 3 clusters here: with K = 5 (two spare
+    components) NUTS did not mix (max r_hat 1.063, min ESS bulk 73, chains of very unequal
+    length), most likely (not verified per site) because a spare component's mean and
+    scale are pinned when it holds weight and free when it does not; the pruning is
+    checked by MAP and SVI instead.
+    """
     from probmix.diagnostics import summary
 
     name = path.stem
     module = load(name)
-    program = functools.partial(module.program, **CI_OPTIONS.get(name, {}))
+    program = functools.partial(module.program, **NUTS_OPTIONS.get(name, {}))
     x, z, truth = module.simulate(N, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -241,6 +268,9 @@ def test_nuts_converges(path):
                           chains=4, progress=False)
     table = summary(fit, round_to=None)
     r_hat = float(np.nanmax(table["r_hat"]))
-    print(f"{name}: max r_hat {r_hat:.4f}, divergences {int(fit.sample_stats['diverging'].sum())}")
+    print(f"{name}: max r_hat {r_hat:.4f} ({table['r_hat'].astype(float).idxmax()}),"
+          f" min ess_bulk {float(np.nanmin(table['ess_bulk'])):.0f},"
+          f" divergences {int(fit.sample_stats['diverging'].sum())},"
+          f" sampling {fit.options['seconds']:.0f} s")
     assert r_hat < 1.01
     np.testing.assert_allclose(fit.predict_proba(x[:10]).sum(1), 1.0)

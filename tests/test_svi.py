@@ -137,6 +137,23 @@ def test_custom_program():
     np.testing.assert_allclose(fit.predict_proba(x).sum(1), 1.0)
 
 
+@pytest.mark.parametrize("engine", ["map", "svi"])
+def test_a_given_start_is_not_modified(engine):
+    """The optimiser updates its parameters in place; they must not alias the caller's init."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-3, 1, 30), rng.normal(3, 1, 30)])[:, None]
+    start = {"weights": np.array([0.5, 0.5]), "scale": np.array(1.5), "locs": np.array([-1.0, 1.0])}
+    kept = {n: v.copy() for n, v in start.items()}
+    options = {"steps": 20, "lr": 0.1, "num_draws": 5, "progress": False} if engine == "svi" \
+        else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", probmix.ConvergenceWarning)
+        fit = probmix.fit(one_d_mixture, x, engine=engine, init=start, seed=0, **options)
+    assert np.abs(np.sort(fit.params["locs"]) - kept["locs"]).max() > 0.1  # it did move
+    for name in start:
+        np.testing.assert_array_equal(start[name], kept[name], err_msg=name)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"guide": "laplace"}, "guide must be one of"),
     ({"init": "kmeans"}, "init must be"),

@@ -44,7 +44,7 @@ def _gmm_init_values(model: GaussianMixture, init, x, seed, *, lenient: bool = F
     p = as_params(init, model.family, n_components=model.n_components, n_features=x.shape[1],
                   dtype=x.dtype, device=x.device)
     prec_chol, _ = model.family.precision_cholesky(p.covariances)
-    values = {"weights": p.weights, "means": p.means,
+    values = {"weights": p.weights.clone(), "means": p.means.clone(),  # no aliasing of init
               "precisions": model.family.precision_from_cholesky(prec_chol)}
     if model.is_dirichlet_process:
         from probmix.engines.em_steps import sticks_from_weights
@@ -81,7 +81,9 @@ def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
             fit = fit_gradient_map(model, x, seed=seed)
         constants = fit.options.get("constants", ())
         init = {name: v for name, v in fit.params.items() if name not in constants}
-    return {name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
+    # copies: the guide's parameters are updated in place and must not alias the caller's arrays
+    return {name: torch.as_tensor(v, dtype=x.dtype, device=x.device).clone()
+            for name, v in init.items()}
 
 
 def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,
@@ -144,7 +146,10 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         values = None if init == "median" else _gmm_init_values(model, init, x, seed)
     else:
         values = None if init in ("median", "sample") else {
-            name: torch.as_tensor(v, dtype=x.dtype, device=x.device) for name, v in init.items()}
+            # a copy: the optimiser updates its parameters in place, and a real-valued site's
+            # parameter would otherwise share memory with the caller's array
+            name: torch.as_tensor(v, dtype=x.dtype, device=x.device).clone()
+            for name, v in init.items()}
     if not is_gmm and init == "sample":
         with quiet_singular_samples():
             values = location_starts(program, x, seed=seed) or None
