@@ -3,8 +3,8 @@
 For each data set, one run times (best of ``--repeat``) a fixed number of
 iterations of:
 
-- EM (full covariance, closed form) in memory, streamed from a memory-mapped
-  .npy file (chunks of ``--chunk`` rows), and data-parallel with
+- EM (full covariance, closed form) in memory, streamed from a
+  .npy file read chunk by chunk (``--chunk`` rows), and data-parallel with
   ``torchrun --nproc_per_node=2`` (gloo, each process one thread, half the rows);
 - Lloyd k-means the same three ways;
 - scikit-learn's GaussianMixture / KMeans on the same rows and iterations as the
@@ -168,7 +168,7 @@ def main():
         "scale", "EM and k-means throughput: in memory, streamed, 2 processes",
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads in process, {it} iterations "
-        f"from the same start, best of {args.repeat}; streamed: memory-mapped .npy in chunks "
+        f"from the same start, best of {args.repeat}; streamed: a .npy file read in chunks "
         f"of {args.chunk:,} rows; 2 processes: torchrun + gloo, 1 thread each. The ratio is "
         "scikit-learn's time over probmix's (> 1: probmix faster). Streamed and distributed "
         "times include the pass that computes the data's moments.",

@@ -3,7 +3,7 @@
 A *source* is anything whose rows do not need to be in memory at once:
 
 - a numpy array or ``np.memmap`` (for example ``np.load(path, mmap_mode="r")``),
-- a path to a ``.npy`` file (opened memory-mapped, never unpickled),
+- a path to a ``.npy`` file (read chunk by chunk with plain reads, never unpickled),
 - an HDF5 dataset (an ``h5py.Dataset``, or anything with ``.shape`` and slicing),
 - a callable returning a fresh iterator of (n_i, D) arrays at each call (re-iterable),
 - a list or tuple of (n_i, D) arrays,
@@ -171,7 +171,7 @@ def as_source(x, *, chunk_size: int = 65536, device=None, dtype=None) -> DataSou
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         if path.suffix != ".npy":
-            raise ValueError(f"a path source must be a .npy file (opened memory-mapped); got "
+            raise ValueError(f"a path source must be a .npy file (read chunk by chunk); got "
                              f"{str(path)!r}. For HDF5 pass the h5py dataset, e.g. "
                              "h5py.File(path)['name']; for CSV load it with probmix.loaders.")
         if not path.is_file():
