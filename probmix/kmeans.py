@@ -108,7 +108,21 @@ def _assign(xt: torch.Tensor, centers: torch.Tensor, start: int, stop: int) -> t
     sq = (flat * flat).sum(1, keepdim=True)  # (RK, 1)
     # ||x||^2 is the same for every centre, so it is left out of the argmin.
     dist = torch.addmm(sq, flat, xt[:, start:stop], alpha=-2.0)  # (RK, b)
-    return dist.view(r, k, stop - start).min(dim=1).indices  # (R, b)
+    return first_argmin(dist.view(r, k, stop - start))  # (R, b)
+
+
+def first_argmin(dist: torch.Tensor) -> torch.Tensor:
+    """Index of the first minimum along dim 1 of (R, K, b), shape (R, b), int64.
+
+    Same as ``dist.min(dim=1).indices``, several times faster on the CPU: torch reduces
+    over a short strided axis with indices slowly, but ``amin``/``amax`` over it run
+    vectorised along the contiguous axis. The first minimum gets the largest rank K - k.
+    """
+    k = dist.shape[1]
+    rank_dtype = torch.int16 if k < 2**15 else torch.int32
+    rank = torch.arange(k, 0, -1, dtype=rank_dtype, device=dist.device)[:, None]  # K..1
+    hit = dist == dist.amin(1, keepdim=True)  # (R, K, b)
+    return (k - (hit * rank).amax(1)).long().clamp_(max=k - 1)  # (NaN rows: last centre)
 
 
 def _labels_and_inertia(xt, w, centers):

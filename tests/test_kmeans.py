@@ -292,3 +292,13 @@ def test_function_api_errors(blobs):
         kmeans_plusplus(x, 3, generator=0)
     with pytest.raises(ValueError, match="centers must have shape"):
         lloyd(x, torch.zeros(2, 3, 2))
+
+
+def test_first_argmin_equals_torch_min_indices_with_ties():
+    from probmix.kmeans import first_argmin
+
+    gen = torch.Generator().manual_seed(0)
+    dist = torch.randint(0, 4, (3, 7, 500), generator=gen).double()  # many exact ties
+    np.testing.assert_array_equal(first_argmin(dist).numpy(),
+                                  dist.argmin(1).numpy())  # argmin returns the first minimum
+    assert first_argmin(torch.randn(1, 1, 5)).eq(0).all()
