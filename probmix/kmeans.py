@@ -105,9 +105,14 @@ def _assign(xt: torch.Tensor, centers: torch.Tensor, start: int, stop: int) -> t
     """
     r, k, d = centers.shape
     flat = centers.reshape(r * k, d)  # (RK, D)
+    rows = xt[:, start:stop]
+    big = float(flat.abs().max()) if flat.numel() else 0.0
+    if big > 1e100:  # squares would overflow: rescale by a power of two (exact, same argmin)
+        factor = 2.0 ** -math.ceil(math.log2(big))
+        flat, rows = flat * factor, rows * factor
     sq = (flat * flat).sum(1, keepdim=True)  # (RK, 1)
     # ||x||^2 is the same for every centre, so it is left out of the argmin.
-    dist = torch.addmm(sq, flat, xt[:, start:stop], alpha=-2.0)  # (RK, b)
+    dist = torch.addmm(sq, flat, rows, alpha=-2.0)  # (RK, b)
     return first_argmin(dist.view(r, k, stop - start))  # (R, b)
 
 
