@@ -220,7 +220,7 @@ def _prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, see
     found = scan([x], reducer=reducer, sample_size=init_size, seed=seed)
     if found.n < k:
         raise ValueError(f"the shards hold {found.n} rows in all, fewer than n_components={k}.")
-    data = em_steps.PreparedData(x, family, reducer=reducer)
+    data = em_steps.PreparedData(x, family, shift=found.mean, scale=found.scale, reducer=reducer)
     sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
     return data, sample, model.resolve_prior(moments=(found.mean, found.cov))
 
