@@ -117,6 +117,7 @@ def main():
     with threadpool_limits(limits=args.threads):
         rows.append(kmeans_case(100_000 // scale, 10, 10, 50, repeat, args.device))
         rows.append(kmeans_case(1_000_000 // scale, 2, 5, 50, repeat, args.device))
+        rows.append(kmeans_case(200_000 // scale, 50, 20, 20, repeat, args.device))
         rows.append(kmeans_restarts_case(100_000 // scale, 10, 10, 10, 20, repeat, args.device))
         rows.append(meanshift_case("MeanShift flat, 7 blobs 1,750x2, every point a seed",
                                    seven_blobs(1750 // scale), 2.5, False, 1, args.device))

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 import torch
 
+from probmix import fused
 from probmix.data import as_data, as_sample_weight, check_n_features
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
@@ -63,14 +64,24 @@ def _as_points(x, name: str = "x") -> torch.Tensor:
 
 
 def _centred_transpose(x: torch.Tensor, w: torch.Tensor | None):
-    """Return (x - mean).T as a contiguous (D, N) tensor and the mean (D,).
+    """Return (x - mean).T, shape (D, N), and the mean (D,).
 
     Subtracting the (weighted) mean before forming ||x||^2 - 2 x.c + ||c||^2
-    avoids cancellation, as scikit-learn does; the layout (D, N) makes the
-    distance block a (centres x rows) matrix whose reductions run along rows.
+    avoids cancellation, as scikit-learn does. For the torch code the result is
+    contiguous: the distance block is a (centres x rows) matrix whose reductions
+    run along rows. Where the fused CPU kernels serve (:mod:`probmix.fused`), it is
+    the transposed view of contiguous centred rows (N, D), the layout they read.
     """
     mean = x.mean(0) if w is None else (w @ x) / w.sum()  # (D,)
+    if fused.enabled(x):
+        return (x - mean).contiguous().T, mean
     return (x - mean).T.contiguous(), mean
+
+
+def _fused_rows(xt: torch.Tensor) -> torch.Tensor | None:
+    """The contiguous (N, D) rows behind ``xt`` when the fused kernels serve it, else None."""
+    rows = xt.T
+    return rows if rows.is_contiguous() and fused.enabled(rows) else None
 
 
 def _absolute_tol(xt: torch.Tensor, w: torch.Tensor | None, tol: float) -> float:
@@ -138,6 +149,9 @@ def _labels_and_inertia(xt, w, centers):
     """
     r, k, d = centers.shape
     n = xt.shape[1]
+    rows = _fused_rows(xt)
+    if rows is not None and _fits_squares(centers):
+        return fused.assign(rows, w, centers)
     labels = torch.empty(r, n, dtype=torch.long, device=xt.device)
     inertia = torch.zeros(r, dtype=xt.dtype, device=xt.device)
     flat = centers.reshape(r * k, d)  # (RK, D)
@@ -216,6 +230,10 @@ def _lloyd_step(xt, xwt, w, centers, labels):
     """
     r, k, d = centers.shape
     n = xt.shape[1]
+    rows = _fused_rows(xt)
+    if rows is not None and _fits_squares(centers):
+        sums, wsum, changed = fused.lloyd_pass(rows, w, centers, labels)
+        return _finish_step(xt, w, centers, labels, sums, wsum), changed
     sums_t = torch.zeros(d, r * k, dtype=xt.dtype, device=xt.device)  # (D, RK)
     wsum = torch.zeros(r * k, dtype=xt.dtype, device=xt.device)  # (RK,)
     changed = torch.zeros(r, dtype=torch.bool, device=xt.device)  # (R,)
@@ -237,6 +255,20 @@ def _lloyd_step(xt, xwt, w, centers, labels):
             wsum.index_add_(0, idx, w[start:stop].repeat(r))
     sums = sums_t.T.reshape(r, k, d)  # (R, K, D)
     wsum = wsum.view(r, k)  # (R, K)
+    return _finish_step(xt, w, centers, labels, sums, wsum), changed
+
+
+def _fits_squares(centers: torch.Tensor) -> bool:
+    """Whether squared distances to ``centers`` stay finite (else _assign rescales)."""
+    return centers.numel() == 0 or float(centers.abs().max()) <= 1e100
+
+
+def _finish_step(xt, w, centers, labels, sums, wsum):
+    """New centres (R, K, D) from the sums (R, K, D) and weights (R, K) of a Lloyd step.
+
+    Empty clusters are relocated first (in place on ``sums`` and ``wsum``).
+    """
+    r = centers.shape[0]
     _relocate_empty(xt, w, centers, labels, sums, wsum)
     filled = wsum > 0  # (R, K)
     new_centers = sums / torch.where(filled, wsum, 1.0)[..., None]  # (R, K, D)
@@ -244,7 +276,7 @@ def _lloyd_step(xt, xwt, w, centers, labels):
     if not bool(filled.all()):
         heaviest = new_centers[torch.arange(r, device=xt.device), wsum.argmax(1)]  # (R, D)
         new_centers = torch.where(filled[..., None], new_centers, heaviest[:, None, :])
-    return new_centers, changed
+    return new_centers
 
 
 def _lloyd(xt, w, centers, *, max_iter: int, tol: float):
@@ -260,7 +292,7 @@ def _lloyd(xt, w, centers, *, max_iter: int, tol: float):
     r = centers.shape[0]
     n = xt.shape[1]
     device = xt.device
-    xwt = xt if w is None else xt * w  # (D, N)
+    xwt = xt if w is None or _fused_rows(xt) is not None else xt * w  # (D, N)
     tol_abs = _absolute_tol(xt, w, tol)
     final = centers.clone()  # (R, K, D)
     n_iter = torch.full((r,), max_iter, dtype=torch.long, device=device)
@@ -682,8 +714,10 @@ class KMeans:
     def predict(self, x) -> np.ndarray:
         """Index of the nearest centre of each row of ``x``, shape (N,), int64."""
         x = self._fitted_input(x, "predict")
-        xt = (x - self._mean).T.contiguous()  # (D, N)
         centers = self._centers.unsqueeze(0)  # (1, K, D)
+        if fused.enabled(x) and _fits_squares(centers):
+            return fused.assign((x - self._mean).contiguous(), None, centers)[0][0].numpy()
+        xt = (x - self._mean).T.contiguous()  # (D, N)
         n = xt.shape[1]
         step = _rows_per_block(n, self.n_clusters)
         out = [_assign(xt, centers, s, min(n, s + step))[0] for s in range(0, n, step)]

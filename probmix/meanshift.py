@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import torch
 
+from probmix import fused
 from probmix.data import as_data, check_n_features
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
@@ -124,9 +125,30 @@ def _estimate_bandwidth(x: torch.Tensor, quantile: float) -> float:
 # ----------------------------------------------------------------------------- the ascent
 
 
+def _unique_rows(cells: torch.Tensor):
+    """Distinct rows of integer-valued ``cells`` (N, D), sorted lexicographically, and counts.
+
+    Same as ``torch.unique(cells, dim=0, return_counts=True)``, which sorts rows slowly:
+    each row is packed into one int64 (mixed radix over the per-column ranges) and the
+    1-D unique runs on those; when the ranges do not fit in 62 bits the 2-D one is used.
+    """
+    lo, hi = cells.amin(0), cells.amax(0)
+    span = hi - lo + 1  # (D,)
+    if bool((hi.abs() < 2.0**52).all() & (lo.abs() < 2.0**52).all()) \
+            and float(span.log2().sum()) < 62:
+        span = span.long()
+        stride = torch.cumprod(torch.cat([span.flip(0)[:-1].new_ones(1), span.flip(0)[:-1]]),
+                               0).flip(0)  # (D,) last column varies fastest
+        key = ((cells - lo).long() * stride).sum(1)  # (N,)
+        keys, counts = torch.unique(key, sorted=True, return_counts=True)
+        digits = (keys[:, None] // stride) % span  # (U, D)
+        return digits.to(cells.dtype) + lo, counts
+    return torch.unique(cells, dim=0, return_counts=True)
+
+
 def _bin_seeds(x: torch.Tensor, bandwidth: float, min_bin_freq: int, stacklevel: int):
     """Centres of the grid cells of side ``bandwidth`` holding >= min_bin_freq points."""
-    cells, counts = torch.unique(torch.round(x / bandwidth), dim=0, return_counts=True)
+    cells, counts = _unique_rows(torch.round(x / bandwidth))
     seeds = cells[counts >= min_bin_freq] * bandwidth  # (S, D)
     if seeds.shape[0] == 0:
         raise ValueError(f"No grid cell of side bandwidth={bandwidth:g} holds min_bin_freq="
@@ -169,6 +191,13 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     h2 = bandwidth * bandwidth
     stop_shift2 = (1e-3 * bandwidth) ** 2
     flat = kernel is _flat
+    axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
+    if fused.enabled(x) and not keep_path:
+        xs = x[torch.argsort(x[:, axis])] if flat else x
+        pos, support, n_iter, converged = fused.meanshift_ascend(
+            xs, seeds, axis=axis, bandwidth=bandwidth, flat=flat, max_iter=max_iter,
+            stop_shift=1e-3 * bandwidth)
+        return pos, support, n_iter, converged, []
     pos = seeds.clone()  # (S, D)
     support = torch.zeros(s, dtype=torch.long, device=dev)  # (S,)
     active = torch.ones(s, dtype=torch.bool, device=dev)  # (S,)
@@ -176,7 +205,6 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     # For the flat kernel only the points whose coordinate along the widest axis is
     # within one bandwidth of a seed can be inside its ball: sorting the points and
     # the seeds on that axis lets each block of seeds look at a window of points.
-    axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
     xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
     key = xs[:, axis].contiguous()  # (N,)
     xsq = (xs * xs).sum(1)  # (N,)
