@@ -9,10 +9,13 @@ faster) and how far the two results are apart.
 
 Usage::
 
-    python benchmarks/bench_baselines.py [--threads 1] [--repeat 3] [--device cpu] [--quick]
+    python benchmarks/bench_baselines.py [--threads 2] [--repeat 3] [--device cpu] [--quick] [--full]
 
 Both libraries get the same number of threads (torch.set_num_threads and
-threadpoolctl for scikit-learn's OpenMP/BLAS pools).
+threadpoolctl for scikit-learn's OpenMP/BLAS pools). ``--full`` adds mean shift from
+every one of 20,000 points (scikit-learn takes minutes). The table is also written to
+benchmarks/results/bench_baselines.md. On the CPU probmix runs its fused numba kernels
+(:mod:`probmix.fused`); ``PROBMIX_FUSED=0`` times the plain torch code instead.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import torch
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import MeanShift as SkMeanShift
 from threadpoolctl import threadpool_limits
+
+from _report import write_table
 
 from probmix.exceptions import ConvergenceWarning
 from probmix.kmeans import KMeans, lloyd
@@ -100,10 +105,12 @@ def meanshift_case(label, x, bandwidth, bin_seeding, repeat, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads for both libraries")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both libraries")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (KMeans)")
     parser.add_argument("--device", default="cpu", help="probmix device: cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="smaller problems, one run each")
+    parser.add_argument("--full", action="store_true",
+                        help="also mean shift from all 20,000 points (scikit-learn: minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     # The KMeans cases stop at a fixed iteration count on purpose.
@@ -111,23 +118,31 @@ def main():
     scale = 10 if args.quick else 1
     repeat = 1 if args.quick else args.repeat
 
-    print(f"probmix vs scikit-learn | {platform.processor() or platform.machine()}, "
-          f"{args.threads} thread(s), probmix on {args.device}, torch {torch.__version__}")
+    head = (f"probmix vs scikit-learn | {platform.processor() or platform.machine()}, "
+            f"{args.threads} thread(s), probmix on {args.device}, torch {torch.__version__}")
+    print(head, flush=True)
     rows = []
     with threadpool_limits(limits=args.threads):
         rows.append(kmeans_case(100_000 // scale, 10, 10, 50, repeat, args.device))
         rows.append(kmeans_case(1_000_000 // scale, 2, 5, 50, repeat, args.device))
         rows.append(kmeans_case(200_000 // scale, 50, 20, 20, repeat, args.device))
         rows.append(kmeans_restarts_case(100_000 // scale, 10, 10, 10, 20, repeat, args.device))
-        rows.append(meanshift_case("MeanShift flat, 7 blobs 1,750x2, every point a seed",
-                                   seven_blobs(1750 // scale), 2.5, False, 1, args.device))
-        n = 20_000 // scale
-        rows.append(meanshift_case(f"MeanShift flat, 7 blobs {n:,}x2, bin seeding",
-                                   seven_blobs(n, seed=1), 2.5, True, 1, args.device))
+        for n, bins in [(1750, False), (1750, True), (3000, False), (3000, True),
+                        (20_000, True)] + ([(20_000, False)] if args.full else []):
+            n //= scale
+            how = "bin seeding" if bins else "every point a seed"
+            rows.append(meanshift_case(f"MeanShift flat, 7 blobs {n:,}x2, {how}",
+                                       seven_blobs(n, seed=1 if n >= 20_000 // scale else 0),
+                                       2.5, bins, 1, args.device))
     width = max(len(r[0]) for r in rows)
     print(f"{'case':<{width}}  {'sklearn s':>9}  {'probmix s':>9}  {'sk/pm':>6}  agreement")
     for label, t_sk, t_pm, agree in rows:
         print(f"{label:<{width}}  {t_sk:9.3f}  {t_pm:9.3f}  {t_sk / t_pm:6.2f}  {agree}")
+    if not args.quick:
+        write_table("bench_baselines", "KMeans and MeanShift: probmix vs scikit-learn", head,
+                    ["case", "sklearn s", "probmix s", "sklearn/probmix", "agreement"],
+                    [[label, f"{t_sk:.3f}", f"{t_pm:.3f}", f"{t_sk / t_pm:.2f}", agree]
+                     for label, t_sk, t_pm, agree in rows])
 
 
 if __name__ == "__main__":
