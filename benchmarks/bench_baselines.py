@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import MeanShift as SkMeanShift
+from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 from _report import write_table
 
 from probmix.exceptions import ConvergenceWarning
-from probmix.kmeans import KMeans, lloyd
+from probmix.kmeans import KMeans, kmeans_plusplus, lloyd
 from probmix.meanshift import MeanShift
 
 
@@ -90,6 +91,17 @@ def kmeans_restarts_case(n, d, k, restarts, iters, repeat, device):
     return f"KMeans lloyd {n:,}x{d} K={k}, {restarts} restarts, {iters} it", t_sk, t_pm, agree
 
 
+def kmeanspp_case(n, d, k, repeat, device):
+    """Greedy k-means++ seeding alone (2 + ln K candidates per centre in both libraries)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(n, d))
+    xt = torch.tensor(x, device=device)
+    t_sk, _ = best_time(lambda: sk_kmeans_plusplus(x, k, random_state=0), repeat)
+    t_pm, _ = best_time(lambda: kmeans_plusplus(
+        xt, k, generator=torch.Generator(device=device).manual_seed(0)), repeat)
+    return f"k-means++ seeding {n:,}x{d} K={k}", t_sk, t_pm, "same algorithm, other draws"
+
+
 def meanshift_case(label, x, bandwidth, bin_seeding, repeat, device):
     t_sk, sk = best_time(lambda: SkMeanShift(bandwidth=bandwidth, bin_seeding=bin_seeding)
                          .fit(x), repeat)
@@ -127,6 +139,8 @@ def main():
         rows.append(kmeans_case(1_000_000 // scale, 2, 5, 50, repeat, args.device))
         rows.append(kmeans_case(200_000 // scale, 50, 20, 20, repeat, args.device))
         rows.append(kmeans_restarts_case(100_000 // scale, 10, 10, 10, 20, repeat, args.device))
+        rows.append(kmeanspp_case(1_000_000 // scale, 2, 5, repeat, args.device))
+        rows.append(kmeanspp_case(200_000 // scale, 50, 20, repeat, args.device))
         for n, bins in [(1750, False), (1750, True), (3000, False), (3000, True),
                         (20_000, True)] + ([(20_000, False)] if args.full else []):
             n //= scale

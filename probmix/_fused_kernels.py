@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["lloyd_pass", "assign_pass", "meanshift_ascend"]
+__all__ = ["lloyd_pass", "assign_pass", "meanshift_ascend", "kpp_pass"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -224,3 +224,41 @@ def meanshift_ascend(xs, key, seeds, axis, h2, margin, flat, max_iter, stop2, po
         support[s] = count
         iters[s] = it
         moving[s] = active
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def kpp_pass(x, xsq, w, cand_t, csq, closest, pot, write, chunk,
+             block):  # pragma: no cover - compiled
+    """One pass of greedy k-means++: each candidate's potential, or the new closest distances.
+
+    x (N, D) centred rows, xsq (N,) their squared norms; w (N,) weights; cand_t (R, D, T)
+    candidate centres, transposed, csq (R, T) their squared norms; closest (R, N) squared
+    distance of every row to its nearest chosen centre. Per chunk, pot (C, R, T) =
+    Σ w · min(closest, ‖x - cand‖²) over the chunk's rows, the squared distance being
+    ‖x‖² - 2 x·c + ‖c‖² clamped at 0 (one BLAS product per block). With ``write``
+    (T = 1) ``closest`` is lowered to the distance to the candidate.
+    """
+    n = x.shape[0]
+    r, _, t_count = cand_t.shape
+    for c in prange(pot.shape[0]):
+        start = c * chunk
+        stop = min(n, start + chunk)
+        acc = np.empty(t_count, dtype=x.dtype)
+        for a in range(r):
+            near = closest[a]
+            ca = csq[a]
+            acc[:] = 0.0
+            for b0 in range(start, stop, block):
+                b1 = min(stop, b0 + block)
+                dots = np.dot(x[b0:b1], cand_t[a])  # (b, T)
+                for i in range(b1 - b0):
+                    row = b0 + i
+                    wi = w[row]
+                    di = dots[i]
+                    for t in range(t_count):
+                        d2 = max(xsq[row] - 2.0 * di[t] + ca[t], 0.0)
+                        m = d2 if d2 < near[row] else near[row]
+                        acc[t] += wi * m
+                        if write:
+                            near[row] = m
+            pot[c, a] = acc

@@ -25,7 +25,7 @@ import threading
 import numpy as np
 import torch
 
-__all__ = ["enabled", "lloyd_pass", "assign", "meanshift_ascend"]
+__all__ = ["enabled", "lloyd_pass", "assign", "meanshift_ascend", "kmeanspp_potential"]
 
 # OpenBLAS runs a product with m·n·k at most 65536 · 4 on the calling thread only: staying
 # under it keeps the per-block BLAS calls from spawning threads inside the kernel's threads.
@@ -229,3 +229,42 @@ def meanshift_ascend(xs: torch.Tensor, seeds: torch.Tensor, *, axis: int, bandwi
                               pos, support, iters, moving)
     return (torch.from_numpy(pos), torch.from_numpy(support), int(iters.max(initial=0)),
             not bool(moving.any()))
+
+
+def kmeanspp_potential(xc: torch.Tensor, xsq: torch.Tensor, w: torch.Tensor,
+                       closest: torch.Tensor, cands: torch.Tensor, *,
+                       write: bool = False) -> torch.Tensor:
+    """Potentials of k-means++ candidates: Σ_n w_n min(closest_n, ‖x_n - cand‖²).
+
+    Parameters
+    ----------
+    xc : Tensor (N, D), C-contiguous, CPU
+        Centred points.
+    xsq : Tensor (N,)
+        Their squared norms.
+    w : Tensor (N,)
+        Weights.
+    closest : Tensor (R, N), contiguous
+        Squared distance of each row to its nearest centre so far (inf before the first).
+    cands : Tensor (R, T, D)
+        Candidate centres of each restart.
+    write : bool
+        With one candidate (T = 1): lower ``closest`` in place to the distance to it.
+
+    Returns
+    -------
+    Tensor (R, T)
+        The squared distances are ‖x‖² - 2 x·c + ‖c‖² clamped at 0, as the torch code's.
+    """
+    kern = _load()
+    xn = xc.detach().numpy()
+    c = cands.detach().numpy()
+    r, t, d = c.shape
+    cand_t = np.ascontiguousarray(c.transpose(0, 2, 1))  # (R, D, T)
+    csq = np.einsum("rtd,rtd->rt", c, c)
+    block, chunk, n_chunks = layout(xn.shape[0], r, t, d)
+    pot = np.empty((n_chunks, r, t), dtype=xn.dtype)
+    with _Threads():
+        kern.kpp_pass(xn, xsq.detach().contiguous().numpy(), w.detach().contiguous().numpy(),
+                      cand_t, csq, closest.numpy(), pot, write, chunk, block)
+    return torch.from_numpy(pot.sum(0))

@@ -410,6 +410,18 @@ def kmeans_plusplus(x, n_clusters: int, *, n_init: int = 1, sample_weight=None,
     cum = torch.cumsum(w, 0).expand(r, n).contiguous()  # (R, N)
     chosen[:, 0] = draw(cum, torch.rand(r, 1, generator=generator, device=dev, dtype=dt)
                         * cum[:, -1:])[:, 0]
+    if fused.enabled(xc):  # one fused pass per candidate set instead of blocks of torch ops
+        closest = torch.full((r, n), math.inf, dtype=dt)
+        fused.kmeanspp_potential(xc, xsq, w, closest, xc[chosen[:, :1]], write=True)
+        for c in range(1, k):
+            cum = torch.cumsum(closest * w, dim=1)  # (R, N)
+            u = torch.rand(r, trials, generator=generator, device=dev, dtype=dt) * cum[:, -1:]
+            cand = draw(cum, u)  # (R, T)
+            pot = fused.kmeanspp_potential(xc, xsq, w, closest, xc[cand])  # (R, T)
+            best = cand.gather(1, pot.argmin(1, keepdim=True))  # (R, 1)
+            chosen[:, c] = best[:, 0]
+            fused.kmeanspp_potential(xc, xsq, w, closest, xc[best], write=True)
+        return x[chosen]  # (R, K, D)
     closest = torch.empty(r, n, dtype=dt, device=dev)  # (R, N) squared distance to nearest centre
     step = _rows_per_block(n, r * trials)
     for start in range(0, n, step):

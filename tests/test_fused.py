@@ -145,3 +145,19 @@ def test_unique_rows_matches_torch_unique():
     huge = torch.tensor([[1e300, 0.0], [1e300, 0.0], [-3.0, 2.0]], dtype=torch.float64)
     got, counts = _unique_rows(huge)  # ranges beyond 62 bits: the 2-D unique serves
     assert torch.equal(got, huge[[2, 0]]) and counts.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
+    from probmix.kmeans import kmeans_plusplus
+
+    x = torch.as_tensor(_blobs(4000, 7, 6, seed=4))
+    w = torch.as_tensor(np.random.default_rng(0).integers(0, 3, 4000).astype(float)) \
+        if weighted else None
+
+    def run():
+        gen = torch.Generator().manual_seed(11)
+        return kmeans_plusplus(x, 6, n_init=3, sample_weight=w, generator=gen)
+
+    fused_centres, plain_centres = _both(monkeypatch, run)
+    assert torch.equal(fused_centres, plain_centres)  # the same rows chosen
