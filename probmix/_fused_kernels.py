@@ -227,19 +227,20 @@ def meanshift_ascend(xs, key, seeds, axis, h2, margin, flat, max_iter, stop2, po
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def kpp_pass(x, xsq, w, cand_t, csq, closest, pot, write, chunk,
-             block):  # pragma: no cover - compiled
-    """One pass of greedy k-means++: each candidate's potential, or the new closest distances.
+def kpp_pass(x, xsq, w, cand_t, csq, closest, pot, out, chunk, block):  # pragma: no cover
+    """One pass of greedy k-means++ over the rows: every candidate's potential.
 
     x (N, D) centred rows, xsq (N,) their squared norms; w (N,) weights; cand_t (R, D, T)
     candidate centres, transposed, csq (R, T) their squared norms; closest (R, N) squared
     distance of every row to its nearest chosen centre. Per chunk, pot (C, R, T) =
     Σ w · min(closest, ‖x - cand‖²) over the chunk's rows, the squared distance being
-    ‖x‖² - 2 x·c + ‖c‖² clamped at 0 (one BLAS product per block). With ``write``
-    (T = 1) ``closest`` is lowered to the distance to the candidate.
+    ‖x‖² - 2 x·c + ‖c‖² clamped at 0 (one BLAS product per block). When out (R, T, N) is
+    not empty (N = 0 there), out[r, t, n] = min(closest, ‖x - cand‖²): the next ``closest``
+    for whichever candidate wins; out may be ``closest`` itself (T = 1).
     """
     n = x.shape[0]
     r, _, t_count = cand_t.shape
+    store = out.shape[2] > 0
     for c in prange(pot.shape[0]):
         start = c * chunk
         stop = min(n, start + chunk)
@@ -255,10 +256,11 @@ def kpp_pass(x, xsq, w, cand_t, csq, closest, pot, write, chunk,
                     row = b0 + i
                     wi = w[row]
                     di = dots[i]
+                    lim = near[row]
                     for t in range(t_count):
                         d2 = max(xsq[row] - 2.0 * di[t] + ca[t], 0.0)
-                        m = d2 if d2 < near[row] else near[row]
+                        m = d2 if d2 < lim else lim
                         acc[t] += wi * m
-                        if write:
-                            near[row] = m
+                        if store:
+                            out[a, t, row] = m
             pot[c, a] = acc

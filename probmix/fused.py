@@ -232,8 +232,8 @@ def meanshift_ascend(xs: torch.Tensor, seeds: torch.Tensor, *, axis: int, bandwi
 
 
 def kmeanspp_potential(xc: torch.Tensor, xsq: torch.Tensor, w: torch.Tensor,
-                       closest: torch.Tensor, cands: torch.Tensor, *,
-                       write: bool = False) -> torch.Tensor:
+                       closest: torch.Tensor, cands: torch.Tensor,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
     """Potentials of k-means++ candidates: Σ_n w_n min(closest_n, ‖x_n - cand‖²).
 
     Parameters
@@ -248,8 +248,9 @@ def kmeanspp_potential(xc: torch.Tensor, xsq: torch.Tensor, w: torch.Tensor,
         Squared distance of each row to its nearest centre so far (inf before the first).
     cands : Tensor (R, T, D)
         Candidate centres of each restart.
-    write : bool
-        With one candidate (T = 1): lower ``closest`` in place to the distance to it.
+    out : Tensor (R, T, N), contiguous, optional
+        Receives min(closest, ‖x - cand‖²) for every candidate (the next ``closest`` of
+        the winner); may be ``closest.view(R, 1, N)`` when T = 1.
 
     Returns
     -------
@@ -264,7 +265,8 @@ def kmeanspp_potential(xc: torch.Tensor, xsq: torch.Tensor, w: torch.Tensor,
     csq = np.einsum("rtd,rtd->rt", c, c)
     block, chunk, n_chunks = layout(xn.shape[0], r, t, d)
     pot = np.empty((n_chunks, r, t), dtype=xn.dtype)
+    out_n = np.empty((r, t, 0), dtype=xn.dtype) if out is None else out.numpy()
     with _Threads():
         kern.kpp_pass(xn, xsq.detach().contiguous().numpy(), w.detach().contiguous().numpy(),
-                      cand_t, csq, closest.numpy(), pot, write, chunk, block)
+                      cand_t, csq, closest.numpy(), pot, out_n, chunk, block)
     return torch.from_numpy(pot.sum(0))

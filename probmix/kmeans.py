@@ -38,6 +38,7 @@ __all__ = ["KMeans", "kmeans_plusplus", "lloyd"]
 # Elements of one (rows x centres) distance block: bounds the working memory of
 # every pass over the data to a few MiB whatever the number of rows.
 _BLOCK_ELEMENTS = 1 << 18
+_KPP_KEEP_BYTES = 1 << 30  # k-means++ keeps every candidate's distances (R, T, N) up to this
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -410,17 +411,26 @@ def kmeans_plusplus(x, n_clusters: int, *, n_init: int = 1, sample_weight=None,
     cum = torch.cumsum(w, 0).expand(r, n).contiguous()  # (R, N)
     chosen[:, 0] = draw(cum, torch.rand(r, 1, generator=generator, device=dev, dtype=dt)
                         * cum[:, -1:])[:, 0]
-    if fused.enabled(xc):  # one fused pass per candidate set instead of blocks of torch ops
+    if fused.enabled(xc):  # one fused pass over the rows per centre, as scikit-learn's
         closest = torch.full((r, n), math.inf, dtype=dt)
-        fused.kmeanspp_potential(xc, xsq, w, closest, xc[chosen[:, :1]], write=True)
+        fused.kmeanspp_potential(xc, xsq, w, closest, xc[chosen[:, :1]],
+                                 out=closest.view(r, 1, n))
+        # every candidate's lowered distances, kept so the winner's need no second pass
+        keep = r * trials * n * xc.element_size() <= _KPP_KEEP_BYTES
+        lowered = torch.empty(r, trials, n, dtype=dt) if keep else None
+        rows = torch.arange(r)
         for c in range(1, k):
             cum = torch.cumsum(closest * w, dim=1)  # (R, N)
             u = torch.rand(r, trials, generator=generator, device=dev, dtype=dt) * cum[:, -1:]
             cand = draw(cum, u)  # (R, T)
-            pot = fused.kmeanspp_potential(xc, xsq, w, closest, xc[cand])  # (R, T)
-            best = cand.gather(1, pot.argmin(1, keepdim=True))  # (R, 1)
-            chosen[:, c] = best[:, 0]
-            fused.kmeanspp_potential(xc, xsq, w, closest, xc[best], write=True)
+            pot = fused.kmeanspp_potential(xc, xsq, w, closest, xc[cand], out=lowered)
+            win = pot.argmin(1)  # (R,)
+            chosen[:, c] = cand[rows, win]
+            if keep:
+                closest.copy_(lowered[rows, win])
+            else:
+                fused.kmeanspp_potential(xc, xsq, w, closest, xc[chosen[:, c:c + 1]],
+                                         out=closest.view(r, 1, n))
         return x[chosen]  # (R, K, D)
     closest = torch.empty(r, n, dtype=dt, device=dev)  # (R, N) squared distance to nearest centre
     step = _rows_per_block(n, r * trials)

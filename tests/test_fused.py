@@ -161,3 +161,17 @@ def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
 
     fused_centres, plain_centres = _both(monkeypatch, run)
     assert torch.equal(fused_centres, plain_centres)  # the same rows chosen
+
+
+def test_kmeans_plusplus_without_the_kept_distances_chooses_the_same(monkeypatch):
+    # beyond _KPP_KEEP_BYTES the winner's distances come from a second pass instead
+    import probmix.kmeans as km
+
+    x = torch.as_tensor(_blobs(3000, 5, 4, seed=6))
+
+    def run():
+        return km.kmeans_plusplus(x, 4, n_init=2, generator=torch.Generator().manual_seed(3))
+
+    kept = run()
+    monkeypatch.setattr(km, "_KPP_KEEP_BYTES", 0)
+    assert torch.equal(run(), kept)
