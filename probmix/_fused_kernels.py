@@ -35,6 +35,17 @@ def _first_min_over_centres(dist, m, low, best):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _scratch(x, k, mode, block):  # pragma: no cover - compiled
+    """Per-task work arrays of :func:`_nearest`: low, best (block,), dist_kb (K, block) and
+    cols (D, block) (empty unless mode 0)."""
+    low = np.empty(block, dtype=x.dtype)
+    best = np.empty(block, dtype=np.int64)
+    dist_kb = np.empty((k if mode == 0 else 0, block), dtype=x.dtype)
+    cols = np.empty((x.shape[1] if mode == 0 else 0, block), dtype=x.dtype)
+    return low, best, dist_kb, cols
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _nearest(rows, cka, cta, sqa, mode, low, best, dist_kb, cols):  # pragma: no cover - compiled
     """Nearest centre of each row of a block, into best[:b] (first minimum on ties).
 
@@ -96,10 +107,7 @@ def lloyd_pass(x, w, cka, cta, sq, mode, labels, sums, wsum, changed, chunk,
     for c in prange(sums.shape[0]):
         start = c * chunk
         stop = min(n, start + chunk)
-        low = np.empty(block, dtype=x.dtype)
-        best = np.empty(block, dtype=np.int64)
-        dist_kb = np.empty((sq.shape[1] if mode == 0 else 0, block), dtype=x.dtype)
-        cols = np.empty((x.shape[1] if mode == 0 else 0, block), dtype=x.dtype)
+        low, best, dist_kb, cols = _scratch(x, sq.shape[1], mode, block)
         for a in range(r):
             s = sums[c, a]
             ws = wsum[c, a]
@@ -139,10 +147,7 @@ def assign_pass(x, w, cka, cta, sq, mode, centers, labels, inertia, chunk,
     for c in prange(inertia.shape[0]):
         start = c * chunk
         stop = min(n, start + chunk)
-        low = np.empty(block, dtype=x.dtype)
-        best = np.empty(block, dtype=np.int64)
-        dist_kb = np.empty((sq.shape[1] if mode == 0 else 0, block), dtype=x.dtype)
-        cols = np.empty((x.shape[1] if mode == 0 else 0, block), dtype=x.dtype)
+        low, best, dist_kb, cols = _scratch(x, sq.shape[1], mode, block)
         for a in range(r):
             lab = labels[a]
             total = 0.0

@@ -109,6 +109,14 @@ def _centre_tables(centers: np.ndarray):
     return cka, cta, sq, 0 if d <= _LOOP_FEATURES else 1
 
 
+def _nearest_setup(x: torch.Tensor, centers: torch.Tensor):
+    """Arrays for the nearest-centre kernels: rows (N, D), centres (R, K, D), the layout and
+    the centre tables (cka, cta, sq, mode) of :func:`_centre_tables`."""
+    c = centers.detach().contiguous().numpy()
+    xn = x.detach().numpy()
+    return xn, c, layout(xn.shape[0], *c.shape), _centre_tables(c)
+
+
 def _weights(w: torch.Tensor | None, x: np.ndarray) -> np.ndarray:
     return np.empty(0, dtype=x.dtype) if w is None else w.detach().contiguous().numpy()
 
@@ -136,18 +144,14 @@ def lloyd_pass(x: torch.Tensor, w: torch.Tensor | None, centers: torch.Tensor,
     changed : Tensor (R,) bool
         Whether any label of the restart changed.
     """
-    kern = _load()
-    xn = x.detach().numpy()
-    c = centers.detach().contiguous().numpy()
+    xn, c, (block, chunk, n_chunks), tables = _nearest_setup(x, centers)
     r, k, d = c.shape
-    block, chunk, n_chunks = layout(xn.shape[0], r, k, d)
-    cka, cta, sq, mode = _centre_tables(c)
     sums = np.empty((n_chunks, r, k, d), dtype=xn.dtype)
     wsum = np.empty((n_chunks, r, k), dtype=xn.dtype)
     changed = np.empty((n_chunks, r), dtype=np.bool_)
     with _Threads():
-        kern.lloyd_pass(xn, _weights(w, xn), cka, cta, sq, mode, labels.numpy(), sums,
-                        wsum, changed, chunk, block)
+        _load().lloyd_pass(xn, _weights(w, xn), *tables, labels.numpy(), sums, wsum, changed,
+                           chunk, block)
     return (torch.from_numpy(sums.sum(0)), torch.from_numpy(wsum.sum(0)),
             torch.from_numpy(changed.any(0)))
 
@@ -167,17 +171,12 @@ def assign(x: torch.Tensor, w: torch.Tensor | None, centers: torch.Tensor):
     inertia : Tensor (R,)
         Σ w ‖x - c_label‖², from the differences.
     """
-    kern = _load()
-    xn = x.detach().numpy()
-    c = centers.detach().contiguous().numpy()
-    r, k, d = c.shape
-    block, chunk, n_chunks = layout(xn.shape[0], r, k, d)
-    cka, cta, sq, mode = _centre_tables(c)
+    xn, c, (block, chunk, n_chunks), tables = _nearest_setup(x, centers)
+    r = c.shape[0]
     labels = np.empty((r, xn.shape[0]), dtype=np.int64)
     inertia = np.empty((n_chunks, r), dtype=xn.dtype)
     with _Threads():
-        kern.assign_pass(xn, _weights(w, xn), cka, cta, sq, mode, c, labels, inertia,
-                         chunk, block)
+        _load().assign_pass(xn, _weights(w, xn), *tables, c, labels, inertia, chunk, block)
     return torch.from_numpy(labels), torch.from_numpy(inertia.sum(0))
 
 
