@@ -210,13 +210,13 @@ def _relocate_empty(xt, w, centers_old, labels, sums, wsum):
     wsum.index_put_((restart, old), -wf, accumulate=True)
 
 
-def _lloyd_step(xt, xwt, w, centers, labels):
+def _lloyd_step(xt, w, centers, labels):
     """One Lloyd iteration for every restart.
 
     Parameters
     ----------
-    xt, xwt : Tensor, shape (D, N)
-        Centred data and centred data times the weights (same tensor when unweighted).
+    xt : Tensor, shape (D, N)
+        Centred data.
     w : Tensor, shape (N,), or None
     centers : Tensor, shape (R, K, D)
         Current centres.
@@ -246,7 +246,7 @@ def _lloyd_step(xt, xwt, w, centers, labels):
         changed |= (lab != labels[:, start:stop]).any(1)
         labels[:, start:stop] = lab
         idx = (lab + offsets).reshape(-1)  # (R b,), index into the flattened (R K)
-        src = xwt[:, start:stop]
+        src = xt[:, start:stop] if w is None else xt[:, start:stop] * w[start:stop]  # (D, b)
         if r > 1:
             src = src.unsqueeze(1).expand(d, r, stop - start).reshape(d, -1)  # (D, R b)
         sums_t.index_add_(1, idx, src)
@@ -293,7 +293,6 @@ def _lloyd(xt, w, centers, *, max_iter: int, tol: float):
     r = centers.shape[0]
     n = xt.shape[1]
     device = xt.device
-    xwt = xt if w is None or _fused_rows(xt) is not None else xt * w  # (D, N)
     tol_abs = _absolute_tol(xt, w, tol)
     final = centers.clone()  # (R, K, D)
     n_iter = torch.full((r,), max_iter, dtype=torch.long, device=device)
@@ -302,7 +301,7 @@ def _lloyd(xt, w, centers, *, max_iter: int, tol: float):
     cur = centers.clone()  # (A, K, D)
     labels = torch.full((r, n), -1, dtype=torch.long, device=device)  # (A, N)
     for i in range(max_iter):
-        new, changed = _lloyd_step(xt, xwt, w, cur, labels)
+        new, changed = _lloyd_step(xt, w, cur, labels)
         shift = ((new - cur) ** 2).sum((1, 2))  # (A,) squared centre shift
         done = ~changed | (shift <= tol_abs)  # (A,)
         cur = new

@@ -175,3 +175,15 @@ def test_kmeans_plusplus_without_the_kept_distances_chooses_the_same(monkeypatch
     kept = run()
     monkeypatch.setattr(km, "_KPP_KEEP_BYTES", 0)
     assert torch.equal(run(), kept)
+
+
+def test_weighted_lloyd_with_huge_centres_falls_back_correctly():
+    # centres above 1e100 leave the kernels for the rescaling torch code, which must still
+    # weigh the rows: the fit of x * 1e120 is the fit of x, scaled
+    x = torch.as_tensor(_blobs(400, 2, 2, seed=8))
+    w = torch.as_tensor(np.random.default_rng(8).integers(1, 4, 400).astype(float))
+    init = x[[0, 1]]
+    small = lloyd(x, init, sample_weight=w, max_iter=5, tol=0)
+    huge = lloyd(x * 1e120, init * 1e120, sample_weight=w, max_iter=5, tol=0)
+    assert torch.equal(small[0], huge[0])
+    torch.testing.assert_close(huge[1] / 1e120, small[1], rtol=1e-10, atol=1e-10)
