@@ -266,6 +266,6 @@ def kmeanspp_potential(xc: torch.Tensor, xsq: torch.Tensor, w: torch.Tensor,
     pot = np.empty((n_chunks, r, t), dtype=xn.dtype)
     out_n = np.empty((r, t, 0), dtype=xn.dtype) if out is None else out.numpy()
     with _Threads():
-        kern.kpp_pass(xn, xsq.detach().contiguous().numpy(), w.detach().contiguous().numpy(),
-                      cand_t, csq, closest.numpy(), pot, out_n, chunk, block)
+        kern.kpp_pass(xn, xsq.detach().contiguous().numpy(), _weights(w, xn), cand_t, csq,
+                      closest.numpy(), pot, out_n, chunk, block)
     return torch.from_numpy(pot.sum(0))

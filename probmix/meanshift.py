@@ -191,9 +191,12 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     h2 = bandwidth * bandwidth
     stop_shift2 = (1e-3 * bandwidth) ** 2
     flat = kernel is _flat
+    # For the flat kernel only the points whose coordinate along the widest axis is
+    # within one bandwidth of a seed can be inside its ball: sorting the points on that
+    # axis lets each seed (or block of seeds) look at a window of points.
     axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
+    xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
     if fused.enabled(x) and not keep_path:
-        xs = x[torch.argsort(x[:, axis])] if flat else x
         pos, support, n_iter, converged = fused.meanshift_ascend(
             xs, seeds, axis=axis, bandwidth=bandwidth, flat=flat, max_iter=max_iter,
             stop_shift=1e-3 * bandwidth)
@@ -202,10 +205,6 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     support = torch.zeros(s, dtype=torch.long, device=dev)  # (S,)
     active = torch.ones(s, dtype=torch.bool, device=dev)  # (S,)
     path = [pos.clone()] if keep_path else []
-    # For the flat kernel only the points whose coordinate along the widest axis is
-    # within one bandwidth of a seed can be inside its ball: sorting the points and
-    # the seeds on that axis lets each block of seeds look at a window of points.
-    xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
     key = xs[:, axis].contiguous()  # (N,)
     xsq = (xs * xs).sum(1)  # (N,)
     # The window is widened by the rounding error of the expanded squared distance,
