@@ -15,7 +15,7 @@ Both libraries get the same number of threads (torch.set_num_threads and
 threadpoolctl for scikit-learn's OpenMP/BLAS pools). ``--full`` adds mean shift from
 every one of 20,000 points (scikit-learn takes minutes). The table is also written to
 benchmarks/results/bench_baselines.md. On the CPU probmix runs its fused numba kernels
-(:mod:`probmix.fused`); ``PROBMIX_FUSED=0`` times the plain torch code instead.
+(:mod:`probmix.baselines.fused`); ``PROBMIX_FUSED=0`` times the plain torch code instead.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from threadpoolctl import threadpool_limits
 from _report import write_table
 
 from probmix.exceptions import ConvergenceWarning
-from probmix.kmeans import KMeans, kmeans_plusplus, lloyd
-from probmix.meanshift import MeanShift
+from probmix.baselines.kmeans import KMeans, kmeans_plusplus, lloyd
+from probmix.baselines.meanshift import MeanShift
 
 
 def best_time(fn, repeat):

@@ -65,11 +65,11 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from _report import write_table
 from threadpoolctl import threadpool_limits
 
-from probmix.covariance import get_family
-from probmix.engines.em_steps import PreparedData
+from probmix.model.covariance import get_family
+from probmix.infer.map.em_steps import PreparedData
 from probmix.exceptions import ConvergenceWarning
-from probmix.fit import fit
-from probmix.gaussian_mixture import GaussianMixture
+from probmix.infer.dispatch import fit
+from probmix.model.gaussian_mixture import GaussianMixture
 
 # name: (N, D, K, T1, n extra iterations, repeats)
 SETS = {

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import probmix  # noqa: E402
 from probmix import plot  # noqa: E402
-from probmix.diagnostics import ConvergenceDiagnosticWarning  # noqa: E402
+from probmix.results.diagnostics import ConvergenceDiagnosticWarning  # noqa: E402
 
 NAME = "choosing_k"
 TRUTH = {"weights": [0.3, 0.25, 0.25, 0.2],

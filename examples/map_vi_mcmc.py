@@ -56,7 +56,7 @@ def _out_dir(out, fast: bool) -> Path:
 
 
 def engines(fast: bool) -> dict:
-    """The five fits to run: name -> options of probmix.fit."""
+    """The five fits to run: name -> options of probmix.infer.dispatch."""
     draws = 400 if fast else 2000
     return {
         "MAP (EM)": dict(engine="map"),

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import probmix  # noqa: E402
 from probmix import plot  # noqa: E402
-from probmix.datasets import THREE_CLUSTERS  # noqa: E402
+from probmix.io.datasets import THREE_CLUSTERS  # noqa: E402
 
 NAME = "walkthrough_sklearn"
 

@@ -4,22 +4,22 @@ Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
 infer with :func:`fit`; every engine returns a :class:`Fit`.
 """
 
-from probmix.compare import Comparison, compare
-from probmix.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
+from probmix.results.compare import Comparison, compare
+from probmix.model.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
                                 SphericalCovariance, TiedCovariance)
-from probmix.data import as_data
-from probmix.datasets import three_clusters
+from probmix.io.data import as_data
+from probmix.io.datasets import three_clusters
 from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
-from probmix.fit import fit
-from probmix.gaussian_mixture import GaussianMixture
-from probmix.kmeans import KMeans
-from probmix.kmeans_streaming import MiniBatchKMeans
-from probmix.meanshift import MeanShift, estimate_bandwidth
-from probmix.persistence import load
-from probmix.priors import Prior
-from probmix.program_check import check_program
-from probmix.result import Fit
-from probmix.selection import Selection, compare_models, select
+from probmix.infer.dispatch import fit
+from probmix.model.gaussian_mixture import GaussianMixture
+from probmix.baselines.kmeans import KMeans
+from probmix.baselines.kmeans_streaming import MiniBatchKMeans
+from probmix.baselines.meanshift import MeanShift, estimate_bandwidth
+from probmix.io.persistence import load
+from probmix.model.priors import Prior
+from probmix.model.program_check import check_program
+from probmix.results.result import Fit
+from probmix.results.selection import Selection, compare_models, select
 
 __version__ = "0.1.0"
 

@@ -10,9 +10,10 @@ from pyro import poutine
 from scipy.special import gammaln
 
 import probmix
-from probmix.datasets import THREE_CLUSTERS, three_clusters
-from probmix.engines import cavi, em_steps
-from probmix.engines.cavi import fit_cavi
+from probmix.io.datasets import THREE_CLUSTERS, three_clusters
+from probmix.infer.map import em_steps
+from probmix.infer.vi import cavi
+from probmix.infer.vi.cavi import fit_cavi
 
 FAMILIES = ["full", "diag", "spherical", "tied"]
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
@@ -280,7 +281,7 @@ def test_dirichlet_process_switches_off_the_components_it_does_not_need(blobs):
     # E[π] is the stick-breaking of E[v]; q(v_j) = Beta(1 + N_j, γ + Σ_{i>j} N_i)
     q = fit.options["variational"]
     v = q["sticks_concentration1"] / (q["sticks_concentration1"] + q["sticks_concentration0"])
-    np.testing.assert_allclose(weights, probmix.gaussian_mixture.stick_breaking(
+    np.testing.assert_allclose(weights, probmix.model.gaussian_mixture.stick_breaking(
         torch.as_tensor(v)).numpy(), rtol=1e-12)
     counts = q["sticks_concentration1"] - 1  # N_j, j < K - 1
     np.testing.assert_allclose(q["sticks_concentration0"], 0.1 + len(x) - np.cumsum(counts),
@@ -294,7 +295,7 @@ def test_expected_log_stick_weights_match_monte_carlo():
     exact = cavi._expected_log_weights(conc, True)
     gen = torch.Generator().manual_seed(0)
     v = torch._sample_dirichlet(conc.T.expand(200_000, 3, 2).contiguous(), generator=gen)[..., 0]
-    mc = torch.log(probmix.gaussian_mixture.stick_breaking(v)).mean(0)
+    mc = torch.log(probmix.model.gaussian_mixture.stick_breaking(v)).mean(0)
     np.testing.assert_allclose(exact.numpy(), mc.numpy(), atol=0.02)
 
 

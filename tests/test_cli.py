@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import probmix
-from probmix import cli
-from probmix.datasets import THREE_CLUSTERS
+from probmix.cli import app as cli
+from probmix.io.datasets import THREE_CLUSTERS
 
 X, SOURCE = probmix.three_clusters(60, seed=1)
 
@@ -199,7 +199,7 @@ def test_compare_relabels_a_permuted_fit():
     a, b = result.fits["a"], result.fits["b"]
     assert np.abs(a.means - b.means).max() < 0.2
     # _permuted reorders every component-indexed quantity consistently
-    from probmix.compare import _component_axes, _permuted
+    from probmix.results.compare import _component_axes, _permuted
 
     perm = np.array([2, 0, 1])
     p = _permuted(b, perm, _component_axes(b, X))

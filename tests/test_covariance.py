@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from probmix.covariance import FAMILIES, get_family
-from probmix.engines.em_steps import PreparedData, natural_weights, log_joint
+from probmix.model.covariance import FAMILIES, get_family
+from probmix.infer.map.em_steps import PreparedData, natural_weights, log_joint
 
 K, D = 3, 4
 

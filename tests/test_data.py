@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from probmix.data import as_data, as_sample_weight, check_n_features
+from probmix.io.data import as_data, as_sample_weight, check_n_features
 
 
 def test_array_likes_become_float64_tensors():

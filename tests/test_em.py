@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import probmix
-from probmix.datasets import THREE_CLUSTERS, three_clusters
+from probmix.io.datasets import THREE_CLUSTERS, three_clusters
 
 FAMILIES = ["full", "diag", "spherical", "tied"]
 sklearn_mixture = pytest.importorskip("sklearn.mixture")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from probmix import fused
-from probmix.kmeans import KMeans, lloyd
+from probmix.baselines import fused
+from probmix.baselines.kmeans import KMeans, lloyd
 
 pytestmark = pytest.mark.skipif(fused._load() is None, reason="numba not installed")
 
@@ -107,7 +107,7 @@ def test_enabled_only_where_the_kernels_apply(monkeypatch):
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])
 @pytest.mark.parametrize("bin_seeding", [False, True])
 def test_meanshift_same_as_torch_code(monkeypatch, kernel, bin_seeding):
-    from probmix.meanshift import MeanShift
+    from probmix.baselines.meanshift import MeanShift
 
     x = _blobs(1200, 2, 4, seed=5)
 
@@ -124,7 +124,7 @@ def test_meanshift_same_as_torch_code(monkeypatch, kernel, bin_seeding):
 
 def test_meanshift_path_agrees_with_the_fused_ascent():
     # keep_path runs the torch code; its last positions are the fused ascent's modes
-    from probmix.meanshift import MeanShift
+    from probmix.baselines.meanshift import MeanShift
 
     x = _blobs(800, 3, 3, seed=2)
     fast = MeanShift(bandwidth=2.5, kernel="flat").fit(x)
@@ -134,7 +134,7 @@ def test_meanshift_path_agrees_with_the_fused_ascent():
 
 
 def test_unique_rows_matches_torch_unique():
-    from probmix.meanshift import _unique_rows
+    from probmix.baselines.meanshift import _unique_rows
 
     gen = torch.Generator().manual_seed(0)
     for d in (1, 2, 3, 6):
@@ -149,7 +149,7 @@ def test_unique_rows_matches_torch_unique():
 
 @pytest.mark.parametrize("weighted", [False, True])
 def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
-    from probmix.kmeans import kmeans_plusplus
+    from probmix.baselines.kmeans import kmeans_plusplus
 
     x = torch.as_tensor(_blobs(4000, 7, 6, seed=4))
     w = torch.as_tensor(np.random.default_rng(0).integers(0, 3, 4000).astype(float)) \
@@ -165,7 +165,7 @@ def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
 
 def test_kmeans_plusplus_without_the_kept_distances_chooses_the_same(monkeypatch):
     # beyond _KPP_KEEP_BYTES the winner's distances come from a second pass instead
-    import probmix.kmeans as km
+    import probmix.baselines.kmeans as km
 
     x = torch.as_tensor(_blobs(3000, 5, 4, seed=6))
 

@@ -124,7 +124,7 @@ def test_recovers_the_simulated_components(path, engine):
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 def test_svi_predictions_average_over_the_draws(path):
     """predict_proba/score_samples of an SVI fit: the per-draw quantities, averaged."""
-    from probmix.program import enumerated_log_joint
+    from probmix.model.program import enumerated_log_joint
 
     name = path.stem
     module, x, z, truth, fitted = fits(name)
@@ -256,7 +256,7 @@ def test_nuts_converges(path):
     scale are pinned when it holds weight and free when it does not; the pruning is
     checked by MAP and SVI instead.
     """
-    from probmix.diagnostics import summary
+    from probmix.results.diagnostics import summary
 
     name = path.stem
     module = load(name)

@@ -6,7 +6,7 @@ import torch
 from pyro import poutine
 
 import probmix
-from probmix.datasets import THREE_CLUSTERS
+from probmix.io.datasets import THREE_CLUSTERS
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag", "spherical", "tied"])

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import probmix
-from probmix.datasets import THREE_CLUSTERS, three_clusters
-from probmix.diagnostics import ConvergenceDiagnosticWarning
-from probmix.engines.gibbs import fit_gibbs, log_standard_gamma, wishart_precision_cholesky
+from probmix.io.datasets import THREE_CLUSTERS, three_clusters
+from probmix.results.diagnostics import ConvergenceDiagnosticWarning
+from probmix.infer.mcmc.gibbs import fit_gibbs, log_standard_gamma, wishart_precision_cholesky
 
 arviz_stats = pytest.importorskip("arviz_stats")
 FAMILIES = ["full", "diag", "spherical", "tied"]
@@ -144,7 +144,7 @@ def test_assignment_draws_are_kept_relabelled(blobs, blobs_fit):
 
 
 # short runs: r_hat is not the point here
-@pytest.mark.filterwarnings("ignore::probmix.diagnostics.ConvergenceDiagnosticWarning")
+@pytest.mark.filterwarnings("ignore::probmix.results.diagnostics.ConvergenceDiagnosticWarning")
 def test_dispatch_float32_and_prior_start(blobs):
     x, _ = blobs
     model = probmix.GaussianMixture(3, covariance="diag")
@@ -181,7 +181,7 @@ def test_chains_started_in_permuted_modes_need_relabelling(blobs):
 # --- 4. determinism and batched chains -----------------------------------------------------------
 
 # short runs: r_hat is not the point here
-@pytest.mark.filterwarnings("ignore::probmix.diagnostics.ConvergenceDiagnosticWarning")
+@pytest.mark.filterwarnings("ignore::probmix.results.diagnostics.ConvergenceDiagnosticWarning")
 def test_same_seed_same_draws_and_chains_are_distinct(blobs):
     x, _ = blobs
     model = probmix.GaussianMixture(3, covariance="spherical")
@@ -246,7 +246,7 @@ def test_errors_name_the_argument(blobs):
         fit_gibbs(lambda x: None, x)
 
 
-@pytest.mark.filterwarnings("ignore::probmix.diagnostics.ConvergenceDiagnosticWarning")
+@pytest.mark.filterwarnings("ignore::probmix.results.diagnostics.ConvergenceDiagnosticWarning")
 @pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")
 def test_progress_bar_shows_the_phase(blobs, capsys):
     x, _ = blobs

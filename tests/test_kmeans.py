@@ -9,7 +9,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import make_blobs
 
 from probmix.exceptions import ConvergenceWarning
-from probmix.kmeans import KMeans, kmeans_plusplus, lloyd
+from probmix.baselines.kmeans import KMeans, kmeans_plusplus, lloyd
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_kmeans_keeps_lowest_inertia_restart(blobs):
     gen = torch.Generator().manual_seed(0)
     x = torch.tensor(blobs)
     # Rebuild the same draws: the estimator runs every restart and keeps the best.
-    from probmix.kmeans import _random_init
+    from probmix.baselines.kmeans import _random_init
     inits = _random_init(x, 5, 6, None, gen)
     _, _, inertia, _, _ = lloyd(x, inits)
     assert km.inertia_ == pytest.approx(float(inertia.min()), rel=1e-12)
@@ -204,7 +204,7 @@ def test_kmeans_plusplus_first_centre_follows_the_weights():
 
 
 def test_random_init_draws_distinct_positive_weight_rows(blobs):
-    from probmix.kmeans import _random_init
+    from probmix.baselines.kmeans import _random_init
     w = torch.ones(len(blobs), dtype=torch.float64)
     w[::2] = 0
     c = _random_init(torch.tensor(blobs), 5, 30, w, torch.Generator().manual_seed(0))
@@ -295,7 +295,7 @@ def test_function_api_errors(blobs):
 
 
 def test_first_argmin_equals_torch_min_indices_with_ties():
-    from probmix.kmeans import first_argmin
+    from probmix.baselines.kmeans import first_argmin
 
     gen = torch.Generator().manual_seed(0)
     dist = torch.randint(0, 4, (3, 7, 500), generator=gen).double()  # many exact ties

@@ -1,4 +1,4 @@
-"""probmix.loaders: data files (CSV, .npy, .npz, HDF5) and model files."""
+"""probmix.io.loaders: data files (CSV, .npy, .npz, HDF5) and model files."""
 
 import io
 import pickle
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probmix.loaders import load_data, load_program
+from probmix.io.loaders import load_data, load_program
 
 h5py = pytest.importorskip("h5py")
 

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 import probmix
-from probmix.datasets import three_clusters
+from probmix.io.datasets import three_clusters
 
 
 def test_gibbs_and_nuts_agree_within_monte_carlo_error():

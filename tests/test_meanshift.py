@@ -10,9 +10,9 @@ from sklearn.cluster import MeanShift as SkMeanShift
 from sklearn.cluster import estimate_bandwidth as sk_estimate_bandwidth
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
-import probmix.meanshift as meanshift
+import probmix.baselines.meanshift as meanshift
 from probmix.exceptions import ConvergenceWarning
-from probmix.meanshift import MeanShift, estimate_bandwidth
+from probmix.baselines.meanshift import MeanShift, estimate_bandwidth
 
 
 def _data(name):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import probmix
-from probmix.datasets import THREE_CLUSTERS, three_clusters
-from probmix.diagnostics import ConvergenceDiagnosticWarning
+from probmix.io.datasets import THREE_CLUSTERS, three_clusters
+from probmix.results.diagnostics import ConvergenceDiagnosticWarning
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_sequential_equals_parallel():
 
 
 def test_divergences_warn_with_a_remedy(nuts_fit):
-    from probmix.diagnostics import check_convergence
+    from probmix.results.diagnostics import check_convergence
 
     x, fit = nuts_fit
     stats = dict(fit.sample_stats, diverging=np.ones_like(fit.sample_stats["diverging"]))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import probmix
-from probmix.persistence import SavedFileError, SavedProgram, UnsavedValue, _write
+from probmix.io.persistence import SavedFileError, SavedProgram, UnsavedValue, _write
 
 X, _ = probmix.three_clusters(60, seed=0)
 MODEL = probmix.GaussianMixture(3)

@@ -6,8 +6,8 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 
 import probmix
-from probmix.engines.potential import gmm_potential, program_potential
-from probmix.engines.standardize import Standardizer
+from probmix.infer.mcmc.potential import gmm_potential, program_potential
+from probmix.infer.standardize import Standardizer
 
 
 @pytest.mark.parametrize("weights_prior", ["dirichlet", "dirichlet_process"])
@@ -48,7 +48,7 @@ def test_flat_prior_potential_is_the_negative_log_likelihood():
 
 
 def test_transforms_round_trip():
-    from probmix._transforms import precision_matrix
+    from probmix.model.transforms import precision_matrix
     from torch.distributions import biject_to
 
     t = biject_to(precision_matrix)

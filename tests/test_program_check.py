@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import probmix
-from probmix.program_check import ProgramError
+from probmix.model.program_check import ProgramError
 
 MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.py"))
 X = torch.as_tensor(np.random.default_rng(0).normal(size=(12, 2)))

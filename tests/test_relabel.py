@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from probmix.relabel import apply_permutations, permutations_to_reference, relabel_draws
+from probmix.results.relabel import apply_permutations, permutations_to_reference, relabel_draws
 
 
 def _scrambled(rng, c=3, s=40):

@@ -79,8 +79,8 @@ SCRIPT = textwrap.dedent("""
 
 def run_large() -> dict:
     """EM, CAVI and KMeans on 12000 rows x 3: enough for torch to split work over threads."""
-    from probmix.engines.cavi import fit_cavi
-    from probmix.engines.em import fit_em
+    from probmix.infer.vi.cavi import fit_cavi
+    from probmix.infer.map.em import fit_em
 
     x, _ = probmix.three_clusters(12000, seed=1)
     x = np.c_[x, x[:, :1] * 0.5 + 1.0]  # D = 3

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import probmix
-from probmix.engines.em_streaming import scan
-from probmix.sources import as_source
+from probmix.infer.map.em_streaming import scan
+from probmix.io.sources import as_source
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("full", "diag", "spherical", "tied")
@@ -175,7 +175,7 @@ def test_torchrun_shards_equal_one_process(data, tmp_path):
     labels = np.concatenate([ranks[0]["kmeans_labels"], ranks[1]["kmeans_labels"]])
     np.testing.assert_array_equal(labels, km.labels_)
     # seeding across ranks (k-means++ / k-means EM init on a common sample) finds the clusters
-    truth = np.sort(np.asarray(probmix.datasets.THREE_CLUSTERS["means"])[:, 0])
+    truth = np.sort(np.asarray(probmix.io.datasets.THREE_CLUSTERS["means"])[:, 0])
     np.testing.assert_allclose(np.sort(ranks[0]["kpp_means"][:, 0]), truth, atol=0.15)
     np.testing.assert_allclose(np.sort(ranks[0]["kpp_centers"][:, 0]), truth, atol=0.15)
 

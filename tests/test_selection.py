@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import probmix
-from probmix.datasets import three_clusters
-from probmix.selection import waic
+from probmix.io.datasets import three_clusters
+from probmix.results.selection import waic
 
 
 @pytest.fixture(scope="module")

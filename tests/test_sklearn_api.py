@@ -51,7 +51,7 @@ def blobs():
 
 def _start(covariance, d=2, k=3):
     """A poor start (shifted means, unit precisions): a long EM path to follow."""
-    means = probmix.datasets.THREE_CLUSTERS["means"] + np.array([1.5, -1.0])
+    means = probmix.io.datasets.THREE_CLUSTERS["means"] + np.array([1.5, -1.0])
     prec = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d),
             "diag": np.ones((k, d)), "spherical": np.ones(k)}[covariance]
     return dict(weights_init=np.array([0.5, 0.3, 0.2]), means_init=means, precisions_init=prec)
@@ -201,7 +201,7 @@ def test_bayesian_full_dirichlet_equals_sklearn_from_the_same_start(reg_covar, b
 ])
 def test_bayesian_exact_updates_stay_close_to_sklearn(covariance, weights, rtol, blobs, resp0):
     """Where probmix runs the exact mean-field update and scikit-learn does not (see
-    probmix.engines.cavi), the fits differ, but only slightly on separated clusters; the
+    probmix.infer.vi.cavi), the fits differ, but only slightly on separated clusters; the
     q(means, precisions) update itself is the same for diag and spherical."""
     x, _ = blobs
     ours, ref = _both(resp0, n_components=3, covariance_type=covariance, max_iter=300,

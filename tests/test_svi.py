@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import probmix
-from probmix.datasets import three_clusters
+from probmix.io.datasets import three_clusters
 
 MODEL = probmix.GaussianMixture(3)
 

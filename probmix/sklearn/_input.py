@@ -6,7 +6,7 @@ sparse input names sparsity, a 1-D array says "Reshape your data", a wrong width
 "X has 3 features, but GaussianMixture is expecting 2 features as input", and a pandas
 DataFrame's column names are recorded in ``feature_names_in_`` and checked at predict time.
 Everything else (NaN/inf rows, empty data, fewer rows than components) is probmix's own
-validation, :func:`probmix.data.as_data`.
+validation, :func:`probmix.io.data.as_data`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import torch
 
-from probmix.data import as_data
+from probmix.io.data import as_data
 
 __all__ = ["validate_data", "feature_names"]
 

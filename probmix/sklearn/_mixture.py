@@ -17,9 +17,9 @@ import torch
 
 from probmix._random import generator
 from probmix._validation import check_float, check_int
-from probmix.covariance import FAMILIES, get_family
+from probmix.model.covariance import FAMILIES, get_family
 from probmix.exceptions import ConvergenceWarning as _ProbmixConvergenceWarning
-from probmix.kmeans import kmeans_plusplus, lloyd
+from probmix.baselines.kmeans import kmeans_plusplus, lloyd
 from probmix.sklearn._base import (ConvergenceWarning, EstimatorBase, NotFittedError,
                                    seed_from_random_state)
 from probmix.sklearn._input import validate_data

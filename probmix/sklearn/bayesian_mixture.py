@@ -2,10 +2,10 @@
 
 The fit is ``probmix.fit(probmix.GaussianMixture(K, covariance=covariance_type, prior=Prior(...),
 weights_prior=...), X, engine="svi", method="cavi")``: closed-form coordinate-ascent
-variational inference (:func:`probmix.engines.cavi.fit_cavi`) from scikit-learn's initial
+variational inference (:func:`probmix.infer.vi.cavi.fit_cavi`) from scikit-learn's initial
 responsibilities, with scikit-learn's priors and ``reg_covar``.
 
-Where the two differ (see :mod:`probmix.engines.cavi` for the algebra): for "full" covariances
+Where the two differ (see :mod:`probmix.infer.vi.cavi` for the algebra): for "full" covariances
 with ``weight_concentration_prior_type="dirichlet_distribution"`` the updates are identical, so
 the fits agree to rounding from the same start. For "tied", "diag" and "spherical" probmix runs
 the exact mean-field updates of the model it declares (scikit-learn's tied update uses
@@ -24,10 +24,10 @@ import numbers
 import numpy as np
 import torch
 
-from probmix.engines.cavi import expected_log_joint
-from probmix.fit import fit as probmix_fit
-from probmix.gaussian_mixture import GaussianMixture as _Model
-from probmix.priors import Prior
+from probmix.infer.vi.cavi import expected_log_joint
+from probmix.infer.dispatch import fit as probmix_fit
+from probmix.model.gaussian_mixture import GaussianMixture as _Model
+from probmix.model.priors import Prior
 from probmix.sklearn._mixture import MixtureBase
 
 __all__ = ["BayesianGaussianMixture"]

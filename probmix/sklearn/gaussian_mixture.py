@@ -1,7 +1,7 @@
 """``probmix.sklearn.GaussianMixture``: scikit-learn's maximum-likelihood mixture, on probmix EM.
 
 The fit is ``probmix.fit(probmix.GaussianMixture(K, covariance=covariance_type, prior="flat"),
-X, engine="map")``: closed-form EM (:func:`probmix.engines.em.fit_em`) with every start of
+X, engine="map")``: closed-form EM (:func:`probmix.infer.map.em.fit_em`) with every start of
 ``n_init`` advanced together as one batched computation.
 """
 
@@ -12,9 +12,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from probmix.engines import em_steps
-from probmix.fit import fit as probmix_fit
-from probmix.gaussian_mixture import GaussianMixture as _Model
+from probmix.infer.map import em_steps
+from probmix.infer.dispatch import fit as probmix_fit
+from probmix.model.gaussian_mixture import GaussianMixture as _Model
 from probmix.sklearn._mixture import MixtureBase
 
 __all__ = ["GaussianMixture"]

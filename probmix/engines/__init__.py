@@ -1,1 +1,0 @@
-"""Inference engines. Each takes a declared model and data and returns a :class:`probmix.Fit`."""

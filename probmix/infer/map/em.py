@@ -1,0 +1,432 @@
+"""The MAP engine for the Gaussian mixture: closed-form EM.
+
+Maximises log p(x | θ) + log p(θ) for the prior declared by the model (the
+likelihood alone for ``prior="flat"``). The E-step and M-step are the pure
+functions of :mod:`probmix.infer.map.em_steps`; this module owns initialisation,
+the iteration, convergence, re-seeding of empty components and the choice of
+the best restart. All ``n_init`` restarts advance together as one batched
+tensor computation; a restart that has converged is frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+
+import torch
+from tqdm.auto import tqdm
+
+from probmix._random import generator
+from probmix._validation import check_float, check_int
+from probmix.model.covariance import raise_if_degenerate
+from probmix.io.data import as_data, as_sample_weight
+from probmix.infer.distributed import reducer_for
+from probmix.infer.map import em_steps
+from probmix.infer.map.em_streaming import StreamedData, scan
+from probmix.io.sources import as_source, is_source
+from probmix.exceptions import ConvergenceWarning
+from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.model.priors import Prior
+from probmix.results.result import Fit
+
+__all__ = ["fit_em_start", "fit_em", "INITS"]
+
+INITS = ("kmeans", "kmeans++", "random", "random_from_data")
+
+
+def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
+    """labels (R, N) -> function of a row slice giving one-hot (R, K, n)."""
+    def resp(rows):
+        return torch.nn.functional.one_hot(labels[:, rows], k).to(dtype).transpose(1, 2)
+    return resp
+
+
+def _initial_stats(init, data, k, n_init, seed, dtype):
+    """Statistics of the initial responsibilities for the string initialisations."""
+    from probmix.baselines.kmeans import kmeans_plusplus, lloyd  # one k-means implementation
+
+    x, device = data.x, data.x.device
+    gen = generator(seed, device)
+    if init in ("kmeans++", "kmeans"):
+        centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
+                                  generator=gen)  # (R, K, D)
+        if init == "kmeans":
+            labels = lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
+        else:
+            labels = torch.cdist(x, centers).argmin(-1)  # (R, N)
+        return em_steps.stats_from_responsibilities(data, _hard_responsibilities(labels, k, dtype))
+    # "random": uniform random responsibilities, normalised per row (as scikit-learn)
+    draws = torch.rand(n_init, k, data.n, generator=gen, device=device, dtype=dtype)
+    draws /= draws.sum(1, keepdim=True)
+    return em_steps.stats_from_responsibilities(data, lambda rows: draws[:, :, rows])
+
+
+def _random_from_data(data, k, n_init, seed, reg):
+    """Means at K distinct random rows (per restart); the global covariance; equal weights."""
+    gen = generator(seed, data.x.device)
+    ones = torch.ones(n_init, data.n, dtype=data.x.dtype, device=data.x.device)
+    idx = torch.multinomial(ones, k, replacement=False, generator=gen)  # (R, K)
+    cov = _global_covariance(data, reg, k)
+    weights = torch.full((n_init, k), 1.0 / k, dtype=data.x.dtype, device=data.x.device)
+    return weights, data.x[idx], cov.expand(n_init, *cov.shape).contiguous()
+
+
+def _global_covariance(data, reg, k):
+    """The whole data's covariance in the family's native shape for K components."""
+    s = em_steps.stats_from_responsibilities(
+        data, lambda rows: data.shift.new_ones(1, 1, rows.stop - rows.start))  # (1, 1, F)
+    s = s.expand(1, k, s.shape[-1])
+    return em_steps.m_step(data.family, s, prior=None, reg_covar=reg)[2][0]
+
+
+def _worst_rows(data, w, count):
+    """The rows (R, count, D) (standardised) with the lowest log-density under each parameter set.
+
+    Over all chunks and, in a distributed fit, over all processes.
+    """
+    r, k, _ = w.shape
+    d = data.d
+    w_flat = w.reshape(r * k, -1)
+    best_val, best_rows = None, None
+    for _, phi, _ in data.chunks():
+        lse = torch.logsumexp((w_flat @ phi).view(r, k, -1), 1)  # (R, n)
+        rows = phi[1:1 + d].T.expand(r, -1, -1)  # (R, n, D): Φ holds x' in rows 1..D
+        if best_val is not None:
+            lse, rows = torch.cat([best_val, lse], 1), torch.cat([best_rows, rows], 1)
+        best_val, pos = torch.topk(-lse, min(count, lse.shape[1]), dim=1)
+        best_val, best_rows = -best_val, rows.gather(1, pos[..., None].expand(-1, -1, d))
+    if data.reducer.distributed:  # the worst over every process, the same on all of them
+        pad = count - best_val.shape[1]
+        best_val = torch.cat([best_val, best_val.new_full((r, pad), math.inf)], 1)
+        best_rows = torch.cat([best_rows, best_rows.new_zeros(r, pad, d)], 1)
+        vals = data.reducer.gather(best_val).permute(1, 0, 2).reshape(r, -1)
+        rows = data.reducer.gather(best_rows).permute(1, 0, 2, 3).reshape(r, -1, d)
+        best_val, pos = torch.topk(-vals, count, dim=1)
+        best_rows = rows.gather(1, pos[..., None].expand(-1, -1, d))
+    return best_rows  # (R, count, D)
+
+
+def _reseed(data, w_old, weights, means, cov, empty, reg):
+    """Move empty components onto the worst-explained rows with the global covariance."""
+    family = data.family
+    k = means.shape[1]
+    worst = _worst_rows(data, w_old, k)  # (R, K, D)
+    rank = (empty.cumsum(-1) - 1).clamp_min(0)
+    rows = worst.gather(1, rank[..., None].expand(-1, -1, worst.shape[-1]))  # (R, K, D)
+    means = torch.where(empty[..., None], rows, means)
+    mask = family.component_mask(empty)
+    if mask is not None:
+        cov = torch.where(mask, _global_covariance(data, reg, k), cov)
+    weights = torch.where(empty, torch.full_like(weights, 1.0 / data.total_weight), weights)
+    weights = weights / weights.sum(-1, keepdim=True)
+    return weights, means, cov
+
+
+def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
+    """log p(θ) of the program's priors at (R,) parameter sets in original units; 0 when flat."""
+    if prior is None:
+        return torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
+    family, (k, d) = model.family, means.shape[-2:]
+    if prior.stick_breaking:
+        sticks = em_steps.sticks_from_weights(weights)
+        gamma = prior.alpha[:-1]
+        lp = torch.distributions.Beta(torch.ones_like(gamma), gamma).log_prob(
+            sticks.clamp(1e-300, 1 - 1e-16)).sum(-1)
+    else:
+        lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
+    lp_prec = family.precision_prior(prior, k, d).log_prob(prec)
+    lp = lp + (lp_prec if family.tied else lp_prec.sum(-1))
+    return lp + family.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
+
+
+def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
+    """Initial (weights, means, cov) in standardised coordinates, each with a leading (R,)."""
+    family, k = model.family, model.n_components
+    opts = dict(dtype=data.x.dtype, device=data.x.device)
+    if warm_start is not None:
+        same_model = (isinstance(warm_start, Fit)
+                      and getattr(warm_start.model, "family", None) is family
+                      and getattr(warm_start.model, "n_components", None) == k)
+        if not same_model:
+            raise ValueError("warm_start must be a Fit of a GaussianMixture with the same "
+                             "n_components and covariance.")
+        init = {key: warm_start.params[key] for key in ("weights", "means", "covariances")}
+    if isinstance(init, (dict, MixtureParams)):
+        p = as_params(init, family, n_components=k, n_features=data.d, **opts)
+        batched = p.means.ndim == 3
+        weights, means, cov = ((p.weights, p.means, p.covariances) if batched else
+                               (p.weights[None], p.means[None], p.covariances[None]))
+        return weights, (means - data.shift) / data.scale, cov / data.scale**2
+    if init not in INITS:
+        raise ValueError(
+            f"init must be one of {INITS}, a dict of initial parameters or a Fit (warm_start); "
+            f"got {init!r}."
+        )
+    if init == "random_from_data":
+        return _random_from_data(data, k, n_init, seed, reg_s)
+    s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
+    weights, means, cov = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
+    return weights, means, cov
+
+
+def _distinct_rows(x: torch.Tensor, k: int) -> int | None:
+    """The number of distinct rows of ``x`` when it is below ``k``, else None.
+
+    The first rows nearly always settle it (a full ``unique`` of a million rows costs seconds).
+    """
+    head = torch.unique(x[:max(1024, 4 * k)], dim=0).shape[0]
+    if head >= k:
+        return None
+    count = int(torch.unique(x, dim=0).shape[0])
+    return count if count < k else None
+
+
+def _prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed, device,
+             dtype):
+    """(data, sample, prior): the rows EM iterates over, the rows it initialises on, the prior.
+
+    In memory on one process the sample is the data itself; a streamed or distributed fit
+    scans the rows once first for their moments (standardisation, data-scaled prior) and a
+    uniform random sample of ``init_size`` rows (the same on every process).
+    """
+    k, family = model.n_components, model.family
+    reducer = reducer_for(distributed)
+    if chunk_size is not None or is_source(x):
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported with a streaming source; repeat "
+                             "rows or fit in memory.")
+        source = as_source(x, chunk_size=65536 if chunk_size is None else chunk_size,
+                           device=device, dtype=dtype)
+        found = scan(source.chunks(), reducer=reducer, sample_size=init_size, seed=seed)
+        if found.n < k:
+            raise ValueError(f"the data source holds {found.n} rows, fewer than "
+                             f"n_components={k}; use fewer components or more data.")
+        data = StreamedData(source, family, shift=found.mean, scale=found.scale,
+                            n_total=found.n, reducer=reducer)
+        prior = model.resolve_prior(moments=(found.mean, found.cov))
+        sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
+        return data, sample, prior
+    x = as_data(x, device=device, dtype=dtype, min_samples=1 if reducer.distributed else k)
+    sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
+    if not reducer.distributed:
+        data = em_steps.PreparedData(x, family, sample_weight=sw)
+        return data, data, model.resolve_prior(x, sample_weight=sw)
+    if sw is not None:
+        raise ValueError("sample_weight is not supported with distributed=True yet; repeat rows "
+                         "or fit on one process.")
+    found = scan([x], reducer=reducer, sample_size=init_size, seed=seed)
+    if found.n < k:
+        raise ValueError(f"the shards hold {found.n} rows in all, fewer than n_components={k}.")
+    data = em_steps.PreparedData(x, family, shift=found.mean, scale=found.scale, reducer=reducer)
+    sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
+    return data, sample, model.resolve_prior(moments=(found.mean, found.cov))
+
+
+def fit_em(
+    model: GaussianMixture,
+    x,
+    *,
+    init="kmeans",
+    n_init: int = 1,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    seed: int = 0,
+    device=None,
+    dtype=None,
+    sample_weight=None,
+    warm_start: Fit | None = None,
+    verbose: bool = False,
+    chunk_size: int | None = None,
+    init_size: int = 100_000,
+    distributed=False,
+) -> Fit:
+    """MAP estimate of a :class:`GaussianMixture` by closed-form EM.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+    x : array-like (N, D)
+    init : {"kmeans", "kmeans++", "random", "random_from_data"} or dict
+        Initial responsibilities from k-means (Lloyd from k-means++ seeds), from the nearest
+        k-means++ seed, uniform random; or means at random rows. A dict gives the initial
+        ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
+        it gives R restarts.
+    n_init : int
+        Number of restarts, run together as one batched computation; the best objective wins.
+    max_iter : int
+        Maximum number of EM iterations (E-step then M-step).
+    tol : float
+        Convergence threshold on the change of the objective per unit weight (for a flat prior,
+        the mean log-likelihood, as scikit-learn's ``lower_bound_``).
+    reg_covar : float
+        Ridge added to every covariance estimate (in the units of ``x``²).
+    seed : int
+        Seed of the initialisation.
+    device, dtype
+        Where and in which precision to compute (default CPU float64).
+    sample_weight : array-like (N,), optional
+        Non-negative per-row weights acting as counts.
+    warm_start : Fit, optional
+        Start from the parameters of a previous fit of the same model.
+    verbose : bool
+        Show a progress bar.
+    chunk_size : int, optional
+        Stream ``x`` in chunks of this many rows (out-of-core EM). Implied when ``x`` is a
+        streaming source (a memory-mapped array, a .npy path, an HDF5 dataset, a list of
+        arrays or a callable returning an iterator: :func:`probmix.io.sources.as_source`); each
+        iteration then reads every chunk once and the result is the exact EM fit.
+    init_size : int
+        Streaming and distributed fits initialise on a uniform random sample of this many rows
+        (over all processes), drawn in the pass that also computes the data's moments.
+    distributed : bool or process group
+        ``True``: this process holds one shard of the rows of a ``torch.distributed`` job
+        (see :mod:`probmix.infer.distributed`); statistics are all-reduced and every process ends
+        with the same parameters.
+
+    Returns
+    -------
+    Fit
+        ``engine="map"``, ``converged``, ``n_iter`` and ``lower_bounds`` (objective per unit
+        weight before each M-step, of the best restart).
+    """
+    if not isinstance(model, GaussianMixture):
+        raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
+    k = model.n_components
+    n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    tol = check_float(tol, "tol", minimum=0.0)
+    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
+    seed = check_int(seed, "seed", minimum=0)
+    init_size = check_int(init_size, "init_size", minimum=k)
+    data, sample, prior = _prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
+                                   init_size=init_size, distributed=distributed, seed=seed,
+                                   device=device, dtype=dtype)
+    x = data.shift  # only its device and dtype are used below
+    family = model.family
+    if prior is not None and bool((prior.alpha < 1).any()):
+        raise ValueError(
+            "MAP needs Prior.weight_concentration >= 1 (below 1 the Dirichlet or stick-breaking "
+            "density is unbounded at the edge of the simplex, so there is no mode); got "
+            f"{prior.alpha.min().item():g}. Use engine='svi' or 'mcmc' for sparse weight priors."
+        )
+    prior_s = None if prior is None else prior.affine(data.shift, data.scale)
+    reg_s = reg_covar / data.scale**2
+    if reg_s >= 1.0 and data.scale != 1.0:  # scale is 1 for constant data: nothing to swamp
+        warnings.warn(
+            f"reg_covar={reg_covar:g} is at least the variance of x (mean per-feature variance "
+            f"{data.scale**2:.3g}): the ridge swamps every covariance and the components "
+            "cannot separate. reg_covar is in the units of x squared; pass a smaller one, "
+            f"e.g. reg_covar={1e-6 * data.scale**2:.3g}, or rescale x.",
+            UserWarning, stacklevel=3,
+        )
+    weights, means, cov = _init_params(model, sample, init, n_init=n_init, seed=seed,
+                                       prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
+    prec_chol, ok = em_steps.factorise(family, cov)
+    raise_if_degenerate(ok, reg_covar)
+    r = weights.shape[0]
+
+    active = ok.clone()  # restarts still iterating
+    converged = torch.zeros(r, dtype=torch.bool, device=x.device)
+    n_iter = torch.zeros(r, dtype=torch.long, device=x.device)
+    history = []  # (R,) objective per unit weight, before each M-step
+    previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
+    min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
+    bar = tqdm(total=max_iter, desc="EM", disable=not verbose, leave=False)
+    for _ in range(max_iter):
+        w = em_steps.natural_weights(family, weights, means, prec_chol)
+        stats = em_steps.e_step(data, w)
+        prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
+        objective = (stats.log_lik + data.log_jacobian()
+                     + _log_prior(model, prior, weights, means * data.scale + data.shift, prec_o)
+                     ) / data.total_weight
+        objective = torch.where(ok, objective, torch.full_like(objective, -math.inf))
+        current = torch.where(active, objective, previous)
+        history.append(current)
+        new = em_steps.m_step(family, stats.s, prior=prior_s, reg_covar=reg_s)
+        new_weights, new_means, new_cov, new_prec_chol, new_ok, nk = new
+        empty = (nk < min_count) & active[:, None]
+        if bool(empty.any()):
+            new_weights, new_means, new_cov = _reseed(data, w, new_weights, new_means, new_cov,
+                                                      empty, reg_s)
+            new_prec_chol, new_ok = em_steps.factorise(family, new_cov)
+        step = active & new_ok
+        weights = torch.where(step[:, None], new_weights, weights)
+        means = torch.where(step[:, None, None], new_means, means)
+        step_cov = step.view(r, *[1] * (cov.ndim - 1))  # broadcasts over native covariances
+        cov = torch.where(step_cov, new_cov, cov)
+        prec_chol = torch.where(step_cov, new_prec_chol, prec_chol)
+        n_iter += step.long()
+        ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
+        done = step & ((current - previous).abs() < tol) & ~empty.any(-1)
+        converged |= done
+        previous = current
+        active = active & ~done & ok
+        bar.update(1)
+        bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
+        if not bool(active.any()):
+            break
+    bar.close()
+    raise_if_degenerate(ok, reg_covar)
+
+    final = torch.stack(history)  # (T, R)
+    best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
+    in_memory = isinstance(data, em_steps.PreparedData) and not data.reducer.distributed
+    distinct = None if bool(converged[best]) or not in_memory else _distinct_rows(data.x, k)
+    if distinct is not None and distinct < k:  # the reason it could not converge
+        warnings.warn(
+            f"EM did not converge: x has only {distinct} distinct row(s) for n_components={k}, "
+            "so some components cannot hold any data and EM kept re-seeding them. Use "
+            f"n_components <= {distinct}.", ConvergenceWarning, stacklevel=3,
+        )
+    elif not bool(converged[best]):
+        warnings.warn(
+            f"EM did not converge in max_iter={max_iter} iterations (last change of the "
+            f"objective {float((final[-1, best] - final[-2, best]).abs()) if len(final) > 1 else math.nan:.3g}"
+            f" > tol={tol:g}). Increase max_iter, raise tol, or try another init.",
+            ConvergenceWarning, stacklevel=3,
+        )
+    t_best = int(n_iter[best])
+    params = {
+        "weights": weights[best].cpu().numpy(),
+        "means": (means[best] * data.scale + data.shift).cpu().numpy(),
+        "covariances": (cov[best] * data.scale**2).cpu().numpy(),
+    }
+    return Fit(
+        engine="map", model=model, params=params, n_features=data.d,
+        converged=bool(converged[best]), n_iter=t_best,
+        lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
+        options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
+                     max_iter=max_iter, tol=tol, reg_covar=reg_covar, seed=seed,
+                     **({} if chunk_size is None and not isinstance(data, StreamedData)
+                        else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
+                     **({"world_size": data.reducer.world_size} if data.reducer.distributed
+                        else {})),
+        device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
+        center=data.shift.cpu().numpy(), scale=data.scale,
+    )
+
+
+def fit_em_start(model: GaussianMixture, x, *, seed: int = 0) -> Fit:
+    """The MAP solution as a *starting point* (and component order) for the posterior engines.
+
+    A weight concentration below 1 has no MAP weights, so EM then runs with it raised to 1;
+    an unconverged EM is still a good start, so its ConvergenceWarning is silenced.
+    """
+    prior = model.prior
+    if isinstance(prior, Prior) and prior.weight_concentration is not None and \
+            float(np.min(prior.weight_concentration)) < 1:
+        raised = np.maximum(np.asarray(prior.weight_concentration, dtype=np.float64), 1.0)
+        model = GaussianMixture(model.n_components, covariance=model.family,
+                                prior=dataclasses.replace(prior, weight_concentration=raised),
+                                weights_prior=model.weights_prior)
+    x = as_data(x)
+    var = float(((x - x.mean(0)) ** 2).mean())
+    # the default ridge, unless it would swamp data of tiny scale (a start must separate)
+    reg_covar = 1e-6 if not 0 < var <= 1e-6 else 1e-6 * var
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_em(model, x, seed=seed, reg_covar=reg_covar)

@@ -1,0 +1,513 @@
+"""Blocked Gibbs sampler for the conjugate :class:`~probmix.GaussianMixture` (``kernel="gibbs"``).
+
+The target is exactly the posterior of the model's Pyro program (its prior
+resolved on the data): the sampler alternates two blocks (Diebolt & Robert
+1994; Ishwaran & James 2001 for the stick-breaking weights).
+
+1. Assignments given the parameters, for every point at once::
+
+       p(z_n = k | θ, x_n) ∝ π_k N(x_n | μ_k, Λ_k⁻¹)
+
+   computed in log space as Φ(x_n) · W_k (the exponential-family form of
+   :mod:`probmix.model.covariance`: one matrix product for all chains and components) and
+   drawn by inverting the cumulative distribution with one uniform per point.
+
+2. Parameters given the assignments, from the counts n_k, means x̄_k and scatter
+   S_k = Σ_{z_n=k} (x_n - x̄_k)(x_n - x̄_k)ᵀ; with β_k = β₀ + n_k,
+   m_k = (β₀ m₀ + n_k x̄_k) / β_k and B_k = β₀ n_k / β_k (x̄_k - m₀)(x̄_k - m₀)ᵀ:
+
+   - full: Λ_k ~ Wishart(ν₀ + n_k, precision_matrix = Ψ₀ + S_k + B_k)
+     (μ_k integrated out), then μ_k | Λ_k ~ N(m_k, (β_k Λ_k)⁻¹);
+   - tied: Λ ~ Wishart(ν₀ + N, precision_matrix = Ψ₀ + Σ_k (S_k + B_k)), then each μ_k;
+   - diag: λ_kd ~ Gamma(ν₀/2 + n_k/2, rate (Ψ₀_dd + S_k,dd + B_k,dd) / 2),
+     μ_kd ~ N(m_kd, 1/(β_k λ_kd));
+   - spherical: λ_k ~ Gamma(D(ν₀ + n_k)/2, rate (tr Ψ₀ + tr S_k + tr B_k) / 2),
+     μ_k ~ N(m_k, I/(β_k λ_k));
+   - weights ~ Dirichlet(α + n); with ``weights_prior="dirichlet_process"`` the sticks
+     v_j ~ Beta(1 + n_j, γ + Σ_{i>j} n_i), j < K - 1, and weights = stick_breaking(v).
+
+   An empty component (n_k = 0) is drawn from its prior.
+
+All chains advance together: every tensor carries a leading chain dimension C.
+Randomness comes only from one ``torch.Generator`` seeded by ``seed``: Wishart
+draws use the Bartlett decomposition (Bartlett 1933; here its upper-triangular
+form, which yields the precision's Cholesky factor directly), Gamma draws the
+squeeze method of Marsaglia & Tsang (2000) with a few candidates per variate
+(torch's own Gamma sampler takes no generator), Beta and Dirichlet draws are
+ratios of Gammas, formed in log space so that tiny concentrations do not
+underflow.
+
+The parameter block works in float64 (it touches C·K·D² numbers); the
+assignment block, which touches C·K·N numbers, runs in the data's dtype, on
+data standardised as in EM (:class:`~probmix.infer.map.em_steps.PreparedData`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from probmix._random import generator
+from probmix._validation import check_int
+from probmix.io.data import as_data
+from probmix.results.diagnostics import check_convergence
+from probmix.infer.map.em import fit_em_start
+from probmix.infer.map.em_steps import PreparedData
+from probmix.exceptions import DegenerateCovarianceError
+from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.results.posterior import fit_from_draws
+from probmix.model.priors import ResolvedPrior
+from probmix.results.result import Fit
+
+__all__ = ["fit_gibbs", "INITS", "log_standard_gamma", "wishart_precision_cholesky"]
+
+INITS = ("map", "prior")
+
+_PARAM_DTYPE = torch.float64  # the parameter block: small tensors, kept in double precision
+_EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}  # as em_steps: no subnormal exp()
+_GAMMA_CANDIDATES = 4  # Marsaglia-Tsang proposals per variate and round (each accepted w.p. > 0.95)
+
+
+# --- random variates from one generator ----------------------------------------------------
+
+def log_standard_gamma(concentration: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """log G for G ~ Gamma(concentration, 1), elementwise, drawn from ``gen`` only.
+
+    Marsaglia & Tsang's squeeze method: for a ≥ 1 with d = a - 1/3, c = 1/√(9d), propose
+    v = (1 + c ε)³ with ε ~ N(0, 1) and accept when log u < ε²/2 + d - d v + d log v; then
+    G = d v. For a < 1, G = G' U^(1/a) with G' ~ Gamma(a + 1) (log G = log G' + log U / a,
+    exact even where G underflows). Four proposals per variate are drawn in one batch and
+    the first accepted one taken; the rare variates with none accepted get another round.
+
+    Parameters
+    ----------
+    concentration : Tensor (...), positive
+    gen : torch.Generator
+
+    Returns
+    -------
+    Tensor (...), same dtype and device
+    """
+    a = concentration
+    opts = dict(dtype=a.dtype, device=a.device, generator=gen)
+    tiny = torch.finfo(a.dtype).tiny
+    boost = a < 1
+    d = torch.where(boost, a + 1, a) - 1.0 / 3.0  # (...)
+    c = torch.rsqrt(9.0 * d)  # (...)
+    log_g = torch.empty_like(a)  # (...)
+    pending = torch.ones_like(a, dtype=torch.bool)  # (...)
+    while True:
+        eps = torch.randn((_GAMMA_CANDIDATES, *a.shape), **opts)  # (R, ...)
+        u = torch.rand((_GAMMA_CANDIDATES, *a.shape), **opts)  # (R, ...)
+        v = (1.0 + c * eps) ** 3  # (R, ...)
+        log_v = torch.log(v.clamp_min(tiny))  # (R, ...)
+        accept = (v > 0) & (torch.log(u) < 0.5 * eps * eps + d - d * v + d * log_v)  # (R, ...)
+        first = accept.to(torch.uint8).argmax(0, keepdim=True)  # (1, ...) first accepted
+        found = accept.any(0)  # (...)
+        log_g = torch.where(pending & found, torch.log(d) + log_v.gather(0, first)[0], log_g)
+        pending = pending & ~found
+        if not bool(pending.any()):
+            break
+    u_boost = torch.rand(a.shape, **opts).clamp_min(tiny)  # (...)
+    return torch.where(boost, log_g + torch.log(u_boost) / a, log_g)
+
+
+def _bartlett_factor(log_chi2_half: torch.Tensor, chol: torch.Tensor, gen) -> torch.Tensor:
+    """U = R⁻ᵀ B from log G (..., D), G_i ~ Gamma((dof - D + 1 + i)/2), and R (..., D, D)."""
+    chi = torch.exp(0.5 * (math.log(2.0) + log_chi2_half))  # (..., D): B_ii = √(2 G_i) ~ χ
+    noise = torch.randn(chol.shape, dtype=chol.dtype, device=chol.device, generator=gen)
+    bartlett = torch.triu(noise, diagonal=1) + torch.diag_embed(chi)  # (..., D, D) upper
+    return torch.linalg.solve_triangular(chol.mT, bartlett, upper=True)  # (..., D, D) upper
+
+
+def _cholesky(psi: torch.Tensor) -> torch.Tensor:
+    chol, info = torch.linalg.cholesky_ex(psi)  # (..., D, D) lower
+    if bool((info != 0).any()):
+        raise DegenerateCovarianceError(
+            "Gibbs: a posterior Wishart scale matrix is not positive definite (round-off on "
+            "nearly collinear data). Standardise or de-duplicate the features, or use "
+            "covariance='diag'.")
+    return chol
+
+
+def _bartlett_shapes(dof: torch.Tensor, d: int) -> torch.Tensor:
+    """Gamma shapes (..., D) of the Bartlett diagonal: B_ii² / 2 ~ Gamma((dof - D + 1 + i) / 2)."""
+    i = torch.arange(d, dtype=dof.dtype, device=dof.device)
+    return 0.5 * (dof[..., None] - d + 1 + i)
+
+
+def wishart_precision_cholesky(dof: torch.Tensor, psi: torch.Tensor,
+                               gen: torch.Generator) -> torch.Tensor:
+    """Upper-triangular U with U Uᵀ ~ Wishart(dof, precision_matrix=psi), batched.
+
+    Bartlett decomposition in upper-triangular form: B upper triangular with
+    B_ii² ~ χ²(dof - D + 1 + i) (i = 0..D-1) and standard normal entries above the diagonal
+    has B Bᵀ ~ Wishart(dof, I) (the usual lower-triangular form with the order of the
+    coordinates reversed); with psi = R Rᵀ (R lower), U = R⁻ᵀ B is upper triangular with
+    positive diagonal and U Uᵀ ~ Wishart(dof, psi⁻¹): scikit-learn's convention for the
+    precision Cholesky factor.
+
+    Parameters
+    ----------
+    dof : Tensor (...), > D - 1
+    psi : Tensor (..., D, D), symmetric positive definite
+    gen : torch.Generator
+
+    Returns
+    -------
+    U : Tensor (..., D, D)
+    """
+    log_g = log_standard_gamma(_bartlett_shapes(dof, psi.shape[-1]), gen)  # (..., D)
+    return _bartlett_factor(log_g, _cholesky(psi), gen)
+
+
+# --- the conjugate parameter update of each covariance family -------------------------------
+#
+# Each block turns the posterior scale ψ (native shape) and the counts into Gamma shapes, and
+# the Gamma draws (all drawn in one batch with the weights') into precision Cholesky factors.
+
+class _WishartBlock:
+    """full and tied: Wishart precisions; U is the upper Cholesky factor (Λ = U Uᵀ)."""
+
+    def __init__(self, tied: bool):
+        self.tied = tied
+
+    def prior_scale(self, prior: ResolvedPrior) -> torch.Tensor:
+        return prior.scale  # (D, D)
+
+    def gamma_shapes(self, n, psi, prior):
+        """n (C, K) counts, psi (C, K, D, D) or tied (C, D, D) -> shapes (C, K, D) or (C, D)."""
+        dof = prior.dof + (n.sum(-1) if self.tied else n)  # (C,) tied, else (C, K)
+        return _bartlett_shapes(dof, psi.shape[-1])
+
+    def precision_cholesky(self, log_g, psi, gen):
+        """U (shape of psi) from log G (shape of :meth:`gamma_shapes`)."""
+        return _bartlett_factor(log_g, _cholesky(psi), gen)
+
+    def mean_noise(self, prec_chol, eps):
+        """U⁻ᵀ ε, a draw of N(0, Λ⁻¹) per component, from ε (C, K, D)."""
+        if self.tied:  # one U (C, D, D) for all K right-hand sides
+            return torch.linalg.solve_triangular(prec_chol.mT, eps.mT, upper=False).mT
+        return torch.linalg.solve_triangular(prec_chol.mT, eps[..., None], upper=False)[..., 0]
+
+
+class _GammaBlock:
+    """diag (a Gamma per component and feature) and spherical (one per component)."""
+
+    def __init__(self, per_feature: bool):
+        self.per_feature = per_feature
+
+    def prior_scale(self, prior: ResolvedPrior) -> torch.Tensor:
+        return torch.diagonal(prior.scale) if self.per_feature else torch.trace(prior.scale)
+
+    def gamma_shapes(self, n, psi, prior):
+        """n (C, K), psi (C, K, D) or (C, K) -> shapes, shaped like psi."""
+        if self.per_feature:
+            return (0.5 * (prior.dof + n))[..., None].expand_as(psi)  # (C, K, D)
+        return 0.5 * prior.mean_loc.shape[0] * (prior.dof + n)  # (C, K)
+
+    def precision_cholesky(self, log_g, psi, gen):
+        """1/σ = √λ with λ = G / rate, rate = ψ / 2."""
+        return torch.exp(0.5 * (log_g - torch.log(0.5 * psi)))
+
+    def mean_noise(self, prec_chol, eps):
+        return eps / (prec_chol if self.per_feature else prec_chol[..., None])  # (C, K, D)
+
+
+_BLOCKS = {"full": _WishartBlock(tied=False), "tied": _WishartBlock(tied=True),
+           "diag": _GammaBlock(per_feature=True), "spherical": _GammaBlock(per_feature=False)}
+
+
+def _weight_shapes(n: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
+    """Gamma shapes of the weights given the counts n (C, K): (C, K), or (C, 2(K-1)) sticks."""
+    if prior.stick_breaking:  # v_j = G_j / (G_j + G'_j): G_j ~ Gamma(1 + n_j), G'_j ~ Gamma(γ + …)
+        tail = n.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (C, K-1): Σ_{i>j} n_i
+        return torch.cat([1.0 + n[..., :-1], prior.alpha[:-1] + tail], -1)  # (C, 2(K-1))
+    return prior.alpha + n  # (C, K): Dirichlet(α + n) = normalised Gammas
+
+
+def _log_weights(log_g: torch.Tensor, stick_breaking: bool) -> torch.Tensor:
+    """log π (C, K) from the log Gamma draws of :func:`_weight_shapes`."""
+    if not stick_breaking:
+        return torch.log_softmax(log_g, -1)  # (C, K)
+    k1 = log_g.shape[-1] // 2
+    first, second = log_g[..., :k1], log_g[..., k1:]  # (C, K-1) each
+    log_v = torch.nn.functional.logsigmoid(first - second)  # (C, K-1): log v_j
+    log_rest = torch.nn.functional.logsigmoid(second - first).cumsum(-1)  # Σ_{i<=j} log(1 - v_i)
+    zero = torch.zeros_like(log_v[..., :1])  # (C, 1)
+    return torch.cat([log_v, zero], -1) + torch.cat([zero, log_rest], -1)  # (C, K)
+
+
+def _sample_parameters(family, block, stats, prior: ResolvedPrior, gen):
+    """One draw of (log π, μ, U) per chain from p(θ | z), given the statistics of z.
+
+    Parameters
+    ----------
+    stats : Tensor (C, K, F)
+        Σ_n onehot(z_n) Φ(x_n): counts, sums and quadratic moments (standardised units).
+
+    Returns
+    -------
+    log_weights (C, K), means (C, K, D), prec_chol (native shape, leading C)
+    """
+    c, d = stats.shape[0], prior.mean_loc.shape[0]
+    n, sx, sq = stats[..., 0], stats[..., 1:1 + d], stats[..., 1 + d:]  # (C,K) (C,K,D) (C,K,Fq)
+    n_div = torch.where(n > 0, n, torch.ones_like(n))  # empty: sx = sq = 0, so 0 / 1
+    beta0, m0 = prior.mean_precision, prior.mean_loc
+    beta = beta0 + n  # (C, K)
+    xbar = sx / n_div[..., None]  # (C, K, D)
+    delta = (xbar - m0) * torch.sqrt(beta0 * n / beta)[..., None]  # (C, K, D)
+    # posterior scale Ψ₀ + S_k + B_k in the native covariance shape, leading C
+    psi = block.prior_scale(prior) + family.scatter(n_div, sx, sq) + family.outer(delta)
+    shapes_w = _weight_shapes(n, prior)  # (C, Gw)
+    shapes_p = block.gamma_shapes(n, psi, prior)  # (C, ...)
+    # one batch of Gamma variates for the weights and the precisions: (C, Gw + Gp)
+    log_g = log_standard_gamma(torch.cat([shapes_w, shapes_p.reshape(c, -1)], -1), gen)
+    log_w = _log_weights(log_g[:, :shapes_w.shape[1]], prior.stick_breaking)  # (C, K)
+    prec_chol = block.precision_cholesky(log_g[:, shapes_w.shape[1]:].reshape(shapes_p.shape),
+                                         psi, gen)  # native, leading C
+    m = (beta0 * m0 + sx) / beta[..., None]  # (C, K, D)
+    eps = torch.randn(m.shape, dtype=m.dtype, device=m.device, generator=gen)  # (C, K, D)
+    means = m + block.mean_noise(prec_chol, eps) / torch.sqrt(beta)[..., None]  # (C, K, D)
+    return log_w, means, prec_chol
+
+
+class _Workspace:
+    """Buffers of the assignment step, allocated once per run.
+
+    Fresh multi-megabyte tensors at every iteration would be mapped and faulted in anew by
+    the allocator each time, which doubles the cost of the step on large data.
+    """
+
+    def __init__(self, data: PreparedData, c: int, k: int, dtype):
+        opts = dict(dtype=dtype, device=data.x.device)
+        size = c * k * min(data.chunk, data.n)
+        self.prob, self.cdf = torch.empty(size, **opts), torch.empty(size, **opts)  # (C·K·n,)
+        self.u = torch.empty(c * min(data.chunk, data.n), **opts)  # (C·n,)
+
+    def views(self, c: int, k: int, n: int):
+        """(C, K, n), (C, K, n) and (C, 1, n) contiguous views for a chunk of n rows."""
+        return (self.prob[:c * k * n].view(c, k, n), self.cdf[:c * k * n].view(c, k, n),
+                self.u[:c * n].view(c, 1, n))
+
+
+def _sample_assignments(data: PreparedData, w: torch.Tensor, gen, work: _Workspace,
+                        z_out=None) -> torch.Tensor:
+    """Draw z for every point and chain from p(z | θ) and return its statistics.
+
+    Parameters
+    ----------
+    data : PreparedData
+    w : Tensor (C, K, F)
+        log π_k + log N(x | μ_k, Λ_k) = Φ(x) · w_k, in the data's dtype.
+    gen : torch.Generator
+    work : _Workspace
+    z_out : Tensor (C, N), optional
+        Receives the drawn assignments.
+
+    Returns
+    -------
+    Tensor (C, K, F)
+        Σ_n onehot(z_n) Φ(x_n), in float64.
+    """
+    c, k, f = w.shape
+    w_flat = w.reshape(c * k, f)  # (C·K, F)
+    floor = _EXP_FLOOR[w.dtype]
+    stats = w.new_zeros(c * k, f)  # (C·K, F)
+    for rows, phi, _ in data.chunks():
+        prob, cdf, u = work.views(c, k, phi.shape[1])
+        torch.mm(w_flat, phi, out=prob.view(c * k, -1))  # (C, K, n): log π_k N(x_n | k)
+        prob.sub_(prob.amax(1, keepdim=True)).clamp_(min=floor).exp_()  # unnormalised
+        torch.cumsum(prob, 1, out=cdf)  # (C, K, n)
+        u.uniform_(generator=gen).mul_(cdf[:, -1:])  # (C, 1, n): uniform on [0, total)
+        at_or_after = torch.ge(cdf, u, out=cdf)  # (C, K, n): 1.0 where k >= z_n, in place
+        onehot = prob  # (C, K, n): 1.0 where k == z_n; reuses prob's memory
+        onehot[:, :1] = at_or_after[:, :1]
+        torch.sub(at_or_after[:, 1:], at_or_after[:, :-1], out=onehot[:, 1:])
+        stats.addmm_(onehot.view(c * k, -1), phi.T)  # (C·K, F)
+        if z_out is not None:
+            z_out[:, rows] = (k - at_or_after.sum(1)).to(z_out.dtype)  # (C, n)
+    return stats.view(c, k, f).to(_PARAM_DTYPE)
+
+
+# --- initial states -------------------------------------------------------------------------
+
+def _given_state(params, model, data: PreparedData, chains: int, name="init"):
+    """Validated initial parameters -> (log π, μ, U) per chain in standardised units."""
+    k, family = model.n_components, model.family
+    p = as_params(params, family, n_components=k, n_features=data.d, dtype=_PARAM_DTYPE,
+                  device=data.x.device)
+    batch = p.means.shape[:-2]
+    if batch not in ((), (chains,)):
+        raise ValueError(
+            f"{name} parameters must be one set (means ({k}, {data.d})) or one per chain (means "
+            f"({chains}, {k}, {data.d})); got means of shape {tuple(p.means.shape)}.")
+    opts = dict(dtype=_PARAM_DTYPE, device=data.x.device)
+    weights, means, cov = (v.to(**opts) for v in (p.weights, p.means, p.covariances))
+    if batch == ():
+        weights, means, cov = (v.expand(chains, *v.shape) for v in (weights, means, cov))
+    shift = data.shift.to(_PARAM_DTYPE)
+    prec_chol, ok = family.precision_cholesky(cov / data.scale**2)
+    if not bool(ok.all()):
+        raise ValueError(f"{name}: a covariance is not positive definite.")
+    log_w = torch.log(weights.clamp_min(torch.finfo(_PARAM_DTYPE).tiny))  # (C, K)
+    return log_w, (means - shift) / data.scale, prec_chol
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+# --- the sampler ----------------------------------------------------------------------------
+
+def fit_gibbs(
+    model: GaussianMixture,
+    x,
+    *,
+    num_samples: int = 1000,
+    warmup: int = 1000,
+    chains: int = 4,
+    init="map",
+    thin: int = 1,
+    keep_assignments: bool = False,
+    relabel: bool = True,
+    seed: int = 0,
+    device=None,
+    dtype=None,
+    progress: bool = True,
+) -> Fit:
+    """Posterior draws of a :class:`GaussianMixture` by blocked Gibbs sampling.
+
+    Parameters
+    ----------
+    model : GaussianMixture
+        With a proper conjugate prior ("default" or a :class:`probmix.Prior`); the weights
+        may have the Dirichlet or the truncated Dirichlet-process prior.
+    x : array-like (N, D)
+    num_samples : int
+        Draws kept per chain, after warmup and thinning.
+    warmup : int
+        Iterations discarded at the start of each chain.
+    chains : int
+        Number of chains C, advanced together as one batched computation.
+    init : {"map", "prior"} or dict
+        "map": every chain starts at the MAP solution (EM); "prior": each chain from its own
+        prior draw; a dict of ``weights`` (K,), ``means`` (K, D) and ``covariances`` (native or
+        (K, D, D); or ``precisions``) starts every chain there, and with a leading (C,) axis
+        gives one start per chain. The first step of each chain draws the assignments.
+    thin : int
+        Keep every ``thin``-th iteration after warmup.
+    keep_assignments : bool
+        Also keep the assignment draws z (C, S, N) (int16; int32 for K > 32767), relabelled
+        like the parameters, as ``fit.assignment_draws``.
+    relabel : bool
+        Relabel the draws to the MAP solution's component order (by their means, see
+        :mod:`probmix.results.relabel`); False keeps them as drawn, e.g. to show what label switching
+        does. Components left empty (stick-breaking weights, or more components than the data
+        need) carry means drawn from the prior, which that matching does not discount: check
+        such fits with label-invariant summaries (e.g. the sorted weights of each draw).
+    seed : int
+        Seed of the sampler's one ``torch.Generator`` (and of the MAP solution's k-means).
+    device, dtype
+        Where and in which precision to run the assignment step (default CPU float64).
+    progress : bool
+        Show a progress bar over the iterations.
+
+    Returns
+    -------
+    Fit
+        ``engine="mcmc"``; ``draws`` ``weights`` (C, S, K), ``means`` (C, S, K, D),
+        ``precisions`` and ``covariances`` (C, S, native shape), relabelled; ``params`` their
+        posterior means. Warns (:class:`probmix.results.diagnostics.ConvergenceDiagnosticWarning`)
+        when r_hat of the weights or means exceeds 1.01.
+
+    Raises
+    ------
+    ValueError
+        ``prior="flat"`` (improper: Gibbs needs the conjugate prior), bad options.
+    """
+    if not isinstance(model, GaussianMixture):
+        raise TypeError(f"model must be a probmix.GaussianMixture for kernel='gibbs'; got "
+                        f"{type(model).__name__}. Use kernel='nuts' for a custom program.")
+    k, family = model.n_components, model.family
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    warmup = check_int(warmup, "warmup", minimum=0)
+    chains = check_int(chains, "chains", minimum=1)
+    thin = check_int(thin, "thin", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    keep_assignments = _check_bool(keep_assignments, "keep_assignments")
+    relabel = _check_bool(relabel, "relabel")
+    if not (isinstance(init, (dict, MixtureParams)) or (isinstance(init, str) and init in INITS)):
+        raise ValueError(f"init must be one of {INITS} or a dict of initial parameters; "
+                         f"got {init!r}.")
+    if family.name not in _BLOCKS:
+        raise ValueError(f"kernel='gibbs' knows the covariance families {sorted(_BLOCKS)}; got "
+                         f"{family!r}. Use kernel='nuts'.")
+    x = as_data(x, device=device, dtype=dtype, min_samples=k)
+    prior = model.resolve_prior(x)
+    if prior is None:
+        raise ValueError(
+            "kernel='gibbs' needs the model's conjugate proper prior; prior='flat' is improper "
+            "(its posterior may not exist). Use prior='default' or a probmix.Prior(...), or "
+            "engine='map' for the maximum-likelihood fit.")
+
+    data = PreparedData(x, family)
+    prior_s = prior.affine(data.shift, data.scale)
+    prior_s = prior_s._replace(**{name: getattr(prior_s, name).to(_PARAM_DTYPE) for name in
+                                  ("alpha", "mean_loc", "mean_precision", "dof", "scale")})
+    block = _BLOCKS[family.name]
+    gen = generator(seed, x.device)
+    map_fit = fit_em_start(model, x, seed=seed)  # start of init="map", relabelling reference
+    if init == "prior":  # the conditional given no data is the prior
+        empty = torch.zeros(chains, k, data.n_phi, dtype=_PARAM_DTYPE, device=x.device)
+        log_w, means, prec_chol = _sample_parameters(family, block, empty, prior_s, gen)
+    else:
+        start = {key: map_fit.params[key] for key in ("weights", "means", "covariances")} \
+            if init == "map" else init
+        log_w, means, prec_chol = _given_state(start, model, data, chains)
+
+    total = warmup + num_samples * thin
+    draws = {"weights": log_w.new_empty(chains, num_samples, k),  # (C, S, K)
+             "means": means.new_empty(chains, num_samples, *means.shape[1:]),  # (C, S, K, D)
+             "precisions": prec_chol.new_empty(chains, num_samples, *prec_chol.shape[1:])}
+    z_dtype = torch.int16 if k <= 32767 else torch.int32
+    z_draws = torch.empty(chains, num_samples, data.n, dtype=z_dtype, device=x.device) \
+        if keep_assignments else None
+    work = _Workspace(data, chains, k, x.dtype)
+    bar = tqdm(total=total, desc="Gibbs (warmup)" if warmup else "Gibbs (sampling)",
+               disable=not progress, leave=False)
+    for t in range(total):
+        if t == warmup and warmup:
+            bar.set_description("Gibbs (sampling)")
+        kept = t >= warmup and (t - warmup + 1) % thin == 0
+        j = (t - warmup) // thin
+        w = family.natural_weights(means, prec_chol)  # (C, K, F)
+        w[..., 0] += log_w
+        stats = _sample_assignments(data, w.to(x.dtype), gen, work,
+                                    z_draws[:, j] if kept and keep_assignments else None)
+        log_w, means, prec_chol = _sample_parameters(family, block, stats, prior_s, gen)
+        if kept:
+            draws["weights"][:, j] = log_w.exp()
+            draws["means"][:, j] = means
+            draws["precisions"][:, j] = family.precision_from_cholesky(prec_chol)
+        bar.update(1)
+    bar.close()
+
+    shift = data.shift.to(_PARAM_DTYPE)
+    draws["means"] = draws["means"] * data.scale + shift  # back to the units of x
+    draws["precisions"] = draws["precisions"] / data.scale**2
+    draws = {name: v.cpu().numpy() for name, v in draws.items()}
+    reference = {"means": map_fit.params["means"], "weights": map_fit.params["weights"]}
+    z_draws = None if z_draws is None else z_draws.cpu().numpy()
+    fit = fit_from_draws(
+        model, x, draws, engine="mcmc", reference=reference, relabel=relabel, converged=True,
+        n_iter=total, assignment_draws=z_draws,
+        options=dict(kernel="gibbs", num_samples=num_samples, warmup=warmup, chains=chains,
+                     init=init if isinstance(init, str) else "given", thin=thin, seed=seed))
+    check_convergence(fit, stacklevel=4)  # stack: check_convergence, fit_gibbs, probmix.fit, user
+    return fit

@@ -1,0 +1,153 @@
+"""Helpers that read any Pyro mixture program by its contract.
+
+A mixture program ``program(x)`` has global latent sites, one discrete
+assignment site inside ``pyro.plate("data", N)`` marked for parallel
+enumeration, and an observed site ``"obs"`` (see "Declaring your own model").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro import poutine
+from pyro.infer import config_enumerate
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import constraints
+
+__all__ = ["global_sites", "global_site_shapes", "data_constants", "enumerated_log_joint",
+           "marginal_log_joint", "location_starts", "count_parameters"]
+
+
+def _in_data_plate(site) -> bool:
+    return any(frame.name == "data" for frame in site["cond_indep_stack"])
+
+
+def global_sites(program, x: torch.Tensor) -> list[str]:
+    """Names of the latent sites outside the data plate, in program order."""
+    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
+    return [name for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"]
+            and not site_is_subsample(site) and not _in_data_plate(site)]
+
+
+def global_site_shapes(program, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Shape of one value of each global latent site, in program order."""
+    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
+    return {name: tuple(trace.nodes[name]["value"].shape) for name in global_sites(program, x)}
+
+
+def data_constants(program, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Values of the program's ``pyro.deterministic`` sites outside the data plate, given ``x``.
+
+    A program declares a quantity computed from the data it was fitted to (the bounding box
+    of a uniform background, say) as a deterministic site. A fit records these values, and
+    predictions on new data condition on them, so a point's density does not depend on the
+    other rows it is scored with.
+    """
+    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
+    return {name: site["value"].detach() for name, site in trace.nodes.items()
+            if site["type"] == "sample" and site["infer"].get("_deterministic")
+            and not _in_data_plate(site)}
+
+
+def enumerated_log_joint(program, params: dict, x: torch.Tensor) -> torch.Tensor:
+    """log p(x_n, z_n = k | θ) for every row and value of the assignment, shape (N, K).
+
+    The global sites (and any recorded :func:`data_constants`) are fixed at ``params``; the
+    assignment site is enumerated in parallel.
+    """
+    data = {name: torch.as_tensor(value, dtype=x.dtype, device=x.device)
+            for name, value in params.items()}
+    conditioned = poutine.condition(config_enumerate(program, default="parallel"), data=data)
+    trace = poutine.trace(poutine.enum(conditioned, first_available_dim=-2)).get_trace(x)
+    trace.compute_log_prob()
+    total = None
+    for site in trace.nodes.values():
+        if site["type"] == "sample" and _in_data_plate(site):
+            lp = site["log_prob"]  # (K, 1) for the assignment, (K, N) for the observation
+            total = lp if total is None else total + lp
+    if total is None or total.ndim != 2:
+        raise ValueError(
+            "the program needs one enumerated assignment site and an observed site 'obs' inside "
+            "pyro.plate('data', N); see 'Declaring your own model' in the docs."
+        )
+    return total.T.contiguous()
+
+
+def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
+    """log p(θ, x) with the assignment summed out, the global sites fixed at ``params``.
+
+    ``params`` must give every global latent site (missing ones would be drawn).
+    """
+    from pyro.infer import TraceEnum_ELBO
+
+    data = {name: torch.as_tensor(value, dtype=x.dtype, device=x.device)
+            for name, value in params.items()}
+    conditioned = poutine.condition(config_enumerate(program, default="parallel"), data=data)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(conditioned, lambda *args, **kwargs: None, x)
+    return -float(loss)
+
+
+def location_starts(program, x: torch.Tensor, *, seed: int) -> dict[str, torch.Tensor]:
+    """Starting values for the location sites of a program, from k-means centres of ``x``.
+
+    A location site is a global site with one row of D reals per component: shape (K, D) with
+    real support inside ``pyro.plate("components", K)``, or an ordered vector of shape (K,)
+    when D = 1 (it gets the sorted centres). Prior draws put such sites anywhere, and a
+    mixture started with two locations in one cluster and none in another stays there; the
+    k-means centres (one k-means++ start, seeded) put one in each dense region.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Only the location sites (empty when the program has none or no components plate).
+    """
+    from pyro.distributions import constraints as pyro_constraints
+
+    from probmix.baselines.kmeans import KMeans
+
+    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
+    k = next((frame.size for site in trace.nodes.values() if site["type"] == "sample"
+              for frame in site["cond_indep_stack"] if frame.name == "components"), None)
+    if k is None or k > x.shape[0]:
+        return {}
+    n, d = x.shape
+    found = []
+    for name in global_sites(program, x):
+        site = trace.nodes[name]
+        shape, support = tuple(site["value"].shape), site["fn"].support
+        in_plate = any(f.name == "components" for f in site["cond_indep_stack"])
+        while isinstance(support, constraints.independent):
+            support = support.base_constraint
+        if in_plate and shape == (k, d) and support is constraints.real:
+            found.append((name, False))
+        elif d == 1 and shape == (k,) and isinstance(support, type(pyro_constraints.ordered_vector)):
+            found.append((name, True))
+    if not found:
+        return {}
+    centres = torch.as_tensor(KMeans(k, n_init=1, seed=seed).fit(x).cluster_centers_,
+                              dtype=x.dtype, device=x.device)  # (K, D)
+    out = {}
+    for name, ordered in found:
+        out[name] = centres[:, 0].sort().values if ordered else centres
+    return out
+
+
+def count_parameters(program, x: torch.Tensor) -> int:
+    """Free parameters of a program's global sites (simplexes lose one, PD matrices a triangle)."""
+    trace = poutine.trace(program).get_trace(x)
+    sites = global_sites(program, x)
+    return sum(unconstrained_size(trace.nodes[name]["fn"].support,
+                                  tuple(trace.nodes[name]["value"].shape)) for name in sites)
+
+
+def unconstrained_size(support, shape: tuple[int, ...]) -> int:
+    """Number of free values in a tensor of ``shape`` on ``support``."""
+    n = math.prod(shape)
+    if support is constraints.simplex:
+        return n - n // shape[-1]
+    if isinstance(support, (type(constraints.positive_definite), type(constraints.lower_cholesky))):
+        d = shape[-1]
+        return n // (d * d) * d * (d + 1) // 2
+    return n
