@@ -1,0 +1,241 @@
+"""Constrained covariance estimates of the 14 parsimonious Gaussian mixture models.
+
+Celeux & Govaert (1995) write each component covariance through its eigen-decomposition
+Σ_k = λ_k D_k A_k D_kᵀ: volume λ_k > 0, orientation D_k (orthogonal), shape A_k (diagonal,
+|A_k| = 1). Each of the three may be Equal across components or Variable, and the shape and
+orientation may also be the Identity, which gives mclust's 14 names (volume, shape,
+orientation): EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV EVV VVV.
+
+Every M-step here solves the same problem: given per-component scatter matrices W_k and
+(pseudo-)counts n_k, minimise
+
+    f(Σ) = Σ_k [ n_k log |Σ_k| + tr(Σ_k⁻¹ W_k) ]
+
+over the covariances allowed by the model. With W_k = Σ_n r_nk (x_n - μ_k)(x_n - μ_k)ᵀ and
+n_k = Σ_n r_nk this is the maximum-likelihood M-step. With a conjugate prior on each
+component's precision (Wishart(ν₀, Ψ₀⁻¹), normal mean prior of precision β₀ Λ_k) the
+posterior mode has the same form with W_k replaced by Ψ₀ + W_k + β₀ n_k / (β₀ + n_k)
+(x̄_k - m₀)(x̄_k - m₀)ᵀ and n_k by n_k + ν₀ - D (see :mod:`probmix.model.covariance`), so
+the same solver gives the MAP M-step of every model: the mode of the posterior under the
+product of the components' conjugate priors, restricted to the model.
+
+Closed forms (Celeux & Govaert 1995): EII, VII, EEI, VVI, EVI, EEE, EEV, EVV, VVV.
+Iterated: VEI, VEV, VEE (alternating volume and shape/orientation updates, each a
+closed-form coordinate minimisation, so f never increases), EVE and VVE (the orientation by
+the majorisation-minimisation step of Browne & McNicholas 2014, "Estimating common
+principal components in high dimensions"). mclust uses the same algorithms.
+
+Shapes: ``scatter`` (..., K, D, D), ``counts`` (..., K); leading batch dimensions (e.g.
+restarts) are allowed everywhere; every function returns covariances (..., K, D, D).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["MODELS", "ITERATIVE", "constrained_covariances", "n_covariance_parameters",
+           "objective"]
+
+MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV",
+          "EVV", "VVV")
+ITERATIVE = ("VEI", "VEE", "VEV", "EVE", "VVE")
+
+_INNER_MAX_ITER = 1000
+_INNER_TOL = 1e-10  # relative change of f between sweeps
+_ORIENTATION_TOL = 1e-9  # largest change of an orientation entry between MM steps
+
+
+def n_covariance_parameters(model: str, k: int, d: int) -> int:
+    """Free covariance parameters of ``model`` with K components in D dimensions (mclust's).
+
+    Volume: 1 (E) or K (V); shape: 0 (I), D - 1 (E) or K (D - 1) (V); orientation: 0 (I),
+    D (D - 1) / 2 (E) or K D (D - 1) / 2 (V).
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}; got {model!r}.")
+    vol, shape, orient = model
+    rot = d * (d - 1) // 2
+    n = 1 if vol == "E" else k
+    n += {"I": 0, "E": d - 1, "V": k * (d - 1)}[shape]
+    n += {"I": 0, "E": rot, "V": k * rot}[orient]
+    return n
+
+
+def objective(cov: torch.Tensor, scatter: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """f(Σ) = Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)], shape (...,)."""
+    chol = torch.linalg.cholesky(cov)  # (..., K, D, D)
+    log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (..., K)
+    trace = torch.diagonal(torch.cholesky_solve(scatter, chol), dim1=-2, dim2=-1).sum(-1)
+    return (counts * log_det + trace).sum(-1)
+
+
+def _tiny(t: torch.Tensor) -> float:
+    return float(torch.finfo(t.dtype).tiny) * 1e4
+
+
+def _geometric_mean(v: torch.Tensor) -> torch.Tensor:
+    """(Π_j v_j)^(1/D) over the last axis, in log space: (..., D) -> (...)."""
+    return torch.exp(torch.log(v.clamp_min(_tiny(v))).mean(-1))
+
+
+def _diagonal(m: torch.Tensor) -> torch.Tensor:
+    return torch.diagonal(m, dim1=-2, dim2=-1)
+
+
+def _eye(d: int, ref: torch.Tensor) -> torch.Tensor:
+    return torch.eye(d, dtype=ref.dtype, device=ref.device)
+
+
+def _compose(volume, shape, orientation=None):
+    """λ D A Dᵀ from volume (..., K) or (..., 1), shape (..., K or 1, D), orientation
+    (..., K or 1, D, D) or None (identity), broadcast to (..., K, D, D)."""
+    diag = volume[..., None] * shape  # (..., K, D)
+    if orientation is None:
+        return torch.diag_embed(diag)
+    return (orientation * diag[..., None, :]) @ orientation.transpose(-1, -2)
+
+
+def _eig_descending(w: torch.Tensor):
+    """Eigenvalues (..., D) in decreasing order and the matching eigenvectors (..., D, D)."""
+    values, vectors = torch.linalg.eigh(0.5 * (w + w.transpose(-1, -2)))
+    return values.flip(-1).clamp_min(0.0), vectors.flip(-1)
+
+
+def _converged(new, old) -> bool:
+    return bool(((new - old).abs() <= _INNER_TOL * new.abs().clamp_min(1.0)).all())
+
+
+def _variable_volume_common_shape(values, counts, d):
+    """VEI / VEV: minimise Σ_k [n_k D log λ_k + Σ_j v_kj / (λ_k a_j)] with |A| = 1.
+
+    ``values`` (..., K, D) are the diagonals of W_k (VEI) or its eigenvalues in decreasing
+    order (VEV). Returns λ (..., K) and a (..., 1, D).
+    """
+    volume = values.sum(-1) / (d * counts)  # (..., K): start from A = I
+    shape = torch.ones_like(values[..., :1, :])  # (..., 1, D)
+    previous = None
+    for _ in range(_INNER_MAX_ITER):
+        pooled = (values / volume[..., None]).sum(-2, keepdim=True)  # (..., 1, D)
+        shape = pooled / _geometric_mean(pooled)[..., None]
+        volume = (values / shape).sum(-1) / (d * counts)  # (..., K)
+        value = (counts * d * torch.log(volume)).sum(-1) + (values / (volume[..., None] * shape)
+                                                             ).sum((-1, -2))
+        if previous is not None and _converged(value, previous):
+            break
+        previous = value
+    return volume, shape
+
+
+def _vee(scatter, counts, d):
+    """VEE: Σ_k = λ_k C with |C| = 1: alternate C ∝ Σ_k W_k / λ_k and λ_k = tr(C⁻¹ W_k) / (D n_k)."""
+    volume = _diagonal(scatter).sum(-1) / (d * counts)  # (..., K)
+    previous = None
+    for _ in range(_INNER_MAX_ITER):
+        pooled = (scatter / volume[..., None, None]).sum(-3)  # (..., D, D)
+        chol = torch.linalg.cholesky(pooled)
+        log_det = 2.0 * torch.log(_diagonal(chol)).sum(-1)  # (...,)
+        common = pooled * torch.exp(-log_det / d)[..., None, None]  # |C| = 1
+        chol = chol * torch.exp(-0.5 * log_det / d)[..., None, None]
+        trace = _diagonal(torch.cholesky_solve(scatter, chol[..., None, :, :])).sum(-1)  # (..., K)
+        volume = trace / (d * counts)
+        value = (counts * d * torch.log(volume) + trace / volume).sum(-1)
+        if previous is not None and _converged(value, previous):
+            break
+        previous = value
+    return volume[..., None, None] * common[..., None, :, :]
+
+
+def _common_orientation(scatter, counts, d, equal_volume: bool):
+    """EVE / VVE: Σ_k = λ_(k) D A_k Dᵀ with one orientation D for every component.
+
+    Alternates the closed-form volume and shape updates given D with one majorisation-
+    minimisation step for D given them (Browne & McNicholas 2014): with M_k = (λ_k A_k)⁻¹
+    and ω_k the largest eigenvalue of W_k, D ← U Vᵀ where U S Vᵀ is the SVD of
+    Σ_k (ω_k I - W_k) D M_k. Each step decreases f.
+    """
+    eye = _eye(d, scatter)
+    _, orientation = _eig_descending(scatter.sum(-3))  # (..., D, D): start at the pooled axes
+    omega = torch.linalg.eigvalsh(scatter)[..., -1]  # (..., K): largest eigenvalue of W_k
+    for _ in range(_INNER_MAX_ITER):
+        rotated = _diagonal(orientation.transpose(-1, -2)[..., None, :, :] @ scatter
+                            @ orientation[..., None, :, :])  # (..., K, D): diag(Dᵀ W_k D)
+        root = _geometric_mean(rotated)  # (..., K)
+        shape = rotated / root[..., None]  # (..., K, D), |A_k| = 1
+        if equal_volume:
+            volume = (root.sum(-1) / counts.sum(-1))[..., None].expand_as(root)  # (..., K)
+        else:
+            volume = root / counts
+        weights = 1.0 / (volume[..., None] * shape)  # (..., K, D): diagonal of M_k
+        g = ((omega[..., None, None] * eye - scatter) @ orientation[..., None, :, :]
+             * weights[..., None, :]).sum(-3)  # (..., D, D)
+        u, _, vh = torch.linalg.svd(g)
+        step = u @ vh
+        # the MM step converges linearly and f is flat at the optimum: stop on the orientation
+        if bool(((step - orientation).abs() <= _ORIENTATION_TOL).all()):
+            break
+        orientation = step
+    return _compose(volume, shape, orientation[..., None, :, :])
+
+
+def constrained_covariances(model: str, scatter: torch.Tensor,
+                            counts: torch.Tensor) -> torch.Tensor:
+    """The covariances of ``model`` that minimise Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)].
+
+    Parameters
+    ----------
+    model : str
+        One of :data:`MODELS`.
+    scatter : Tensor (..., K, D, D)
+        Symmetric positive semi-definite W_k (positive definite for the models with a
+        variable orientation or an inverse, or the estimate is singular).
+    counts : Tensor (..., K)
+        Positive n_k.
+
+    Returns
+    -------
+    Tensor (..., K, D, D)
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}; got {model!r}.")
+    d = scatter.shape[-1]
+    total = counts.sum(-1)  # (...,)
+    vol, shape_kind, orient = model
+    if model == "VVV":
+        return scatter / counts[..., None, None]
+    if model == "EEE":
+        return (scatter.sum(-3) / total[..., None, None])[..., None, :, :].expand_as(scatter)
+    if orient == "I":  # diagonal models: only the diagonals of W_k matter
+        w = _diagonal(scatter)  # (..., K, D)
+        if shape_kind == "I":  # EII, VII
+            if vol == "E":
+                lam = (w.sum((-1, -2)) / (d * total))[..., None].expand(*w.shape[:-1])
+            else:
+                lam = w.sum(-1) / (d * counts)
+            return _compose(lam, torch.ones_like(w))
+        if model == "VVI":
+            return torch.diag_embed(w / counts[..., None])
+        if model == "EEI":
+            return torch.diag_embed((w.sum(-2) / total[..., None])[..., None, :].expand_as(w))
+        if model == "EVI":  # λ = Σ_k |diag W_k|^(1/D) / n, A_k ∝ diag W_k
+            root = _geometric_mean(w)  # (..., K)
+            lam = (root.sum(-1) / total)[..., None]  # (..., 1)
+            return torch.diag_embed(lam[..., None] * w / root[..., None].clamp_min(_tiny(w)))
+        volume, shape = _variable_volume_common_shape(w, counts, d)  # VEI
+        return _compose(volume, shape.expand_as(w))
+    if model == "EVV":  # C_k = W_k / |W_k|^(1/D), λ = Σ_k |W_k|^(1/D) / n
+        chol = torch.linalg.cholesky(scatter)
+        root = torch.exp(2.0 * torch.log(_diagonal(chol)).sum(-1) / d)  # (..., K)
+        return scatter / root[..., None, None] * (root.sum(-1) / total)[..., None, None, None]
+    if orient == "V":  # EEV, VEV: D_k from the eigenvectors of W_k, A from the pooled eigenvalues
+        values, vectors = _eig_descending(scatter)  # (..., K, D), (..., K, D, D)
+        if vol == "E":  # EEV
+            pooled = values.sum(-2, keepdim=True)  # (..., 1, D)
+            root = _geometric_mean(pooled)  # (..., 1)
+            shape = pooled / root[..., None]
+            volume = (root / total[..., None]).expand(*values.shape[:-1])  # (..., K)
+        else:
+            volume, shape = _variable_volume_common_shape(values, counts, d)
+        return _compose(volume, shape.expand_as(values), vectors)
+    if model == "VEE":
+        return _vee(scatter, counts, d)
+    return _common_orientation(scatter, counts, d, equal_volume=vol == "E")  # EVE, VVE
