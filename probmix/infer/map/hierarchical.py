@@ -1,0 +1,73 @@
+"""Model-based agglomerative hierarchical clustering, the initialisation mclust made standard.
+
+Starting from one cluster per point, merge at each step the pair of clusters whose merger
+lowers the classification likelihood of a spherical equal-volume Gaussian model (EII) the
+least: the increase of the within-cluster sum of squares n_i n_j / (n_i + n_j) ‖x̄_i - x̄_j‖²
+(Ward's criterion, which is the EII case of Fraley 1998, "Algorithms for model-based
+Gaussian hierarchical clustering"). One tree serves every K: the partition into K clusters
+is the state after N - K merges, so a search over K shares its initialisations.
+
+The merges are made on mclust's default transformation of the data (``hcUse = "SVD"``,
+Scrucca & Raftery 2015): centred and scaled columns, then the scaled SVD X = U S Vᵀ → U S^½,
+which equalises the spread of the principal directions partially, so that no single
+high-variance feature decides the tree.
+
+The tree itself is scipy's Ward linkage (the nearest-neighbour-chain algorithm, in C):
+O(N²) time and memory, 0.1 s for 2,000 rows and 1.4 s for 5,000 on one core. Above
+``max_points`` rows the tree is built on a uniform random subsample, and the caller gets
+the labels of that subsample only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+
+__all__ = ["MAX_POINTS", "svd_transform", "hierarchical_partitions"]
+
+MAX_POINTS = 2000  # the condensed distances of 2,000 rows take 16 MB and the tree 0.1 s
+
+
+def svd_transform(x: np.ndarray) -> np.ndarray:
+    """mclust's "SVD" transformation U S^½ of the centred, scaled data, shape (N, D)."""
+    z = x - x.mean(0)
+    sd = z.std(0)
+    z = z / np.where(sd > 0, sd, 1.0)
+    u, s, _ = np.linalg.svd(z, full_matrices=False)  # (N, r), (r,)
+    return u * np.sqrt(s)
+
+
+def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
+                            rng: np.random.Generator | None = None):
+    """Labels of the Ward/SVD tree cut at each K, on at most ``max_points`` rows.
+
+    Parameters
+    ----------
+    x : ndarray (N, D)
+    ks : iterable of int
+        The numbers of clusters wanted (each at most the number of rows used).
+    max_points : int
+        Above this many rows the tree is built on a uniform random subsample of this size.
+    rng : numpy Generator
+        Draws the subsample (needed only when N > max_points).
+
+    Returns
+    -------
+    rows : ndarray (M,) of int
+        The rows the tree was built on (all of them when N <= max_points).
+    labels : dict of int to ndarray (M,)
+        The partition into K clusters of those rows, for each K.
+    """
+    n = x.shape[0]
+    rows = np.arange(n)
+    if n > max_points:
+        if rng is None:
+            raise ValueError(f"hierarchical initialisation of {n} rows > max_points="
+                             f"{max_points} needs rng= to draw its subsample.")
+        rows = np.sort(rng.choice(n, size=max_points, replace=False))
+    tree = linkage(svd_transform(np.asarray(x, dtype=np.float64)[rows]), method="ward")
+    labels = {}
+    for k in ks:
+        found = fcluster(tree, t=int(k), criterion="maxclust")  # 1..K (fewer on ties)
+        labels[int(k)] = np.unique(found, return_inverse=True)[1]
+    return rows, labels
