@@ -179,6 +179,6 @@ def run_mclust(csv_path: str, columns, models="all", ks=range(1, 10), repeats: i
         "loglik": r["loglik"][0],
         "df": int(r["df"][0]),
         "classification": [int(c) for c in r["classification"]],
-        "elapsed": statistics.median(r["elapsed"]),
-        "elapsed_all": r["elapsed"],
+        "elapsed": round(statistics.median(r["elapsed"]), 3),  # R's timer ticks in ms
+        "elapsed_all": [round(t, 3) for t in r["elapsed"]],
     }
