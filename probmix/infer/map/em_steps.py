@@ -21,6 +21,7 @@ from typing import Iterator, NamedTuple
 import torch
 
 from probmix.infer.distributed import LocalReducer
+from probmix.infer.standardize import standardisation
 from probmix.model.covariance import CovarianceFamily
 # the weights' posterior mode and the sticks' map, re-exported from their home
 from probmix.model.weights import posterior_mode as weights_from_counts
@@ -66,7 +67,8 @@ class PreparedData:
         self.sample_weight = sample_weight
         self.reducer = LocalReducer() if reducer is None else reducer
         if shift is None or scale is None:
-            shift, scale = standardisation(x, sample_weight, self.reducer, shift=shift, scale=scale)
+            shift, scale = standardisation(x, sample_weight=sample_weight, reducer=self.reducer,
+                                           shift=shift, scale=scale)
         self.shift, self.scale = shift, float(scale)
         self.x = (x - shift) / self.scale  # (N, D)
         self.xt = self.x.T.contiguous()  # (D, N)
@@ -97,27 +99,6 @@ class PreparedData:
     def log_jacobian(self) -> float:
         """log-likelihood(x) - log-likelihood(x'): -W · D · log(scale)."""
         return -self.total_weight * self.d * math.log(self.scale)
-
-
-def standardisation(x, sample_weight, reducer, *, shift=None, scale=None):
-    """The shift (D,) and scalar scale of x' = (x - shift) / scale, summed over processes.
-
-    shift: the (weighted) mean; scale: the root mean per-feature variance about it (1 for
-    constant data).
-    """
-    if shift is None:
-        w = sample_weight
-        sums = torch.cat([(x.sum(0) if w is None else w @ x),
-                          x.new_tensor([float(x.shape[0]) if w is None else w.sum()])])
-        reducer.sum_(sums)
-        shift = sums[:-1] / sums[-1]
-    if scale is None:
-        sq = x.new_tensor([float(((x - shift) ** 2).sum()), float(x.numel())])
-        reducer.sum_(sq)
-        var = sq[0] / sq[1].clamp_min(1)
-        scale = float(var.sqrt()) if float(var) > 0 else 1.0
-        scale = scale if math.isfinite(scale) and scale > 0 else 1.0
-    return shift, scale
 
 
 class Stats(NamedTuple):
