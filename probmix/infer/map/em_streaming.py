@@ -23,7 +23,7 @@ from probmix.infer.distributed import LocalReducer
 from probmix.infer.map import em_steps
 from probmix.infer.standardize import scale_from_variance
 
-__all__ = ["Scan", "StreamedData", "scan", "sample_rows"]
+__all__ = ["Scan", "StreamedData", "scan"]
 
 
 class Scan(NamedTuple):
@@ -131,14 +131,6 @@ def scan(chunks, *, reducer=None, sample_size: int, seed: int) -> Scan:
     scale = scale_from_variance(float(torch.diagonal(scatter).sum()) / (n * d))
     cov = scatter / max(n - 1.0, 1.0)
     return Scan(int(round(n)), mean, cov, scale, sampler.result(reducer, d, like))
-
-
-def sample_rows(x: torch.Tensor, *, size: int, seed: int, reducer=None) -> torch.Tensor:
-    """A uniform sample of ``size`` rows over all processes' ``x`` (the same on every process)."""
-    reducer = LocalReducer() if reducer is None else reducer
-    sampler = _BottomK(size, _generator(seed, reducer.rank))
-    sampler.add(x)
-    return sampler.result(reducer, x.shape[1], x)
 
 
 class StreamedData:
