@@ -232,9 +232,9 @@ class CovarianceFamily(ABC):
         beta = beta0 + nk  # (..., K)
         means = (beta0 * m0 + sx) / beta[..., None]  # (..., K, D)
         delta = (sx / n_div[..., None] - m0) * torch.sqrt(beta0 * nk / beta)[..., None]
-        # C_k = S_k + β₀ n_k / β_k (x̄_k - m₀)(x̄_k - m₀)ᵀ, native shape
-        scatter = self.scatter(n_div, sx, sq) + self.outer(delta)
-        shape, inv = self.conjugate.update(prior, nk, scatter, d)
+        # C_k = S_k + B_k, B_k = β₀ n_k / β_k (x̄_k - m₀)(x̄_k - m₀)ᵀ, native shape
+        shape, inv = self.conjugate.update(prior, nk, self.scatter(n_div, sx, sq),
+                                           self.outer(delta), d)
         return ComponentPosterior(means, beta, shape, inv)
 
     def posterior_mode(self, nk, sx, sq, *, prior: ResolvedPrior | None, reg_covar: float):

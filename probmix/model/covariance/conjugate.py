@@ -56,10 +56,14 @@ class WishartPrecision:
     def __init__(self, *, tied: bool):
         self.tied = tied
 
-    def update(self, prior, nk: torch.Tensor, scatter: torch.Tensor, d: int):
-        """(ν, W⁻¹) from counts nk (..., K) and the native posterior scatter C."""
+    def update(self, prior, nk: torch.Tensor, scatter: torch.Tensor, shrink: torch.Tensor, d: int):
+        """(ν, W⁻¹) from counts nk (..., K) and C = scatter + shrink (native shapes).
+
+        C comes in its two parts, the scatter S about the sample means and the shrinkage
+        B = β₀ n / β (x̄ - m₀)(x̄ - m₀)ᵀ, so that W⁻¹ is summed as (Ψ₀ + S) + B.
+        """
         n = nk.sum(-1) if self.tied else nk  # (...,) tied, else (..., K)
-        return prior.dof + n, prior.scale + scatter
+        return prior.dof + n, prior.scale + scatter + shrink
 
     def mode_covariance(self, shape, inv, k: int, d: int) -> torch.Tensor:
         """Covariance at the joint mode of (μ, Λ): W⁻¹ / (ν - D - 1 + #means sharing Λ)."""
@@ -128,18 +132,27 @@ class GammaPrecision:
     def __init__(self, *, per_feature: bool):
         self.per_feature = per_feature
 
+    def _prior_scale(self, prior) -> torch.Tensor:
+        """diag(Ψ₀) (D,) for diag, tr Ψ₀ () for spherical."""
+        return torch.diagonal(prior.scale) if self.per_feature else torch.trace(prior.scale)
+
     def prior(self, prior, d: int):
         """(a₀, b₀): (ν₀/2, diag(Ψ₀)/2) for diag, (ν₀ D/2, tr Ψ₀ / 2) for spherical."""
-        if self.per_feature:
-            return 0.5 * prior.dof, 0.5 * torch.diagonal(prior.scale)
-        return 0.5 * prior.dof * d, 0.5 * torch.trace(prior.scale)
+        return self._shape(prior.dof, d), 0.5 * self._prior_scale(prior)
 
-    def update(self, prior, nk: torch.Tensor, scatter: torch.Tensor, d: int):
-        """(a, b) from counts nk (..., K) and the native posterior scatter C ((..., K, D) or (..., K))."""
-        a0, b0 = self.prior(prior, d)
+    def _shape(self, dof, d: int):
+        return 0.5 * dof if self.per_feature else 0.5 * d * dof
+
+    def update(self, prior, nk: torch.Tensor, scatter: torch.Tensor, shrink: torch.Tensor, d: int):
+        """(a, b) from counts nk (..., K) and C = scatter + shrink ((..., K, D) or (..., K)).
+
+        b is summed as ((Ψ₀ + S) + B) / 2, see :meth:`WishartPrecision.update`.
+        """
+        shape = self._shape(prior.dof + nk, d)  # (..., K)
+        rate = 0.5 * (self._prior_scale(prior) + scatter + shrink)
         if self.per_feature:
-            return (a0 + 0.5 * nk)[..., None].expand_as(scatter).clone(), b0 + 0.5 * scatter
-        return a0 + 0.5 * d * nk, b0 + 0.5 * scatter
+            shape = shape[..., None].expand_as(rate).clone()  # (..., K, D)
+        return shape, rate
 
     def _mean_exponent(self, d: int) -> float:
         """h: the mean's Normal factor contributes λ^h (1/2 per feature, D/2 spherical)."""
