@@ -14,6 +14,8 @@ from probmix.io.datasets import THREE_CLUSTERS, three_clusters
 from probmix.infer.map import em_steps
 from probmix.infer.vi import cavi
 from probmix.infer.vi.cavi import fit_cavi
+from probmix.model import mixture_posterior
+from probmix.model import weights as weights_posterior
 
 FAMILIES = ["full", "diag", "spherical", "tied"]
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
@@ -112,7 +114,7 @@ def test_global_update_equals_sklearns_for_full_diag_spherical(covariance, blobs
     data = em_steps.PreparedData(xt, model.family, shift=torch.zeros(2, dtype=xt.dtype), scale=1.0)
     rt = torch.as_tensor(resp0).T[None]
     s = em_steps.stats_from_responsibilities(data, lambda rows: rt[:, :, rows])[0]
-    q = cavi._m_step(model.family, cavi._factor(model.family), s, prior)
+    q = mixture_posterior.update(model.family, s, prior)
     np.testing.assert_allclose(q.means.numpy(), sk.means_, atol=1e-10)
     np.testing.assert_allclose(q.beta.numpy(), sk.mean_precision_, rtol=1e-12)
     shape, rate = q.shape.numpy(), q.inv.numpy()
@@ -234,18 +236,18 @@ def test_global_update_is_a_stationary_point_of_the_elbo(covariance, weights_pri
     x = torch.as_tensor(blobs[0])
     model = probmix.GaussianMixture(3, covariance=covariance, prior=PRIOR,
                                     weights_prior=weights_prior)
-    family, factor = model.family, cavi._factor(model.family)
+    family = model.family
     data = em_steps.PreparedData(x, family)
     prior = model.resolve_prior(x).affine(data.shift, data.scale)
     rt = torch.as_tensor(resp0).T[None]
     s = em_steps.stats_from_responsibilities(data, lambda rows: rt[:, :, rows])[0]
-    q = cavi._m_step(family, factor, s, prior)
+    q = mixture_posterior.update(family, s, prior)
     leaves = [v.detach().clone().requires_grad_(True) for v in q]
-    q = cavi._Q(*leaves)
-    ex = cavi._expectations(family, factor, q, prior)
-    elbo = (ex.w * s).sum() - cavi._kl_globals(family, factor, q, ex, prior)
+    q = mixture_posterior.MixturePosterior(*leaves)
+    ex = cavi._expectations(family, q, prior.stick_breaking)
+    elbo = (ex.w * s).sum() - cavi._kl_globals(family, q, ex, prior)
     grads = torch.autograd.grad(elbo, leaves)
-    for name, leaf, grad in zip(cavi._Q._fields, leaves, grads):
+    for name, leaf, grad in zip(mixture_posterior.MixturePosterior._fields, leaves, grads):
         scale = float(leaf.detach().abs().max())  # the gradient relative to each parameter's size
         assert float(grad.abs().max()) * scale < 1e-8 * len(x), (name, float(grad.abs().max()))
 
@@ -292,7 +294,7 @@ def test_dirichlet_process_switches_off_the_components_it_does_not_need(blobs):
 
 def test_expected_log_stick_weights_match_monte_carlo():
     conc = torch.tensor([[3.0, 2.0, 5.0], [4.0, 1.5, 0.5]], dtype=torch.float64)  # (2, K-1)
-    exact = cavi._expected_log_weights(conc, True)
+    exact = weights_posterior.expected_log_weights(conc, True)
     gen = torch.Generator().manual_seed(0)
     v = torch._sample_dirichlet(conc.T.expand(200_000, 3, 2).contiguous(), generator=gen)[..., 0]
     mc = torch.log(probmix.model.gaussian_mixture.stick_breaking(v)).mean(0)
@@ -393,7 +395,7 @@ def test_warm_start_continues_from_q_and_checks_the_model(blobs):
     xt = torch.as_tensor(x)
     data = em_steps.PreparedData(xt, model.family, shift=torch.zeros(2, dtype=xt.dtype), scale=1.0)
     s = em_steps.stats_from_responsibilities(data, lambda rows: resp.T[None][:, :, rows])[0]
-    q = cavi._m_step(model.family, cavi._factor(model.family), s, model.resolve_prior(xt))
+    q = mixture_posterior.update(model.family, s, model.resolve_prior(xt))
     np.testing.assert_allclose(q.means.numpy(), one.options["variational"]["means"], rtol=1e-10)
     np.testing.assert_allclose(q.inv.numpy(), one.options["variational"]["inverse_scale"],
                                rtol=1e-10)

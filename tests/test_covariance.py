@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from probmix.model.covariance import FAMILIES, get_family
+from probmix.model.covariance import (FAMILIES, DiagCovariance, TiedCovariance, get_family,
+                                       register_family)
 from probmix.infer.map.em_steps import PreparedData, natural_weights, log_joint
 
 K, D = 3, 4
@@ -68,3 +69,32 @@ def test_precision_cholesky_follows_sklearn_convention(rng):
 def test_unknown_family_is_named():
     with pytest.raises(ValueError, match="'banana'"):
         get_family("banana")
+
+
+def test_register_family_refuses_a_taken_name_and_a_non_family():
+    with pytest.raises(ValueError, match="'diag'"):
+        register_family(DiagCovariance())
+    with pytest.raises(TypeError, match="CovarianceFamily"):
+        register_family("diag")
+
+
+@pytest.mark.parametrize("base", [DiagCovariance, TiedCovariance])
+def test_a_new_family_needs_no_engine_changes(base, rng):
+    """A family the engines have never seen (here a renamed copy of a built-in) fits with EM,
+    CAVI and Gibbs exactly as the built-in does: nothing branches on the family's name."""
+    import warnings
+
+    import probmix
+
+    new = type("Renamed", (base,), {"name": f"renamed_{base.name}"})()
+    x = probmix.three_clusters(60, seed=0)[0]
+    runs = {"map": dict(engine="map"), "cavi": dict(engine="svi", method="cavi", num_draws=5),
+            "gibbs": dict(engine="mcmc", kernel="gibbs", num_samples=3, warmup=2, chains=1,
+                          progress=False)}
+    for name, options in runs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = probmix.fit(probmix.GaussianMixture(2, covariance=base()), x, seed=3, **options)
+            b = probmix.fit(probmix.GaussianMixture(2, covariance=new), x, seed=3, **options)
+        for key, value in a.params.items():
+            np.testing.assert_array_equal(b.params[key], value, err_msg=f"{name}: {key}")

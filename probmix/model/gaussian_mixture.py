@@ -37,19 +37,13 @@ from pyro.ops.indexing import Vindex
 from probmix._random import quiet_singular_samples, seeded
 from probmix._validation import check_int
 from probmix.model.covariance import CovarianceFamily, get_family
+from probmix.model.weights import stick_breaking  # re-exported: its home before weights.py
 from probmix.io.data import check_squares_finite
 from probmix.model.priors import Prior, ResolvedPrior, resolve_prior
 
 __all__ = ["GaussianMixture", "MixtureParams", "as_params", "stick_breaking", "WEIGHTS_PRIORS"]
 
 WEIGHTS_PRIORS = ("dirichlet", "dirichlet_process")
-
-
-def stick_breaking(sticks: torch.Tensor) -> torch.Tensor:
-    """Mixture weights (..., K) from K - 1 stick fractions (..., K - 1) in (0, 1)."""
-    rest = torch.cumprod(1 - sticks, dim=-1)  # (..., K-1): mass left after each break
-    ones = torch.ones_like(sticks[..., :1])
-    return torch.cat([sticks, ones], -1) * torch.cat([ones, rest], -1)
 
 
 class MixtureParams:

@@ -88,9 +88,9 @@ def to_original_units(fit, x: np.ndarray, center: np.ndarray, sd: np.ndarray):
                         "units; standardise the data yourself for a custom program.")
     model = fit.model
     out_model = model
-    if model.covariance == "spherical":
-        out_model = GaussianMixture(model.n_components, covariance="diag", prior=model.prior,
-                                    weights_prior=model.weights_prior)
+    if model.family.column_scaled() is not model.family:  # e.g. spherical comes back diagonal
+        out_model = GaussianMixture(model.n_components, covariance=model.family.column_scaled(),
+                                    prior=model.prior, weights_prior=model.weights_prior)
     family, out_family, k = model.family, out_model.family, model.n_components
     sd = np.asarray(sd, dtype=np.float64)
     center = np.asarray(center, dtype=np.float64)

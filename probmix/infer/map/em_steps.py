@@ -20,8 +20,12 @@ from typing import Iterator, NamedTuple
 
 import torch
 
-from probmix.model.covariance import CovarianceFamily
 from probmix.infer.distributed import LocalReducer
+from probmix.infer.standardize import standardisation
+from probmix.model.covariance import CovarianceFamily
+# the weights' posterior mode and the sticks' map, re-exported from their home
+from probmix.model.weights import posterior_mode as weights_from_counts
+from probmix.model.weights import sticks_from_weights
 
 __all__ = ["chunk_rows", "PreparedData", "Stats", "e_step", "m_step", "natural_weights", "log_joint",
            "stats_from_responsibilities", "weights_from_counts"]
@@ -63,7 +67,8 @@ class PreparedData:
         self.sample_weight = sample_weight
         self.reducer = LocalReducer() if reducer is None else reducer
         if shift is None or scale is None:
-            shift, scale = standardisation(x, sample_weight, self.reducer, shift=shift, scale=scale)
+            shift, scale = standardisation(x, sample_weight=sample_weight, reducer=self.reducer,
+                                           shift=shift, scale=scale)
         self.shift, self.scale = shift, float(scale)
         self.x = (x - shift) / self.scale  # (N, D)
         self.xt = self.x.T.contiguous()  # (D, N)
@@ -96,27 +101,6 @@ class PreparedData:
         return -self.total_weight * self.d * math.log(self.scale)
 
 
-def standardisation(x, sample_weight, reducer, *, shift=None, scale=None):
-    """The shift (D,) and scalar scale of x' = (x - shift) / scale, summed over processes.
-
-    shift: the (weighted) mean; scale: the root mean per-feature variance about it (1 for
-    constant data).
-    """
-    if shift is None:
-        w = sample_weight
-        sums = torch.cat([(x.sum(0) if w is None else w @ x),
-                          x.new_tensor([float(x.shape[0]) if w is None else w.sum()])])
-        reducer.sum_(sums)
-        shift = sums[:-1] / sums[-1]
-    if scale is None:
-        sq = x.new_tensor([float(((x - shift) ** 2).sum()), float(x.numel())])
-        reducer.sum_(sq)
-        var = sq[0] / sq[1].clamp_min(1)
-        scale = float(var.sqrt()) if float(var) > 0 else 1.0
-        scale = scale if math.isfinite(scale) and scale > 0 else 1.0
-    return shift, scale
-
-
 class Stats(NamedTuple):
     """Sufficient statistics summed over rows, for R parameter sets and K components.
 
@@ -129,10 +113,8 @@ class Stats(NamedTuple):
 
 
 def natural_weights(family: CovarianceFamily, weights, means, prec_chol) -> torch.Tensor:
-    """(R, K, F) such that log π_k + log N(x | μ_k, Λ_k) = W_k · Φ(x)."""
-    w = family.natural_weights(means, prec_chol)
-    w[..., 0] += torch.log(weights)
-    return w
+    """(R, K, F) such that log π_k + log N(x | μ_k, Λ_k) = W_k · Φ(x) (the family's weights)."""
+    return family.natural_weights(means, prec_chol, log_weights=torch.log(weights))
 
 
 def e_step(data: PreparedData, w: torch.Tensor) -> Stats:
@@ -201,34 +183,6 @@ def factorise(family: CovarianceFamily, cov: torch.Tensor):
     return prec_chol, ok.reshape(ok.shape[0], -1).all(-1)
 
 
-def sticks_from_weights(weights: torch.Tensor) -> torch.Tensor:
-    """Stick fractions v (..., K-1) with weights = stick_breaking(v)."""
-    left = 1 - torch.cumsum(weights, -1)[..., :-2]  # mass left before break k, k >= 1
-    left = torch.cat([torch.ones_like(weights[..., :1]), left], -1).clamp_min(torch.finfo(weights.dtype).tiny)
-    return (weights[..., :-1] / left).clamp(0, 1)
-
-
-def weights_from_counts(nk: torch.Tensor, prior) -> torch.Tensor:
-    """Mixture weights at the mode given the counts; n_k / N when flat.
-
-    Dirichlet(α): (n_k + α - 1) / (N + Σα - K). Stick-breaking with concentration γ: each
-    stick's mode v_k = n_k / (n_k + t_k + γ - 1), with t_k = Σ_{j>k} n_j the counts after k.
-    """
-    if prior is None:
-        return nk / nk.sum(-1, keepdim=True)
-    if prior.stick_breaking:
-        from probmix.model.gaussian_mixture import stick_breaking
-
-        tail = nk.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (..., K-1): Σ_{j>k} n_j
-        head = nk[..., :-1]
-        denom = head + tail + prior.alpha[:-1] - 1
-        v = torch.where(denom > 0, head / denom.clamp_min(torch.finfo(nk.dtype).tiny),
-                        torch.zeros_like(head)).clamp(0, 1)
-        return stick_breaking(v)
-    num = (nk + prior.alpha - 1).clamp_min(0)
-    return num / num.sum(-1, keepdim=True)
-
-
 def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float):
     """Closed-form MAP parameters from summed statistics (maximum likelihood when ``prior`` is None).
 
@@ -249,6 +203,6 @@ def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float
     nk_raw = s[..., 0]
     nk = nk_raw + 10 * torch.finfo(s.dtype).eps  # as scikit-learn: never divide by an empty count
     sx, sq = s[..., 1:1 + d], s[..., 1 + d:]
-    means, cov = family.m_step(nk, sx, sq, prior=prior, reg_covar=reg_covar)
+    means, cov = family.posterior_mode(nk, sx, sq, prior=prior, reg_covar=reg_covar)
     prec_chol, ok = factorise(family, cov)
     return weights_from_counts(nk, prior), means, cov, prec_chol, ok, nk_raw

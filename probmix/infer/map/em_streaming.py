@@ -21,8 +21,9 @@ import torch
 from probmix.model.covariance import CovarianceFamily
 from probmix.infer.distributed import LocalReducer
 from probmix.infer.map import em_steps
+from probmix.infer.standardize import scale_from_variance
 
-__all__ = ["Scan", "StreamedData", "scan", "sample_rows"]
+__all__ = ["Scan", "StreamedData", "scan"]
 
 
 class Scan(NamedTuple):
@@ -127,18 +128,9 @@ def scan(chunks, *, reducer=None, sample_size: int, seed: int) -> Scan:
             if float(counts[i]) > 0:
                 acc = _merge(acc, (float(counts[i]), means[i], scatters[i]))
     n, mean, scatter = acc
-    var = float(torch.diagonal(scatter).sum()) / (n * d)
-    scale = math.sqrt(var) if var > 0 and math.isfinite(var) else 1.0
+    scale = scale_from_variance(float(torch.diagonal(scatter).sum()) / (n * d))
     cov = scatter / max(n - 1.0, 1.0)
     return Scan(int(round(n)), mean, cov, scale, sampler.result(reducer, d, like))
-
-
-def sample_rows(x: torch.Tensor, *, size: int, seed: int, reducer=None) -> torch.Tensor:
-    """A uniform sample of ``size`` rows over all processes' ``x`` (the same on every process)."""
-    reducer = LocalReducer() if reducer is None else reducer
-    sampler = _BottomK(size, _generator(seed, reducer.rank))
-    sampler.add(x)
-    return sampler.result(reducer, x.shape[1], x)
 
 
 class StreamedData:

@@ -29,11 +29,14 @@ resolved on the data): the sampler alternates two blocks (Diebolt & Robert
    An empty component (n_k = 0) is drawn from its prior.
 
 All chains advance together: every tensor carries a leading chain dimension C.
-Randomness comes only from one ``torch.Generator`` seeded by ``seed``: Wishart
-draws use the Bartlett decomposition (Bartlett 1933; here its upper-triangular
-form, which yields the precision's Cholesky factor directly), Gamma draws the
-squeeze method of Marsaglia & Tsang (2000) with a few candidates per variate
-(torch's own Gamma sampler takes no generator), Beta and Dirichlet draws are
+The parameter block is the conjugate posterior of :mod:`probmix.model.mixture_posterior`
+(the same update CAVI uses for q), drawn with :mod:`probmix.model.random_variates`.
+Randomness comes only from one ``torch.Generator`` seeded by ``seed``, passed to
+every sampler: Wishart draws use the Bartlett decomposition (Bartlett 1933; here
+its upper-triangular form, which yields the precision's Cholesky factor
+directly), Gamma draws the squeeze method of Marsaglia & Tsang (2000) with a few
+candidates per variate (one implementation for every engine, so that all draws,
+Gibbs's and CAVI's, follow the generator alone), Beta and Dirichlet draws are
 ratios of Gammas, formed in log space so that tiny concentrations do not
 underflow.
 
@@ -43,8 +46,6 @@ data standardised as in EM (:class:`~probmix.infer.map.em_steps.PreparedData`).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -56,8 +57,9 @@ from probmix.io.data import as_data
 from probmix.results.diagnostics import check_convergence
 from probmix.infer.map.em import fit_em_start
 from probmix.infer.map.em_steps import PreparedData
-from probmix.exceptions import DegenerateCovarianceError
+from probmix.model import mixture_posterior
 from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.model.random_variates import log_standard_gamma, wishart_precision_cholesky
 from probmix.results.posterior import fit_from_draws
 from probmix.model.priors import ResolvedPrior
 from probmix.results.result import Fit
@@ -68,180 +70,9 @@ INITS = ("map", "prior")
 
 _PARAM_DTYPE = torch.float64  # the parameter block: small tensors, kept in double precision
 _EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}  # as em_steps: no subnormal exp()
-_GAMMA_CANDIDATES = 4  # Marsaglia-Tsang proposals per variate and round (each accepted w.p. > 0.95)
 
 
-# --- random variates from one generator ----------------------------------------------------
-
-def log_standard_gamma(concentration: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """log G for G ~ Gamma(concentration, 1), elementwise, drawn from ``gen`` only.
-
-    Marsaglia & Tsang's squeeze method: for a ≥ 1 with d = a - 1/3, c = 1/√(9d), propose
-    v = (1 + c ε)³ with ε ~ N(0, 1) and accept when log u < ε²/2 + d - d v + d log v; then
-    G = d v. For a < 1, G = G' U^(1/a) with G' ~ Gamma(a + 1) (log G = log G' + log U / a,
-    exact even where G underflows). Four proposals per variate are drawn in one batch and
-    the first accepted one taken; the rare variates with none accepted get another round.
-
-    Parameters
-    ----------
-    concentration : Tensor (...), positive
-    gen : torch.Generator
-
-    Returns
-    -------
-    Tensor (...), same dtype and device
-    """
-    a = concentration
-    opts = dict(dtype=a.dtype, device=a.device, generator=gen)
-    tiny = torch.finfo(a.dtype).tiny
-    boost = a < 1
-    d = torch.where(boost, a + 1, a) - 1.0 / 3.0  # (...)
-    c = torch.rsqrt(9.0 * d)  # (...)
-    log_g = torch.empty_like(a)  # (...)
-    pending = torch.ones_like(a, dtype=torch.bool)  # (...)
-    while True:
-        eps = torch.randn((_GAMMA_CANDIDATES, *a.shape), **opts)  # (R, ...)
-        u = torch.rand((_GAMMA_CANDIDATES, *a.shape), **opts)  # (R, ...)
-        v = (1.0 + c * eps) ** 3  # (R, ...)
-        log_v = torch.log(v.clamp_min(tiny))  # (R, ...)
-        accept = (v > 0) & (torch.log(u) < 0.5 * eps * eps + d - d * v + d * log_v)  # (R, ...)
-        first = accept.to(torch.uint8).argmax(0, keepdim=True)  # (1, ...) first accepted
-        found = accept.any(0)  # (...)
-        log_g = torch.where(pending & found, torch.log(d) + log_v.gather(0, first)[0], log_g)
-        pending = pending & ~found
-        if not bool(pending.any()):
-            break
-    u_boost = torch.rand(a.shape, **opts).clamp_min(tiny)  # (...)
-    return torch.where(boost, log_g + torch.log(u_boost) / a, log_g)
-
-
-def _bartlett_factor(log_chi2_half: torch.Tensor, chol: torch.Tensor, gen) -> torch.Tensor:
-    """U = R⁻ᵀ B from log G (..., D), G_i ~ Gamma((dof - D + 1 + i)/2), and R (..., D, D)."""
-    chi = torch.exp(0.5 * (math.log(2.0) + log_chi2_half))  # (..., D): B_ii = √(2 G_i) ~ χ
-    noise = torch.randn(chol.shape, dtype=chol.dtype, device=chol.device, generator=gen)
-    bartlett = torch.triu(noise, diagonal=1) + torch.diag_embed(chi)  # (..., D, D) upper
-    return torch.linalg.solve_triangular(chol.mT, bartlett, upper=True)  # (..., D, D) upper
-
-
-def _cholesky(psi: torch.Tensor) -> torch.Tensor:
-    chol, info = torch.linalg.cholesky_ex(psi)  # (..., D, D) lower
-    if bool((info != 0).any()):
-        raise DegenerateCovarianceError(
-            "Gibbs: a posterior Wishart scale matrix is not positive definite (round-off on "
-            "nearly collinear data). Standardise or de-duplicate the features, or use "
-            "covariance='diag'.")
-    return chol
-
-
-def _bartlett_shapes(dof: torch.Tensor, d: int) -> torch.Tensor:
-    """Gamma shapes (..., D) of the Bartlett diagonal: B_ii² / 2 ~ Gamma((dof - D + 1 + i) / 2)."""
-    i = torch.arange(d, dtype=dof.dtype, device=dof.device)
-    return 0.5 * (dof[..., None] - d + 1 + i)
-
-
-def wishart_precision_cholesky(dof: torch.Tensor, psi: torch.Tensor,
-                               gen: torch.Generator) -> torch.Tensor:
-    """Upper-triangular U with U Uᵀ ~ Wishart(dof, precision_matrix=psi), batched.
-
-    Bartlett decomposition in upper-triangular form: B upper triangular with
-    B_ii² ~ χ²(dof - D + 1 + i) (i = 0..D-1) and standard normal entries above the diagonal
-    has B Bᵀ ~ Wishart(dof, I) (the usual lower-triangular form with the order of the
-    coordinates reversed); with psi = R Rᵀ (R lower), U = R⁻ᵀ B is upper triangular with
-    positive diagonal and U Uᵀ ~ Wishart(dof, psi⁻¹): scikit-learn's convention for the
-    precision Cholesky factor.
-
-    Parameters
-    ----------
-    dof : Tensor (...), > D - 1
-    psi : Tensor (..., D, D), symmetric positive definite
-    gen : torch.Generator
-
-    Returns
-    -------
-    U : Tensor (..., D, D)
-    """
-    log_g = log_standard_gamma(_bartlett_shapes(dof, psi.shape[-1]), gen)  # (..., D)
-    return _bartlett_factor(log_g, _cholesky(psi), gen)
-
-
-# --- the conjugate parameter update of each covariance family -------------------------------
-#
-# Each block turns the posterior scale ψ (native shape) and the counts into Gamma shapes, and
-# the Gamma draws (all drawn in one batch with the weights') into precision Cholesky factors.
-
-class _WishartBlock:
-    """full and tied: Wishart precisions; U is the upper Cholesky factor (Λ = U Uᵀ)."""
-
-    def __init__(self, tied: bool):
-        self.tied = tied
-
-    def prior_scale(self, prior: ResolvedPrior) -> torch.Tensor:
-        return prior.scale  # (D, D)
-
-    def gamma_shapes(self, n, psi, prior):
-        """n (C, K) counts, psi (C, K, D, D) or tied (C, D, D) -> shapes (C, K, D) or (C, D)."""
-        dof = prior.dof + (n.sum(-1) if self.tied else n)  # (C,) tied, else (C, K)
-        return _bartlett_shapes(dof, psi.shape[-1])
-
-    def precision_cholesky(self, log_g, psi, gen):
-        """U (shape of psi) from log G (shape of :meth:`gamma_shapes`)."""
-        return _bartlett_factor(log_g, _cholesky(psi), gen)
-
-    def mean_noise(self, prec_chol, eps):
-        """U⁻ᵀ ε, a draw of N(0, Λ⁻¹) per component, from ε (C, K, D)."""
-        if self.tied:  # one U (C, D, D) for all K right-hand sides
-            return torch.linalg.solve_triangular(prec_chol.mT, eps.mT, upper=False).mT
-        return torch.linalg.solve_triangular(prec_chol.mT, eps[..., None], upper=False)[..., 0]
-
-
-class _GammaBlock:
-    """diag (a Gamma per component and feature) and spherical (one per component)."""
-
-    def __init__(self, per_feature: bool):
-        self.per_feature = per_feature
-
-    def prior_scale(self, prior: ResolvedPrior) -> torch.Tensor:
-        return torch.diagonal(prior.scale) if self.per_feature else torch.trace(prior.scale)
-
-    def gamma_shapes(self, n, psi, prior):
-        """n (C, K), psi (C, K, D) or (C, K) -> shapes, shaped like psi."""
-        if self.per_feature:
-            return (0.5 * (prior.dof + n))[..., None].expand_as(psi)  # (C, K, D)
-        return 0.5 * prior.mean_loc.shape[0] * (prior.dof + n)  # (C, K)
-
-    def precision_cholesky(self, log_g, psi, gen):
-        """1/σ = √λ with λ = G / rate, rate = ψ / 2."""
-        return torch.exp(0.5 * (log_g - torch.log(0.5 * psi)))
-
-    def mean_noise(self, prec_chol, eps):
-        return eps / (prec_chol if self.per_feature else prec_chol[..., None])  # (C, K, D)
-
-
-_BLOCKS = {"full": _WishartBlock(tied=False), "tied": _WishartBlock(tied=True),
-           "diag": _GammaBlock(per_feature=True), "spherical": _GammaBlock(per_feature=False)}
-
-
-def _weight_shapes(n: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
-    """Gamma shapes of the weights given the counts n (C, K): (C, K), or (C, 2(K-1)) sticks."""
-    if prior.stick_breaking:  # v_j = G_j / (G_j + G'_j): G_j ~ Gamma(1 + n_j), G'_j ~ Gamma(γ + …)
-        tail = n.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (C, K-1): Σ_{i>j} n_i
-        return torch.cat([1.0 + n[..., :-1], prior.alpha[:-1] + tail], -1)  # (C, 2(K-1))
-    return prior.alpha + n  # (C, K): Dirichlet(α + n) = normalised Gammas
-
-
-def _log_weights(log_g: torch.Tensor, stick_breaking: bool) -> torch.Tensor:
-    """log π (C, K) from the log Gamma draws of :func:`_weight_shapes`."""
-    if not stick_breaking:
-        return torch.log_softmax(log_g, -1)  # (C, K)
-    k1 = log_g.shape[-1] // 2
-    first, second = log_g[..., :k1], log_g[..., k1:]  # (C, K-1) each
-    log_v = torch.nn.functional.logsigmoid(first - second)  # (C, K-1): log v_j
-    log_rest = torch.nn.functional.logsigmoid(second - first).cumsum(-1)  # Σ_{i<=j} log(1 - v_i)
-    zero = torch.zeros_like(log_v[..., :1])  # (C, 1)
-    return torch.cat([log_v, zero], -1) + torch.cat([zero, log_rest], -1)  # (C, K)
-
-
-def _sample_parameters(family, block, stats, prior: ResolvedPrior, gen):
+def _sample_parameters(family, stats: torch.Tensor, prior: ResolvedPrior, gen):
     """One draw of (log π, μ, U) per chain from p(θ | z), given the statistics of z.
 
     Parameters
@@ -253,26 +84,8 @@ def _sample_parameters(family, block, stats, prior: ResolvedPrior, gen):
     -------
     log_weights (C, K), means (C, K, D), prec_chol (native shape, leading C)
     """
-    c, d = stats.shape[0], prior.mean_loc.shape[0]
-    n, sx, sq = stats[..., 0], stats[..., 1:1 + d], stats[..., 1 + d:]  # (C,K) (C,K,D) (C,K,Fq)
-    n_div = torch.where(n > 0, n, torch.ones_like(n))  # empty: sx = sq = 0, so 0 / 1
-    beta0, m0 = prior.mean_precision, prior.mean_loc
-    beta = beta0 + n  # (C, K)
-    xbar = sx / n_div[..., None]  # (C, K, D)
-    delta = (xbar - m0) * torch.sqrt(beta0 * n / beta)[..., None]  # (C, K, D)
-    # posterior scale Ψ₀ + S_k + B_k in the native covariance shape, leading C
-    psi = block.prior_scale(prior) + family.scatter(n_div, sx, sq) + family.outer(delta)
-    shapes_w = _weight_shapes(n, prior)  # (C, Gw)
-    shapes_p = block.gamma_shapes(n, psi, prior)  # (C, ...)
-    # one batch of Gamma variates for the weights and the precisions: (C, Gw + Gp)
-    log_g = log_standard_gamma(torch.cat([shapes_w, shapes_p.reshape(c, -1)], -1), gen)
-    log_w = _log_weights(log_g[:, :shapes_w.shape[1]], prior.stick_breaking)  # (C, K)
-    prec_chol = block.precision_cholesky(log_g[:, shapes_w.shape[1]:].reshape(shapes_p.shape),
-                                         psi, gen)  # native, leading C
-    m = (beta0 * m0 + sx) / beta[..., None]  # (C, K, D)
-    eps = torch.randn(m.shape, dtype=m.dtype, device=m.device, generator=gen)  # (C, K, D)
-    means = m + block.mean_noise(prec_chol, eps) / torch.sqrt(beta)[..., None]  # (C, K, D)
-    return log_w, means, prec_chol
+    post = mixture_posterior.update(family, stats, prior)
+    return mixture_posterior.draw(family, post, prior.stick_breaking, gen)
 
 
 class _Workspace:
@@ -445,9 +258,9 @@ def fit_gibbs(
     if not (isinstance(init, (dict, MixtureParams)) or (isinstance(init, str) and init in INITS)):
         raise ValueError(f"init must be one of {INITS} or a dict of initial parameters; "
                          f"got {init!r}.")
-    if family.name not in _BLOCKS:
-        raise ValueError(f"kernel='gibbs' knows the covariance families {sorted(_BLOCKS)}; got "
-                         f"{family!r}. Use kernel='nuts'.")
+    if family.conjugate is None:
+        raise ValueError(f"kernel='gibbs' needs a covariance family with a conjugate posterior "
+                         f"(its `conjugate` attribute); got {family!r}. Use kernel='nuts'.")
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
     prior = model.resolve_prior(x)
     if prior is None:
@@ -460,12 +273,11 @@ def fit_gibbs(
     prior_s = prior.affine(data.shift, data.scale)
     prior_s = prior_s._replace(**{name: getattr(prior_s, name).to(_PARAM_DTYPE) for name in
                                   ("alpha", "mean_loc", "mean_precision", "dof", "scale")})
-    block = _BLOCKS[family.name]
     gen = generator(seed, x.device)
     map_fit = fit_em_start(model, x, seed=seed)  # start of init="map", relabelling reference
     if init == "prior":  # the conditional given no data is the prior
         empty = torch.zeros(chains, k, data.n_phi, dtype=_PARAM_DTYPE, device=x.device)
-        log_w, means, prec_chol = _sample_parameters(family, block, empty, prior_s, gen)
+        log_w, means, prec_chol = _sample_parameters(family, empty, prior_s, gen)
     else:
         start = {key: map_fit.params[key] for key in ("weights", "means", "covariances")} \
             if init == "map" else init
@@ -486,11 +298,10 @@ def fit_gibbs(
             bar.set_description("Gibbs (sampling)")
         kept = t >= warmup and (t - warmup + 1) % thin == 0
         j = (t - warmup) // thin
-        w = family.natural_weights(means, prec_chol)  # (C, K, F)
-        w[..., 0] += log_w
+        w = family.natural_weights(means, prec_chol, log_weights=log_w)  # (C, K, F)
         stats = _sample_assignments(data, w.to(x.dtype), gen, work,
                                     z_draws[:, j] if kept and keep_assignments else None)
-        log_w, means, prec_chol = _sample_parameters(family, block, stats, prior_s, gen)
+        log_w, means, prec_chol = _sample_parameters(family, stats, prior_s, gen)
         if kept:
             draws["weights"][:, j] = log_w.exp()
             draws["means"][:, j] = means

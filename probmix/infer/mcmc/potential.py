@@ -20,7 +20,6 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import biject_to
 
-from probmix.model.covariance import FullCovariance
 from probmix.infer.map import em_steps
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 
@@ -56,15 +55,6 @@ def _base(distribution):
     while hasattr(distribution, "base_dist"):
         distribution = distribution.base_dist
     return distribution
-
-
-def _natural_weights(family, weights, means, prec, log_det):
-    """W (K, F) with log π_k + log N(x | μ_k, Λ_k) = Φ(x) · W_k (see CovarianceFamily)."""
-    k, d = means.shape
-    lin = family.precision_times(prec, means)  # (K, D) Λ_k μ_k
-    bias = torch.log(weights) + 0.5 * log_det - 0.5 * d * math.log(2 * math.pi) \
-        - 0.5 * (lin * means).sum(-1)  # (K,)
-    return torch.cat([bias[:, None], lin, family.quadratic_weights(prec, k)], dim=-1)
 
 
 def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
@@ -133,7 +123,7 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
             b = base.rate.expand(family.cov_shape(k, d))
             const += (a * torch.log(b) - torch.lgamma(a)).sum()
     const += math.log(2.0) * d * (1 if family.tied else k) if matrix else 0.0
-    if isinstance(family, FullCovariance) and not dp and prior is not None:
+    if matrix and not family.tied and not dp and prior is not None:  # one Wishart per component
         from probmix.infer.mcmc.potential_full import full_potential_fn
 
         fast = full_potential_fn(transform=transforms["weights"], alpha=alpha, prior=prior,
@@ -170,7 +160,7 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
             delta = means - m0  # (K, D)
             lp = lp + 0.5 * log_det.sum() - 0.5 * beta * (family.precision_times(prec, delta)
                                                            * delta).sum()
-        w = _natural_weights(family, weights, means, prec, log_det)  # (K, F)
+        w = family.natural_weights(means, prec_chol, log_weights=torch.log(weights))  # (K, F)
         for phi in blocks:
             lp = lp + torch.logsumexp(w @ phi, 0).sum()  # (K, n) → Σ_n log p(x_n)
         return -(lp + const)

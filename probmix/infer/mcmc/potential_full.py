@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import torch
 
-from probmix.model.covariance import FullCovariance, _unvech
-from probmix.infer.mcmc.potential import _natural_weights
+from probmix.model.covariance import FullCovariance
+from probmix.model.covariance.matrix import unvech
+from probmix.model.weights import tail_sums
 
 __all__ = ["full_potential_fn"]
 
@@ -76,7 +77,7 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
         prec = chol @ chol.transpose(-1, -2)  # (K, D, D)
         log_det = 2.0 * u_diag.sum(-1)  # (K,)
         delta = means - m0  # (K, D)
-        w = _natural_weights(family, weights, means, prec, log_det)  # (K, F)
+        w = family.natural_weights(means, chol, log_weights=log_w)  # (K, F): Λ = L Lᵀ
         data, stats = 0.0, 0.0
         for phi in blocks:
             logp = w @ phi  # (K, n)
@@ -86,7 +87,7 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
             data = data + (top + torch.log(total)).sum()
             stats = stats + (resp / total) @ phi.T  # (K, F)
         n_k, s_k = stats[:, 0], stats[:, 1:1 + d]
-        x_k = _unvech(stats[:, 1 + d:], d)  # (K, D, D)
+        x_k = unvech(stats[:, 1 + d:], d)  # (K, D, D)
         lp = ((alpha - 1) * log_w).sum() \
             + (torch.log1p(-z) + log_w[:-1]).sum() \
             + (diag_weight * u_diag).sum() \
@@ -95,7 +96,7 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
             + data
         # gradients (of the log joint; U is its negative)
         c = n_k + alpha - 1 + not_last  # (K,)
-        tail = c.flip(0).cumsum(0).flip(0)[1:]  # (K-1,) Σ_{k>i} c_k
+        tail = tail_sums(c)  # (K-1,) Σ_{k>i} c_k
         g_w = c[:-1] * (1 - z) - tail * z - z
         g_mu = (prec @ (s_k - n_k[:, None] * means - beta * delta)[..., None])[..., 0]
         outer_sm = s_k[:, :, None] * means[:, None, :]  # (K, D, D) s μᵀ

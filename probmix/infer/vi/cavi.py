@@ -75,252 +75,37 @@ spherical: tr Ψ₀ / D), ``weight_concentration_prior_type="dirichlet_distribut
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.distributions import Beta, Dirichlet, Gamma, kl_divergence
 from tqdm.auto import tqdm
 
 from probmix._random import generator
 from probmix._threads import threads_for
 from probmix._validation import check_float, check_int
-from probmix.model.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
-                                SphericalCovariance, TiedCovariance)
 from probmix.io.data import as_data
 from probmix.infer.map import em_steps
-from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
-from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
+from probmix.infer.vi.cavi_init import (check_warm_start, given_responsibilities,
+                                        map_responsibilities, q_from_fit)
+from probmix.exceptions import ConvergenceWarning
+from probmix.model import mixture_posterior
+from probmix.model import weights as weights_posterior
+from probmix.model.gaussian_mixture import GaussianMixture
+from probmix.model.mixture_posterior import MixturePosterior
 from probmix.results.posterior import fit_from_draws
-from probmix.model.priors import Prior, ResolvedPrior
+from probmix.model.priors import ResolvedPrior
 from probmix.results.result import Fit
 
 __all__ = ["fit_cavi", "expected_log_joint"]
 
 
-# --- the precision factor q(Λ) of each covariance family ----------------------------------------
-
-def _multi_digamma(x: torch.Tensor, d: int) -> torch.Tensor:
-    """ψ_D(x) = Σ_{i<D} ψ(x - i/2), elementwise over x (...,)."""
-    half = torch.arange(d, dtype=x.dtype, device=x.device) / 2
-    return torch.digamma(x[..., None] - half).sum(-1)
-
-
-class _WishartFactor:
-    """q(Λ) = Wishart(ν, W) for full (one per component) and tied (shared) precisions.
-
-    Parameters are stored as ``shape`` = ν ((K,) or ()) and ``inv`` = W⁻¹ ((K, D, D) or
-    (D, D)): both update additively (see the module docstring).
-    """
-
-    def __init__(self, tied: bool):
-        self.tied = tied
-
-    def names(self):
-        return "dof", "inverse_scale"
-
-    def update(self, prior: ResolvedPrior, nk: torch.Tensor, scatter: torch.Tensor, d: int):
-        """(ν, W⁻¹) from counts nk (K,) and the family's native scatter C."""
-        n = nk.sum(-1) if self.tied else nk  # () or (K,)
-        return prior.dof + n, prior.scale + scatter
-
-    def inverse_mean_precision(self, shape, inv):
-        """(E[Λ])⁻¹ = W⁻¹ / ν in the native covariance shape."""
-        return inv / shape[..., None, None]
-
-    def log_det_gap(self, shape, inv, d: int):
-        """E[log |Λ|] - log |E[Λ]| = ψ_D(ν/2) + D log 2 - D log ν, shape (K,) or ()."""
-        return _multi_digamma(shape / 2, d) + d * math.log(2.0) - d * torch.log(shape)
-
-    def kl(self, shape, inv, prior: ResolvedPrior, d: int) -> torch.Tensor:
-        """Σ_k KL(Wishart(ν_k, W_k) ‖ Wishart(ν₀, Ψ₀⁻¹))."""
-        nu0, psi0 = prior.dof, prior.scale
-        chol = torch.linalg.cholesky(inv)  # (..., D, D): W⁻¹ = L Lᵀ
-        log_det_inv = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (...,)
-        trace = torch.diagonal(torch.cholesky_solve(psi0.expand_as(inv), chol),
-                               dim1=-2, dim2=-1).sum(-1)  # (...,): tr(W Ψ₀)
-        log_det_psi0 = torch.logdet(psi0)
-        kl = (0.5 * (shape - nu0) * _multi_digamma(shape / 2, d)
-              - torch.mvlgamma(shape / 2, d) + torch.mvlgamma(nu0 / 2, d)
-              - 0.5 * nu0 * (log_det_psi0 - log_det_inv) + 0.5 * shape * (trace - d))
-        return kl.sum()
-
-    def mean_covariance(self, shape, inv, d: int):
-        """E[Σ] = W⁻¹ / (ν - D - 1) where ν > D + 1, else (E[Λ])⁻¹ = W⁻¹ / ν; and where it exists.
-        """
-        exists = shape > d + 1
-        denom = torch.where(exists, shape - d - 1, shape)
-        return inv / denom[..., None, None], exists
-
-    def sample(self, shape, inv, k: int, d: int, n: int, gen: torch.Generator):
-        """n draws of Λ (n, native) and of Λ_k^{-1/2} ε (n, K, D) with ε standard normal.
-
-        Bartlett: with W⁻¹ = L Lᵀ and A lower triangular (A_ii² ~ χ²(ν - i), A_ij ~ N(0, 1)
-        below), B = L⁻ᵀ A gives Λ = B Bᵀ ~ Wishart(ν, W) and B⁻ᵀ ε = L A⁻ᵀ ε ~ N(0, Λ⁻¹).
-        """
-        opts = dict(dtype=inv.dtype, device=inv.device)
-        batch = (n,) + tuple(inv.shape[:-2])  # (n, K) or (n,)
-        chol = torch.linalg.cholesky(inv)  # (..., D, D)
-        dof = shape.expand(batch)[..., None] - torch.arange(d, **opts)  # (n, [K,] D): ν - i
-        diag = torch.sqrt(2.0 * torch._standard_gamma(dof / 2, generator=gen))  # (n, [K,] D)
-        lower = torch.randn(*batch, d, d, generator=gen, **opts).tril(-1)  # (n, [K,] D, D)
-        a = lower + torch.diag_embed(diag)  # (n, [K,] D, D)
-        eye = torch.eye(d, **opts)
-        l_inv_t = torch.linalg.solve_triangular(chol, eye, upper=False).transpose(-1, -2)
-        b = l_inv_t @ a  # (n, [K,] D, D)
-        prec = b @ b.transpose(-1, -2)  # (n, [K,] D, D)
-        prec = 0.5 * (prec + prec.transpose(-1, -2))
-        eps = torch.randn(n, k, d, 1, generator=gen, **opts)  # (n, K, D, 1)
-        if self.tied:
-            a = a[:, None]  # (n, 1, D, D): one precision for every component
-        z = torch.linalg.solve_triangular(a.transpose(-1, -2).expand(n, k, d, d), eps,
-                                          upper=True)  # (n, K, D, 1): A⁻ᵀ ε
-        return prec, (chol @ z)[..., 0]  # native, (n, K, D)
-
-
-class _GammaFactor:
-    """q(λ) = Gamma(a, b) (shape, rate) per precision entry: diag (K, D) or spherical (K,)."""
-
-    tied = False
-
-    def __init__(self, per_feature: bool):
-        self.per_feature = per_feature
-
-    def names(self):
-        return "shape", "rate"
-
-    def prior(self, prior: ResolvedPrior, d: int):
-        """(a₀, b₀): (ν₀/2, diag(Ψ₀)/2) for diag, (ν₀ D/2, tr Ψ₀ / 2) for spherical."""
-        if self.per_feature:
-            return 0.5 * prior.dof, 0.5 * torch.diagonal(prior.scale)
-        return 0.5 * prior.dof * d, 0.5 * torch.trace(prior.scale)
-
-    def update(self, prior: ResolvedPrior, nk: torch.Tensor, scatter: torch.Tensor, d: int):
-        """(a, b) from counts nk (K,) and the family's native scatter C ((K, D) or (K,))."""
-        a0, b0 = self.prior(prior, d)
-        if self.per_feature:
-            return (a0 + 0.5 * nk)[:, None].expand_as(scatter).clone(), b0 + 0.5 * scatter  # (K, D)
-        return a0 + 0.5 * d * nk, b0 + 0.5 * scatter  # (K,)
-
-    def inverse_mean_precision(self, shape, inv):
-        """(E[λ])⁻¹ = b / a in the native covariance shape."""
-        return inv / shape
-
-    def log_det_gap(self, shape, inv, d: int):
-        """E[log |Λ_k|] - log |E[Λ_k]|: Σ_d ψ(a_kd) - log a_kd (diag), D (ψ(a_k) - log a_k)."""
-        gap = torch.digamma(shape) - torch.log(shape)
-        return gap.sum(-1) if self.per_feature else d * gap  # (K,)
-
-    def kl(self, shape, inv, prior: ResolvedPrior, d: int) -> torch.Tensor:
-        """Σ KL(Gamma(a, b) ‖ Gamma(a₀, b₀)) over components (and features)."""
-        a0, b0 = self.prior(prior, d)
-        prior_gamma = Gamma(a0.expand_as(shape), b0.expand_as(inv), validate_args=False)
-        return kl_divergence(Gamma(shape, inv, validate_args=False), prior_gamma).sum()
-
-    def mean_covariance(self, shape, inv, d: int):
-        """E[1/λ] = b / (a - 1) where a > 1, else (E[λ])⁻¹ = b / a; and where it exists."""
-        exists = shape > 1
-        return inv / torch.where(exists, shape - 1, shape), exists
-
-    def sample(self, shape, inv, k: int, d: int, n: int, gen: torch.Generator):
-        """n draws of λ (n, native) and of λ^{-1/2} ε (n, K, D) with ε standard normal."""
-        opts = dict(dtype=inv.dtype, device=inv.device)
-        prec = torch._standard_gamma(shape.expand(n, *shape.shape).contiguous(),
-                                     generator=gen) / inv  # (n, K[, D])
-        prec = prec.clamp_min(torch.finfo(inv.dtype).tiny)
-        eps = torch.randn(n, k, d, generator=gen, **opts)  # (n, K, D)
-        scale = torch.rsqrt(prec if self.per_feature else prec[..., None])  # (n, K, D or 1)
-        return prec, eps * scale
-
-
-def _factor(family: CovarianceFamily):
-    """The q(Λ) helper of a built-in covariance family."""
-    for cls, factor in ((FullCovariance, _WishartFactor(tied=False)),
-                        (TiedCovariance, _WishartFactor(tied=True)),
-                        (DiagCovariance, _GammaFactor(per_feature=True)),
-                        (SphericalCovariance, _GammaFactor(per_feature=False))):
-        if isinstance(family, cls):
-            return factor
-    raise ValueError(f"CAVI supports the built-in covariance families (full, diag, spherical, "
-                     f"tied); got {family!r}. Use engine='svi', method='stochastic'.")
-
-
-# --- the variational parameters and the two coordinate updates ----------------------------------
-
-class _Q(NamedTuple):
-    """Parameters of q(weights) q(means, precisions).
-
-    conc : (K,) Dirichlet concentration, or (2, K-1) Beta(conc[0], conc[1]) per stick
-    means : (K, D) m_k; beta : (K,) β_k
-    shape, inv : the precision factor's (ν, W⁻¹) or (a, b), see the factor classes
-    """
-
-    conc: torch.Tensor
-    means: torch.Tensor
-    beta: torch.Tensor
-    shape: torch.Tensor
-    inv: torch.Tensor
-
-
-def _weights_update(nk: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
-    """Dirichlet α + N (K,), or Beta (1 + N_j, γ + Σ_{i>j} N_i) stacked (2, K-1)."""
-    if not prior.stick_breaking:
-        return prior.alpha + nk  # (K,)
-    tail = nk.flip(-1).cumsum(-1).flip(-1)[1:]  # (K-1,): Σ_{i>j} N_i
-    return torch.stack([1.0 + nk[:-1], prior.alpha[:-1] + tail])  # (2, K-1)
-
-
-def _expected_log_weights(conc: torch.Tensor, stick_breaking_prior: bool) -> torch.Tensor:
-    """E[log π_k], shape (K,)."""
-    if not stick_breaking_prior:
-        return torch.digamma(conc) - torch.digamma(conc.sum())  # (K,)
-    total = torch.digamma(conc.sum(0))  # (K-1,)
-    log_v = torch.digamma(conc[0]) - total  # (K-1,): E[log v_j]
-    log_rest = torch.digamma(conc[1]) - total  # (K-1,): E[log(1 - v_j)]
-    zero = log_v.new_zeros(1)
-    return torch.cat([log_v, zero]) + torch.cat([zero, log_rest.cumsum(0)])  # (K,)
-
-
-def _mean_weights(conc: torch.Tensor, stick_breaking_prior: bool) -> torch.Tensor:
-    """E[π], shape (K,)."""
-    if not stick_breaking_prior:
-        return conc / conc.sum()
-    return stick_breaking(conc[0] / conc.sum(0))  # E[v_k] Π_{j<k} E[1 - v_j]
-
-
-def _kl_weights(conc: torch.Tensor, prior: ResolvedPrior) -> torch.Tensor:
-    """KL(q(weights) ‖ p(weights)), or over the sticks for the stick-breaking prior."""
-    if not prior.stick_breaking:
-        return kl_divergence(Dirichlet(conc, validate_args=False),
-                             Dirichlet(prior.alpha, validate_args=False))
-    gamma = prior.alpha[:-1]
-    return kl_divergence(Beta(conc[0], conc[1], validate_args=False),
-                         Beta(torch.ones_like(gamma), gamma, validate_args=False)).sum()
-
-
-def _m_step(family, factor, s: torch.Tensor, prior: ResolvedPrior, reg_covar: float = 0.0) -> _Q:
-    """The global coordinate update from summed statistics s = Σ_n r_n Φ(x_n), shape (K, F).
-
-    ``reg_covar`` > 0 adds N_k · reg_covar · I to each scatter C_k (scikit-learn's ridge on
-    the sample covariance); 0 gives the exact coordinate update.
-    """
-    d = family.n_features_from_stats(s.shape[-1])
-    nk, sx, sq = s[:, 0], s[:, 1:1 + d], s[:, 1 + d:]  # (K,), (K, D), (K, F_q)
-    if reg_covar > 0:  # Σ_i q(e_i) is q's image of the identity: I, ones (diag), D (spherical)
-        eye = torch.eye(d, dtype=s.dtype, device=s.device)
-        sq = sq + reg_covar * nk[:, None] * family.features(eye)[1 + d:].sum(1)  # (K, F_q)
-    beta0, m0 = prior.mean_precision, prior.mean_loc
-    beta = beta0 + nk  # (K,)
-    means = (beta0 * m0 + sx) / beta[:, None]  # (K, D)
-    q_m0 = family.features(m0[:, None])[1 + d:, 0]  # (F_q,): q(m₀)
-    # C_k = Σ r x xᵀ + β₀ m₀ m₀ᵀ - β_k m_k m_kᵀ: the scatter with β_k as count, β_k m_k as sum
-    scatter = family.scatter(beta, beta[:, None] * means, sq + beta0 * q_m0)  # native
-    shape, inv = factor.update(prior, nk, scatter, d)
-    return _Q(_weights_update(nk, prior), means, beta, shape, inv)
-
+# --- the two coordinate updates -----------------------------------------------------------------
+#
+# The global update is the conjugate posterior of the model given the responsibilities' statistics
+# (probmix.model.mixture_posterior.update): q is a MixturePosterior (conc, means, beta, shape, inv).
 
 class _Expectations(NamedTuple):
     """What the E-step and the bound need from q: natural weights (K, F), E[Λ] (native)."""
@@ -329,85 +114,25 @@ class _Expectations(NamedTuple):
     precision: torch.Tensor
 
 
-def _expectations(family, factor, q: _Q, prior: ResolvedPrior) -> _Expectations:
-    """Expected natural weights: ρ_nk = w_k · Φ(x_n), and E[Λ_k] in the native shape."""
-    k, d = q.means.shape
-    prec_chol, ok = family.precision_cholesky(factor.inverse_mean_precision(q.shape, q.inv))
-    if not bool(ok.all()):
-        raise DegenerateCovarianceError(
-            "CAVI: a variational scale matrix is not positive definite (W⁻¹ = Ψ₀ + scatter lost "
-            "definiteness to rounding). Rescale the data or pass a better conditioned "
-            "Prior(scale=...)."
-        )
-    w = family.natural_weights(q.means, prec_chol)  # (K, F): at mean m_k, precision E[Λ_k]
-    gap = factor.log_det_gap(q.shape, q.inv, d).expand(k)  # (K,)
-    w[:, 0] += (0.5 * gap - 0.5 * d / q.beta
-                + _expected_log_weights(q.conc, prior.stick_breaking))
-    return _Expectations(w, family.precision_from_cholesky(prec_chol))
+def _expectations(family, q: MixturePosterior, stick: bool) -> _Expectations:
+    """Expected natural weights: ρ_nk = w_k · Φ(x_n), and E[Λ_k] in the native shape.
 
-
-def _kl_globals(family, factor, q: _Q, ex: _Expectations, prior: ResolvedPrior) -> torch.Tensor:
-    """KL(q(weights) q(means, precisions) ‖ prior), a scalar."""
+    The family's natural weights at the mean m_k and precision E[Λ_k], the bias corrected by
+    ½(E log|Λ_k| - log|E Λ_k|) - D/(2β_k) + E[log π_k].
+    """
     d = q.means.shape[-1]
-    ratio = prior.mean_precision / q.beta  # (K,)
-    diff = q.means - prior.mean_loc  # (K, D)
-    quad = (family.precision_times(ex.precision, diff) * diff).sum(-1)  # (K,): diffᵀ E[Λ] diff
-    kl_means = 0.5 * (d * (ratio - 1 - torch.log(ratio)) + prior.mean_precision * quad).sum()
-    return _kl_weights(q.conc, prior) + factor.kl(q.shape, q.inv, prior, d) + kl_means
+    ex = family.expectations(q)
+    correction = (0.5 * ex.log_det_gap - 0.5 * d / q.beta
+                  + weights_posterior.expected_log_weights(q.conc, stick))  # (K,)
+    w = family.natural_weights(q.means, ex.prec_chol, log_weights=correction)  # (K, F)
+    return _Expectations(w, ex.precision)
 
 
-# --- initialisation -----------------------------------------------------------------------------
-
-def _map_responsibilities(model: GaussianMixture, x: torch.Tensor, seed: int) -> torch.Tensor:
-    """p(z | x, θ_MAP) from closed-form EM, shape (N, K).
-
-    MAP needs α >= 1; for a sparser weight prior the MAP start uses α = 1 instead.
-    """
-    from probmix.infer.map.em import fit_em
-
-    start = model
-    if bool((model.resolve_prior(x).alpha < 1).any()):
-        base = model.prior if isinstance(model.prior, Prior) else Prior()
-        start = GaussianMixture(model.n_components, covariance=model.family,
-                                prior=dataclasses.replace(base, weight_concentration=None),
-                                weights_prior=model.weights_prior)
-    with warnings.catch_warnings():  # only a starting point: EM's own tolerance is moot
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        em = fit_em(start, x, seed=seed)
-    return torch.as_tensor(em.predict_proba(x), dtype=x.dtype, device=x.device)
-
-
-def _given_responsibilities(init, n: int, k: int, x: torch.Tensor):
-    """Validate ``init`` given as responsibilities (N, K) or integer labels (N,).
-
-    Returns the responsibilities (N, K) and what was given ("labels" or "responsibilities").
-    """
-    values = init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"init must be 'map', responsibilities (N, K) or integer labels (N,); "
-                        f"got an array of dtype {values.dtype}.")
-    if values.shape == (n,):
-        if values.dtype.kind not in "iu":
-            raise ValueError(f"init of shape ({n},) must hold integer labels in [0, {k}); got "
-                             f"dtype {values.dtype}. Pass labels.astype(int), or (N, K) "
-                             "responsibilities.")
-        if values.min() < 0 or values.max() >= k:
-            raise ValueError(f"init labels must lie in [0, {k}) for {k} components; got values "
-                             f"from {values.min()} to {values.max()}.")
-        resp = torch.nn.functional.one_hot(torch.as_tensor(values, dtype=torch.long), k)
-        return resp.to(dtype=x.dtype, device=x.device), "labels"  # (N, K)
-    if values.shape != (n, k):
-        raise ValueError(f"init must be 'map', responsibilities of shape ({n}, {k}) or labels of "
-                         f"shape ({n},) for {n} rows and {k} components; got shape "
-                         f"{values.shape}.")
-    values = values.astype(np.float64)
-    sums = values.sum(1)
-    if not np.isfinite(values).all() or (values < 0).any() or not np.all(
-            np.isclose(sums, 1.0, atol=1e-6) | (sums == 0)) or not sums.any():
-        raise ValueError("init responsibilities must be finite, non-negative and sum to 1 in "
-                         "every row, or be 0 in a whole row to leave it out of the first update "
-                         "(probabilities, not log-probabilities).")
-    return torch.as_tensor(values, dtype=x.dtype, device=x.device), "responsibilities"
+def _kl_globals(family, q: MixturePosterior, ex: _Expectations,
+                prior: ResolvedPrior) -> torch.Tensor:
+    """KL(q(weights) q(means, precisions) ‖ prior), a scalar."""
+    return (weights_posterior.kl_to_prior(q.conc, prior)
+            + family.kl_to_prior(q, prior, mean_precision=ex.precision))
 
 
 # --- the engine ---------------------------------------------------------------------------------
@@ -495,7 +220,10 @@ def fit_cavi(
     seed = check_int(seed, "seed", minimum=0)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     family = model.family
-    factor = _factor(family)
+    if family.conjugate is None:
+        raise ValueError(f"CAVI needs a covariance family with a conjugate posterior (its "
+                         f"`conjugate` attribute); got {family!r}. Use engine='svi', "
+                         "method='stochastic'.")
     prior = model.resolve_prior(x)
     if prior is None:
         raise ValueError("CAVI needs a proper prior; got prior='flat' (improper flat priors have "
@@ -503,7 +231,7 @@ def fit_cavi(
                          "or engine='map' for maximum likelihood.")
     n = x.shape[0]
     if warm_start is not None:
-        _check_warm_start(warm_start, model)
+        check_warm_start(warm_start, model)
         init_name = "warm_start"
     elif isinstance(init, str):
         if init != "map":
@@ -511,15 +239,15 @@ def fit_cavi(
                              f"(N,); got {init!r}.")
         init_name = "map"
     else:
-        resp0, init_name = _given_responsibilities(init, n, k, x)
+        resp0, init_name = given_responsibilities(init, n, k, x)
 
     with threads_for(x.numel() * k):
         if init_name == "map":
-            resp0 = _map_responsibilities(model, x, seed)
+            resp0 = map_responsibilities(model, x, seed)
         data = em_steps.PreparedData(x, family)
         if init_name == "warm_start":
-            resp0 = _q_from_fit(warm_start, data.shift, data.scale)
-        q, history, converged = _iterate(family, factor, data, resp0,
+            resp0 = q_from_fit(warm_start, data.shift, data.scale)
+        q, history, converged = _iterate(family, data, resp0,
                                          prior.affine(data.shift, data.scale),
                                          max_iter=max_iter, tol=tol, verbose=verbose,
                                          reg_covar=reg_covar / data.scale**2)
@@ -531,9 +259,9 @@ def fit_cavi(
                 ConvergenceWarning, stacklevel=3,
             )
         q = q._replace(means=q.means * data.scale + data.shift, inv=q.inv * data.scale**2)
-        draws = _draw(factor, q, prior.stick_breaking, num_draws, seed)
-    params, missing = _posterior_means(family, factor, q, prior.stick_breaking)
-    shape_name, inv_name = factor.names()
+        draws = _draw(family, q, prior.stick_breaking, num_draws, seed)
+    params, missing = _posterior_means(family, q, prior.stick_breaking)
+    shape_name, inv_name = family.conjugate.names
     variational = {"means": q.means, "mean_precision": q.beta, shape_name: q.shape,
                    inv_name: q.inv}
     if prior.stick_breaking:
@@ -552,10 +280,10 @@ def fit_cavi(
                           lower_bounds=history / n, losses=-history, options=options)
 
 
-def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
+def _iterate(family, data: em_steps.PreparedData, resp0: torch.Tensor,
              prior: ResolvedPrior, *, max_iter: int, tol: float, verbose: bool,
              reg_covar: float = 0.0):
-    """Global update from ``resp0`` (N, K) (or start at ``resp0`` if it is a ``_Q``), then local
+    """Global update from ``resp0`` (N, K) (or start at ``resp0`` if it is a ``MixturePosterior``), then local
     and global updates until converged.
 
     Everything is in the standardised coordinates of ``data`` (``prior`` and ``reg_covar``
@@ -563,22 +291,22 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
     Returns the final q, the history (T,) of the total ELBO in the units of the original data,
     and whether it converged.
     """
-    if isinstance(resp0, _Q):  # a warm start: q itself
+    if isinstance(resp0, MixturePosterior):  # a warm start: q itself
         q = resp0
     else:
         resp_t = resp0.T[None]  # (1, K, N)
         s = em_steps.stats_from_responsibilities(data, lambda rows: resp_t[:, :, rows])[0]
-        q = _m_step(family, factor, s, prior, reg_covar)  # (K, F) statistics -> q
-    ex = _expectations(family, factor, q, prior)
+        q = mixture_posterior.update(family, s, prior, ridge=reg_covar)  # (K, F) statistics -> q
+    ex = _expectations(family, q, prior.stick_breaking)
     history, converged = [], False
     bar = tqdm(total=max_iter, desc="CAVI", disable=not verbose, leave=False)
     for _ in range(max_iter):
         stats = em_steps.e_step(data, ex.w[None])  # local update: q(z) and its statistics
         s = stats.s[0]  # (K, F)
         neg_entropy = (ex.w * s).sum() - stats.log_lik[0]  # Σ_nk r log r = Σ r ρ - Σ_n lse_n
-        q = _m_step(family, factor, s, prior, reg_covar)  # global update
-        ex = _expectations(family, factor, q, prior)
-        elbo = ((ex.w * s).sum() - neg_entropy - _kl_globals(family, factor, q, ex, prior)
+        q = mixture_posterior.update(family, s, prior, ridge=reg_covar)  # global update
+        ex = _expectations(family, q, prior.stick_breaking)
+        elbo = ((ex.w * s).sum() - neg_entropy - _kl_globals(family, q, ex, prior)
                 + data.log_jacobian())
         history.append(float(elbo))
         bar.update(1)
@@ -588,30 +316,6 @@ def _iterate(family, factor, data: em_steps.PreparedData, resp0: torch.Tensor,
             break
     bar.close()
     return q, np.asarray(history), converged
-
-
-def _check_warm_start(fit, model: GaussianMixture) -> None:
-    """Raise unless ``fit`` is a CAVI fit of the same K, covariance family and weights prior."""
-    same = (isinstance(fit, Fit) and fit.options.get("method") == "cavi"
-            and getattr(fit.model, "family", None) is model.family
-            and fit.n_components == model.n_components
-            and fit.model.is_dirichlet_process == model.is_dirichlet_process)
-    if not same:
-        raise ValueError("warm_start must be a CAVI Fit (engine='svi', method='cavi') of a "
-                         "GaussianMixture with the same n_components, covariance and "
-                         "weights_prior.")
-
-
-def _q_from_fit(fit: Fit, shift: torch.Tensor, scale: float) -> _Q:
-    """The q of a CAVI fit, in the coordinates (x - shift) / scale (tensors like ``shift``)."""
-    q_np = fit.options["variational"]
-    t = {key: torch.as_tensor(value, dtype=shift.dtype, device=shift.device)
-         for key, value in q_np.items()}
-    shape_name, inv_name = _factor(fit.model.family).names()
-    conc = (torch.stack([t["sticks_concentration1"], t["sticks_concentration0"]])
-            if "sticks_concentration1" in t else t["weight_concentration"])
-    return _Q(conc, (t["means"] - shift) / scale, t["mean_precision"], t[shape_name],
-              t[inv_name] / scale**2)
 
 
 def expected_log_joint(fit: Fit, x) -> torch.Tensor:
@@ -638,43 +342,31 @@ def expected_log_joint(fit: Fit, x) -> torch.Tensor:
     x = fit._x(x)
     family = fit.model.family
     center = torch.as_tensor(fit.center, dtype=x.dtype, device=x.device)
-    q = _q_from_fit(fit, center, fit.scale)  # in the fit's standardised coordinates
-    stick = q.conc.ndim == 2
-    flag = ResolvedPrior(*([None] * 5), stick_breaking=stick)  # _expectations reads the flag only
-    ex = _expectations(family, _factor(family), q, flag)
+    q = q_from_fit(fit, center, fit.scale)  # in the fit's standardised coordinates
+    ex = _expectations(family, q, stick=q.conc.ndim == 2)
     data = em_steps.PreparedData(x, family, shift=center, scale=fit.scale, cache_bytes=0)
     return em_steps.log_joint(data, ex.w) - data.d * math.log(fit.scale)  # (N, K)
 
 
-def _posterior_means(family, factor, q: _Q, stick_breaking_prior: bool):
+def _posterior_means(family, q: MixturePosterior, stick: bool):
     """Exact E_q of weights (K,), means (K, D), covariances and precisions (native).
 
     Where E[Σ_k] does not exist (ν_k <= D + 1, or a <= 1) the covariance is (E[Λ_k])⁻¹; the
     list of those components is returned too.
     """
-    k, d = q.means.shape
-    cov, exists = factor.mean_covariance(q.shape, q.inv, d)
-    inv_prec = factor.inverse_mean_precision(q.shape, q.inv)  # (E[Λ])⁻¹, native
-    params = {"weights": _mean_weights(q.conc, stick_breaking_prior), "means": q.means,
-              "covariances": cov, "precisions": family.covariance_from_precision(inv_prec)}
-    if family.tied:
-        missing = [] if bool(exists) else list(range(k))
-    else:  # components whose E[Σ_k] does not exist (in some feature, for diag)
-        missing = torch.nonzero(~exists.reshape(k, -1).all(-1)).flatten().tolist()
-    return params, missing
+    k = q.means.shape[0]
+    cov, exists = family.mean_covariance(q)
+    params = {"weights": weights_posterior.mean_weights(q.conc, stick), "means": q.means,
+              "covariances": cov, "precisions": family.expectations(q).precision}
+    # components whose E[Σ_k] does not exist (in some feature, for diag; all of them if tied)
+    exists = exists.reshape(exists.shape[0] if exists.ndim else 1, -1).all(-1).expand(k)
+    return params, torch.nonzero(~exists).flatten().tolist()
 
 
-def _draw(factor, q: _Q, stick_breaking_prior: bool, num_draws: int, seed: int) -> dict:
+def _draw(family, q: MixturePosterior, stick: bool, num_draws: int, seed: int) -> dict:
     """``num_draws`` draws from q of weights, means and precisions, each shaped (1, S, ...)."""
-    k, d = q.means.shape
     gen = generator(seed, q.means.device)
-    if stick_breaking_prior:
-        conc = q.conc.T.expand(num_draws, k - 1, 2).contiguous()  # (S, K-1, 2)
-        sticks = torch._sample_dirichlet(conc, generator=gen)[..., 0]  # (S, K-1): Beta draws
-        weights = stick_breaking(sticks)  # (S, K)
-    else:
-        weights = torch._sample_dirichlet(q.conc.expand(num_draws, k).contiguous(),
-                                          generator=gen)  # (S, K)
-    prec, noise = factor.sample(q.shape, q.inv, k, d, num_draws, gen)  # native, (S, K, D)
-    means = q.means + noise * torch.rsqrt(q.beta)[:, None]  # (S, K, D)
-    return {"weights": weights[None], "means": means[None], "precisions": prec[None]}
+    batch = MixturePosterior(*(v.expand(num_draws, *v.shape) for v in q))  # S copies of q
+    log_w, means, prec_chol = mixture_posterior.draw(family, batch, stick, gen)
+    return {"weights": log_w.exp()[None], "means": means[None],
+            "precisions": family.precision_from_cholesky(prec_chol)[None]}
