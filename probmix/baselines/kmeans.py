@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from probmix.baselines import fused
+from probmix.io import persistence
 from probmix.io.data import as_data, as_sample_weight, check_n_features
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
@@ -523,7 +524,8 @@ def _random_init(x, k, r, w, generator):
 # ----------------------------------------------------------------------------- estimator
 
 
-class KMeans:
+@persistence.register("KMeans")
+class KMeans(persistence.AttributeState):
     """K-means clustering by batched Lloyd iterations.
 
     Parameters
@@ -765,9 +767,7 @@ class KMeans:
 
         See :mod:`probmix.io.persistence`; read it back with ``KMeans.load(path)``.
         """
-        from probmix.io.persistence import save_estimator
-
-        save_estimator(self, path)
+        persistence.save(self, path)
 
     @classmethod
     def load(cls, path, *, device=None) -> "KMeans":
@@ -775,6 +775,4 @@ class KMeans:
 
         ``device`` moves the fitted state (default: where it was saved).
         """
-        from probmix.io.persistence import load_estimator
-
-        return load_estimator(cls, path, device=device)
+        return persistence.load_as(cls, path, device=device)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from probmix.baselines import fused
+from probmix.io import persistence
 from probmix.io.data import as_data, check_n_features
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
@@ -283,7 +284,8 @@ def _nearest(x: torch.Tensor, centers: torch.Tensor):
 # ----------------------------------------------------------------------------- estimator
 
 
-class MeanShift:
+@persistence.register("MeanShift")
+class MeanShift(persistence.AttributeState):
     """Mean-shift clustering, all seeds moving together.
 
     Parameters
@@ -418,9 +420,7 @@ class MeanShift:
 
         See :mod:`probmix.io.persistence`; read it back with ``MeanShift.load(path)``.
         """
-        from probmix.io.persistence import save_estimator
-
-        save_estimator(self, path)
+        persistence.save(self, path)
 
     @classmethod
     def load(cls, path, *, device=None) -> "MeanShift":
@@ -428,6 +428,4 @@ class MeanShift:
 
         ``device`` moves the fitted state (default: where it was saved).
         """
-        from probmix.io.persistence import load_estimator
-
-        return load_estimator(cls, path, device=device)
+        return persistence.load_as(cls, path, device=device)

@@ -66,7 +66,7 @@ def _as_points(x, n_features: int | None = None) -> np.ndarray:
 
 
 def _check_gmm(fit) -> None:
-    if getattr(fit.model, "family", None) is None:
+    if not fit.mixture.gaussian:
         raise TypeError("probmix.plot draws fits of a probmix.GaussianMixture; this fit is of a "
                         "custom Pyro program (plot its fit.params yourself).")
 
@@ -117,14 +117,9 @@ def _ellipse(ax, mean, cov, n_sigma: float, *, gid: str, **kwargs):
 
 def _full_draws(fit):
     """Posterior draws flattened over (chain, draw): means (S, K, D), covariances (S, K, D, D)."""
-    import torch
-
     k, d = fit.n_components, fit.n_features
     means = np.asarray(fit.draws["means"]).reshape(-1, k, d)
-    cov = np.asarray(fit.draws["covariances"])
-    cov = cov.reshape(-1, *cov.shape[2:])
-    cov = fit.model.family.to_full(torch.as_tensor(cov), k, d).numpy()
-    return means, cov
+    return means, fit.covariance_draws.reshape(-1, k, d, d)
 
 
 def _require_draws(fit, what: str) -> None:
