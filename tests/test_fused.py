@@ -165,7 +165,7 @@ def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
 
 def test_kmeans_plusplus_without_the_kept_distances_chooses_the_same(monkeypatch):
     # beyond _KPP_KEEP_BYTES the winner's distances come from a second pass instead
-    import probmix.baselines.kmeans as km
+    import probmix.baselines.kmeans_init as km
 
     x = torch.as_tensor(_blobs(3000, 5, 4, seed=6))
 

@@ -22,6 +22,7 @@ from torch.distributions import biject_to
 
 from probmix.model.covariance import FullCovariance
 from probmix.infer.map import em_steps
+from probmix.infer.mcmc.potential_full import _natural_weights, full_potential_fn
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 
 __all__ = ["gmm_potential", "program_potential", "Potential"]
@@ -56,15 +57,6 @@ def _base(distribution):
     while hasattr(distribution, "base_dist"):
         distribution = distribution.base_dist
     return distribution
-
-
-def _natural_weights(family, weights, means, prec, log_det):
-    """W (K, F) with log π_k + log N(x | μ_k, Λ_k) = Φ(x) · W_k (see CovarianceFamily)."""
-    k, d = means.shape
-    lin = family.precision_times(prec, means)  # (K, D) Λ_k μ_k
-    bias = torch.log(weights) + 0.5 * log_det - 0.5 * d * math.log(2 * math.pi) \
-        - 0.5 * (lin * means).sum(-1)  # (K,)
-    return torch.cat([bias[:, None], lin, family.quadratic_weights(prec, k)], dim=-1)
 
 
 def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
@@ -134,8 +126,6 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
             const += (a * torch.log(b) - torch.lgamma(a)).sum()
     const += math.log(2.0) * d * (1 if family.tied else k) if matrix else 0.0
     if isinstance(family, FullCovariance) and not dp and prior is not None:
-        from probmix.infer.mcmc.potential_full import full_potential_fn
-
         fast = full_potential_fn(transform=transforms["weights"], alpha=alpha, prior=prior,
                                  blocks=blocks, place=place, on_diag=on_diag,
                                  diag_weight=diag_weight, const=const)

@@ -27,12 +27,22 @@ The tests check value and gradient against the autograd potential.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from probmix.model.covariance import FullCovariance, _unvech
-from probmix.infer.mcmc.potential import _natural_weights
 
 __all__ = ["full_potential_fn"]
+
+
+def _natural_weights(family, weights, means, prec, log_det):
+    """W (K, F) with log π_k + log N(x | μ_k, Λ_k) = Φ(x) · W_k (see CovarianceFamily)."""
+    k, d = means.shape
+    lin = family.precision_times(prec, means)  # (K, D) Λ_k μ_k
+    bias = torch.log(weights) + 0.5 * log_det - 0.5 * d * math.log(2 * math.pi) \
+        - 0.5 * (lin * means).sum(-1)  # (K,)
+    return torch.cat([bias[:, None], lin, family.quadratic_weights(prec, k)], dim=-1)
 
 
 class _ValueAndGrad(torch.autograd.Function):

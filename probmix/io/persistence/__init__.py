@@ -8,8 +8,8 @@ GaussianMixture declaration, Prior). Loading never executes anything from the fi
 
 from __future__ import annotations
 
-from probmix.io.persistence.format import (FORMAT, FORMAT_VERSION, SavedFileError, UnsavedValue,
-                                           write as _write)
+from probmix.io.persistence.format import FORMAT, FORMAT_VERSION, SavedFileError, UnsavedValue
+from probmix.io.persistence.format import write as _write  # noqa: F401  (the tests' crash probe)
 from probmix.io.persistence.registry import (AttributeState, LoadContext, SavedProgram, State,
                                              load, load_as, register, save)
 
