@@ -134,7 +134,7 @@ def test_meanshift_path_agrees_with_the_fused_ascent():
 
 
 def test_unique_rows_matches_torch_unique():
-    from probmix.baselines.meanshift import _unique_rows
+    from probmix.baselines.meanshift_ascent import _unique_rows
 
     gen = torch.Generator().manual_seed(0)
     for d in (1, 2, 3, 6):
