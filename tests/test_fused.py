@@ -134,7 +134,7 @@ def test_meanshift_path_agrees_with_the_fused_ascent():
 
 
 def test_unique_rows_matches_torch_unique():
-    from probmix.baselines.meanshift import _unique_rows
+    from probmix.baselines.meanshift_ascent import _unique_rows
 
     gen = torch.Generator().manual_seed(0)
     for d in (1, 2, 3, 6):
@@ -165,7 +165,7 @@ def test_kmeans_plusplus_same_as_torch_code(monkeypatch, weighted):
 
 def test_kmeans_plusplus_without_the_kept_distances_chooses_the_same(monkeypatch):
     # beyond _KPP_KEEP_BYTES the winner's distances come from a second pass instead
-    import probmix.baselines.kmeans as km
+    import probmix.baselines.kmeans_init as km
 
     x = torch.as_tensor(_blobs(3000, 5, 4, seed=6))
 

@@ -10,7 +10,7 @@ from sklearn.cluster import MeanShift as SkMeanShift
 from sklearn.cluster import estimate_bandwidth as sk_estimate_bandwidth
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
-import probmix.baselines.meanshift as meanshift
+import probmix.baselines.meanshift_ascent as meanshift_ascent
 from probmix.exceptions import ConvergenceWarning
 from probmix.baselines.meanshift import MeanShift, estimate_bandwidth
 
@@ -107,7 +107,7 @@ def test_blocking_does_not_change_the_result(monkeypatch):
     x = _data("moons")
     seeds = x[::7]
     ref = MeanShift(bandwidth=0.35, kernel="flat", seeds=seeds).fit(x)
-    monkeypatch.setattr(meanshift, "_BLOCK_ELEMENTS", 4000)
+    monkeypatch.setattr(meanshift_ascent, "_BLOCK_ELEMENTS", 4000)
     small = MeanShift(bandwidth=0.35, kernel="flat", seeds=seeds).fit(x)
     np.testing.assert_allclose(small.cluster_centers_, ref.cluster_centers_, atol=1e-12)
     np.testing.assert_array_equal(small.labels_, ref.labels_)
@@ -203,3 +203,20 @@ def test_bad_inputs_are_named():
     ms = MeanShift(bandwidth=1.0, bin_seeding=True).fit(x)
     with pytest.raises(ValueError, match="1 feature"):
         ms.predict(x[:, :1])
+
+
+def test_quantile_sets_the_estimated_bandwidth():
+    x = _data("moons")
+    ms = MeanShift(quantile=0.1, kernel="flat", bin_seeding=True).fit(x)
+    assert ms.bandwidth_ == pytest.approx(estimate_bandwidth(x, quantile=0.1), rel=1e-12)
+    assert MeanShift().quantile == 0.3
+    with pytest.raises(ValueError, match="quantile"):
+        MeanShift(quantile=1.5)
+
+
+def test_seed_is_accepted_and_has_no_effect():
+    x = _data("moons")
+    a = MeanShift(bandwidth=0.35, kernel="flat", seed=0).fit(x)
+    b = MeanShift(bandwidth=0.35, kernel="flat", seed=123).fit(x)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)

@@ -270,3 +270,62 @@ def test_fuzzed_files_give_an_error_or_the_exact_fit(fits, which, tmp_path):
             for key, value in vars(obj).items():
                 assert_identical(value, vars(back)[key], key)
     assert errors > len(variants) // 2  # most changes hit data guarded by checksums
+
+
+def test_files_written_by_format_1_code_still_load():
+    """tests/data/persistence_v1_* were written before persistence became a registry."""
+    import sys
+
+    data = os.path.join(os.path.dirname(__file__), "data")
+    sys.path.insert(0, data)
+    try:
+        from make_persistence_v1 import two_locs as saved_program
+    finally:
+        sys.path.remove(data)
+    x = np.load(os.path.join(data, "persistence_v1_x.npy"))
+    expected = np.load(os.path.join(data, "persistence_v1_expected.npz"))
+    fit = probmix.load(os.path.join(data, "persistence_v1_map.npz"))
+    assert fit.model.covariance == "tied" and isinstance(fit.model.prior, probmix.Prior)
+    assert np.array_equal(fit.model.prior.scale, np.eye(2) * 2)
+    assert np.array_equal(fit.predict_proba(x), expected["map"])
+    fit = probmix.load(os.path.join(data, "persistence_v1_cavi.npz"))
+    assert fit.draws and np.array_equal(fit.predict_proba(x), expected["cavi"])
+    with pytest.warns(UserWarning, match="two_locs"):  # saved from the script's __main__
+        fit = probmix.load(os.path.join(data, "persistence_v1_program.npz"), model=saved_program)
+    assert np.array_equal(fit.predict_proba(x[:, :1]), expected["program"])
+    for name in ("kmeans", "meanshift"):
+        est = probmix.load(os.path.join(data, f"persistence_v1_{name}.npz"))
+        assert np.array_equal(est.predict(x), expected[name])
+
+
+def test_a_program_without_a_module_loads_without_a_spurious_warning(tmp_path):
+    def nameless(x):
+        return two_locs(x)
+
+    nameless.__module__ = None  # as for functions made by exec() without a __name__
+    x = X[:, :1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = probmix.fit(nameless, x, method="gradient", max_iter=5, seed=0)
+    fit.save(tmp_path / "p.npz")
+    assert probmix.load(tmp_path / "p.npz").model.module == "?"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = probmix.load(tmp_path / "p.npz", model=nameless)
+    assert np.array_equal(back.predict_proba(x), fit.predict_proba(x))
+
+
+def test_classes_register_themselves_and_persistence_imports_none_of_them():
+    import ast
+    import pathlib
+
+    from probmix.io.persistence import registry
+
+    assert {"Fit", "KMeans", "MeanShift", "GaussianMixture", "Prior"} <= set(registry._CLASSES)
+    folder = pathlib.Path(registry.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[:2] != ["probmix", "results"], path
+                assert node.module.split(".")[:2] not in (["probmix", "baselines"],
+                                                          ["probmix", "model"]), path

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import probmix
-from probmix.infer.map.em_streaming import scan
+from probmix.io.scan import scan
 from probmix.io.sources import as_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 Lloyd's algorithm needs per-centre counts and sums (and the inertia), which are
 sums over rows: :func:`streamed_lloyd` accumulates them chunk by chunk and
 all-reduces them across processes (:mod:`probmix.infer.distributed`), so a streamed
-or distributed fit takes the same steps as :func:`probmix.baselines.kmeans.lloyd` in
+or distributed fit takes the same steps as :func:`probmix.baselines.lloyd.lloyd` in
 memory. Empty clusters are moved onto the farthest rows, found in the same
 pass. :class:`MiniBatchKMeans` updates the centres after every mini-batch with
 per-centre step sizes 1 / count (Sculley, 2010), as scikit-learn's
@@ -22,7 +22,9 @@ from probmix._validation import check_int
 from probmix.io.data import as_data, check_n_features
 from probmix.infer.distributed import LocalReducer
 from probmix.exceptions import ConvergenceWarning
-from probmix.baselines.kmeans import _assign, _check_centers, _check_tol, kmeans_plusplus
+from probmix.baselines.kmeans_init import kmeans_plusplus
+from probmix.baselines.lloyd import _assign, _check_centers, _check_tol
+from probmix.io.scan import scan
 from probmix.io.sources import as_source
 
 __all__ = ["streamed_lloyd", "MiniBatchKMeans"]
@@ -233,8 +235,6 @@ class MiniBatchKMeans:
         size = self.init_size or max(3 * self.batch_size, 3 * self.n_clusters)
         head, stream = [], source.chunks()
         if source.reiterable:  # seed on a uniform sample: streams are often ordered
-            from probmix.infer.map.em_streaming import scan
-
             self._start(scan(stream, sample_size=size, seed=self.seed).sample)
             stream = source.chunks()
         else:

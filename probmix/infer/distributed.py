@@ -38,10 +38,6 @@ class LocalReducer:
         """Stack ``tensor`` from every process: shape (world_size, *tensor.shape)."""
         return tensor[None]
 
-    def broadcast_(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-        """Overwrite ``tensor`` with process ``src``'s value, in place; returns it."""
-        return tensor
-
 
 class ProcessGroupReducer(LocalReducer):
     """Sums and gathers over a ``torch.distributed`` process group (gloo or NCCL)."""
@@ -70,10 +66,6 @@ class ProcessGroupReducer(LocalReducer):
         out = [torch.empty_like(tensor) for _ in range(self.world_size)]
         self._dist.all_gather(out, tensor, group=self.group)
         return torch.stack(out)
-
-    def broadcast_(self, tensor, src: int = 0):
-        self._dist.broadcast(tensor, src=src, group=self.group)
-        return tensor
 
 
 def reducer_for(distributed) -> LocalReducer:

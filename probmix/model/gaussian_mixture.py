@@ -26,6 +26,7 @@ the weights a uniform Dirichlet: the posterior mode is the maximum likelihood.
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pyro
@@ -36,130 +37,28 @@ from pyro.ops.indexing import Vindex
 
 from probmix._random import quiet_singular_samples, seeded
 from probmix._validation import check_int
-from probmix.model.covariance import CovarianceFamily, get_family
+from probmix.infer.standardize import data_scale
 from probmix.model.weights import stick_breaking  # re-exported: its home before weights.py
 from probmix.io.data import check_squares_finite
+from probmix.io import persistence
+from probmix.model.covariance import FAMILIES, get_family
+from probmix.model.interface import MixtureModel
+from probmix.model.params import MixtureParams, as_params
 from probmix.model.priors import Prior, ResolvedPrior, resolve_prior
 
 __all__ = ["GaussianMixture", "MixtureParams", "as_params", "stick_breaking", "WEIGHTS_PRIORS"]
+# MixtureParams and as_params live in probmix.model.params; engines import them from here too.
 
 WEIGHTS_PRIORS = ("dirichlet", "dirichlet_process")
+_CHUNK_BYTES = 2**20  # Φ chunk of about 1 MiB in log_joint (the E-step's chunking)
 
 
-class MixtureParams:
-    """Parameters of a Gaussian mixture as tensors, covariances in the family's native shape.
-
-    Attributes
-    ----------
-    weights : Tensor (..., K)
-    means : Tensor (..., K, D)
-    covariances : Tensor, native shape (see :mod:`probmix.model.covariance`)
-    """
-
-    __slots__ = ("weights", "means", "covariances")
-
-    def __init__(self, weights, means, covariances):
-        self.weights, self.means, self.covariances = weights, means, covariances
-
-
-def _as_tensor(value, name, *, dtype, device):
-    try:
-        t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(
-            np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise TypeError(f"params[{name!r}] must be a numeric array; got {type(value).__name__}.") from None
-    t = t.to(dtype=dtype, device=device)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"params[{name!r}] contains NaN or infinite values.")
-    return t
-
-
-def as_params(params, family: CovarianceFamily, *, n_components: int, n_features: int | None,
-              dtype=torch.float64, device="cpu") -> MixtureParams:
-    """Validate user-given mixture parameters.
-
-    Parameters
-    ----------
-    params : dict or MixtureParams
-        ``weights`` (K,), ``means`` (K, D), ``covariances`` as full matrices (K, D, D) or in
-        the family's native shape; or ``precisions`` instead of ``covariances``. A leading
-        batch dimension (R, ...) gives R sets of parameters (e.g. R EM restarts).
-    family : CovarianceFamily
-    n_components : int
-    n_features : int or None
-        Expected D; None takes it from ``means``.
-
-    Raises
-    ------
-    ValueError
-        Wrong shapes, weights not on the simplex, or a covariance that is not symmetric
-        positive definite (naming the component and its eigenvalues).
-    """
-    if isinstance(params, MixtureParams):
-        return params
-    if not isinstance(params, dict):
-        raise TypeError(
-            "params must be a dict with 'weights', 'means' and 'covariances' (or 'precisions'); "
-            f"got {type(params).__name__}."
-        )
-    missing = [k for k in ("weights", "means") if k not in params]
-    if missing or not ({"covariances", "precisions"} & params.keys()):
-        raise ValueError(
-            "params must have 'weights', 'means' and 'covariances' (or 'precisions'); got keys "
-            f"{sorted(params)}."
-        )
-    opts = dict(dtype=dtype, device=device)
-    weights = _as_tensor(params["weights"], "weights", **opts)
-    means = _as_tensor(params["means"], "means", **opts)
-    K = n_components
-    D = means.shape[-1] if n_features is None else n_features
-    if means.ndim < 2 or means.shape[-2:] != (K, D):
-        raise ValueError(
-            f"params['means'] must have shape ({K}, {D}) for {K} components in {D} dimensions; "
-            f"got {tuple(means.shape)}."
-        )
-    batch = means.shape[:-2]
-    if weights.shape != (*batch, K):
-        raise ValueError(f"params['weights'] must have shape {(*batch, K)}; got {tuple(weights.shape)}.")
-    if bool((weights < 0).any()) or not bool(
-            torch.allclose(weights.sum(-1), torch.ones((), **opts), atol=1e-6)):
-        raise ValueError("params['weights'] must be non-negative and sum to 1 (per parameter set).")
-    key = "covariances" if "covariances" in params else "precisions"
-    mats = _as_tensor(params[key], key, **opts)
-    native = (*batch, *family.cov_shape(K, D))
-    if mats.shape == (*batch, K, D, D) and mats.shape != native:
-        _check_symmetric_pd(mats, key)
-        mats = family.from_full(mats)
-    elif mats.shape != native:
-        raise ValueError(
-            f"params[{key!r}] must have shape {native} (covariance={family.name!r}) or "
-            f"{(*batch, K, D, D)}; got {tuple(mats.shape)}."
-        )
-    if family.precision_event_dims == 2:  # matrices: full and tied
-        _check_symmetric_pd(mats, key)
-    elif bool((mats <= 0).any()):
-        raise ValueError(f"params[{key!r}] must be positive (they are variances); got {mats.min():g}.")
-    cov = mats if key == "covariances" else family.covariance_from_precision(mats)
-    return MixtureParams(weights, means, cov)
-
-
-def _check_symmetric_pd(mats: torch.Tensor, key: str) -> None:
-    if not bool(torch.allclose(mats, mats.transpose(-1, -2))):
-        raise ValueError(f"params[{key!r}] must be symmetric matrices.")
-    eig = torch.linalg.eigvalsh(mats)
-    bad = (eig <= 0).any(-1)
-    if bool(bad.any()):
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        vals = ", ".join(f"{v:.3g}" for v in eig[idx].tolist())
-        raise ValueError(
-            f"params[{key!r}][{', '.join(map(str, idx))}] is not positive definite (eigenvalues "
-            f"{vals}); a covariance must be symmetric with positive eigenvalues, so every "
-            "off-diagonal term needs |c_ij| < sqrt(c_ii * c_jj). Fix that matrix."
-        )
-
-
-class GaussianMixture:
+@persistence.register("GaussianMixture", role="model")
+class GaussianMixture(MixtureModel):
     """A Gaussian mixture with a conjugate prior, declared as a Pyro program.
+
+    It implements :class:`~probmix.model.interface.MixtureModel`: the log joint per
+    component, the component axes of its sites, its parameter count and sampling.
 
     Parameters
     ----------
@@ -231,9 +130,80 @@ class GaussianMixture:
                              sample_weight=sample_weight, dtype=dtype, device=device,
                              stick_breaking=self.is_dirichlet_process, moments=moments)
 
-    def n_parameters(self, n_features: int) -> int:
+    def n_parameters(self, n_features: int, *, x=None) -> int:
         """Number of free parameters (weights, means, covariances) in D = n_features dimensions."""
         return self.family.n_parameters(self.n_components, n_features)
+
+    def _probmix_state(self) -> persistence.State | None:
+        """Its constructor arguments (None for a family probmix does not know by name)."""
+        if type(FAMILIES.get(self.family.name)) is not type(self.family):
+            return None  # a user's own CovarianceFamily: saved by reference, like code
+        return persistence.State({"n_components": self.n_components,
+                                  "covariance": self.family.name, "prior": self.prior,
+                                  "weights_prior": self.weights_prior})
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "GaussianMixture":
+        return cls(fields.get("n_components"), covariance=fields.get("covariance"),
+                   prior=fields.get("prior"), weights_prior=fields.get("weights_prior"))
+
+    # --- the MixtureModel interface -----------------------------------------------------------
+    gaussian = True
+    signature_site = "means"
+
+    def log_joint(self, params, x: torch.Tensor, *, shift=None, scale: float = 1.0):
+        """log π_k + log N(x_n | μ_k, Σ_k) for B parameter sets, shape (B, N, K).
+
+        ``params``: ``weights`` (B, K), ``means`` (B, K, D), ``covariances`` (B, native shape).
+        Computed in x' = (x - shift) / scale as W_k · Φ(x') (the E-step's exponential-family
+        features, see :mod:`probmix.model.covariance`), which keeps the expansion of the
+        squares accurate, then mapped back by the Jacobian -D log(scale).
+        """
+        family, opts = self.family, dict(dtype=x.dtype, device=x.device)
+        n, d = x.shape
+        center = torch.zeros(d, **opts) if shift is None else torch.as_tensor(shift, **opts)
+        means = (torch.as_tensor(params["means"], **opts) - center) / scale  # (B, K, D)
+        cov = torch.as_tensor(params["covariances"], **opts) / scale**2
+        prec_chol, _ = family.precision_cholesky(cov)
+        w = family.natural_weights(means, prec_chol)  # (B, K, F)
+        w[..., 0] += torch.log(torch.as_tensor(params["weights"], **opts))
+        b, k, f = w.shape
+        xt = ((x - center) / scale).T.contiguous()  # (D, N)
+        rows = int(min(16384, max(2048, _CHUNK_BYTES // (xt.element_size() * f))))
+        out = [(w.reshape(b * k, f) @ family.features(xt[:, s:s + rows])).view(b, k, -1)
+               for s in range(0, n, rows)]  # (B, K, rows) each
+        return torch.cat(out, -1).transpose(1, 2) - d * math.log(scale)
+
+    def component_axes(self, x=None, sites=None) -> dict[str, int]:
+        """Component axis (negative) of each site; the tied precision has none."""
+        axes = {"weights": -1, "means": -2}
+        if not self.family.tied:
+            axis = -1 - self.family.precision_event_dims
+            axes.update(precisions=axis, covariances=axis)
+        return axes if sites is None else {n: a for n, a in axes.items() if n in sites}
+
+    def site_dims(self, name: str, ndim: int, axes: dict) -> list[str]:
+        """As :meth:`MixtureModel.site_dims`, the axes after the component named ``feature``
+        and ``feature_bis`` (means, precisions and covariances)."""
+        if name not in ("weights", "means", "precisions", "covariances"):
+            return super().site_dims(name, ndim, axes)
+        dims = ["component"] if name in axes else []
+        return dims + ["feature", "feature_bis"][:ndim - len(dims)]
+
+    def complete_draws(self, draws: dict) -> dict:
+        """Adds ``covariances`` (native shape) computed from the ``precisions`` draws."""
+        prec = torch.as_tensor(draws["precisions"])
+        return {**draws, "covariances": self.family.covariance_from_precision(prec).numpy()}
+
+    def standardisation(self, x: torch.Tensor):
+        """The data's mean and root mean per-feature variance (the engines' coordinates)."""
+        center = x.mean(0)
+        return center.cpu().numpy(), data_scale(x, center)
+
+    def full_covariances(self, covariances, n_components: int, n_features: int) -> np.ndarray:
+        """Covariances in the family's native shape (..., native) as (..., K, D, D)."""
+        cov = torch.as_tensor(np.asarray(covariances))
+        return self.family.to_full(cov, n_components, n_features).numpy().copy()
 
     def program(self, x: torch.Tensor | None = None, *, n: int | None = None,
                 n_features: int | None = None):

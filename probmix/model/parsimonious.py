@@ -148,13 +148,30 @@ def _vee(scatter, counts, d):
 def _common_orientation(scatter, counts, d, equal_volume: bool):
     """EVE / VVE: Σ_k = λ_(k) D A_k Dᵀ with one orientation D for every component.
 
+    The objective is not convex in D, and one start can end in a local minimum (on wine,
+    13-D, 30 nats worse than mclust's fit). So the iteration runs from K + 1 starts at once:
+    the eigenvectors of the pooled scatter Σ_k W_k and those of each W_k; the best is kept.
+    """
+    _, pooled = _eig_descending(scatter.sum(-3))  # (..., D, D)
+    _, own = _eig_descending(scatter)  # (..., K, D, D)
+    starts = torch.cat([pooled[..., None, :, :], own], -3).movedim(-3, 0)  # (K + 1, ..., D, D)
+    cov = _common_orientation_from(scatter.expand(starts.shape[0], *scatter.shape),
+                                   counts.expand(starts.shape[0], *counts.shape), d,
+                                   equal_volume, starts)  # (K + 1, ..., K, D, D)
+    best = objective(cov, scatter, counts).argmin(0)  # (...,)
+    index = best[None, ..., None, None, None].expand(1, *cov.shape[1:])
+    return cov.gather(0, index)[0]
+
+
+def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation):
+    """One start of the EVE / VVE iteration from ``orientation`` (..., D, D).
+
     Alternates the closed-form volume and shape updates given D with one majorisation-
     minimisation step for D given them (Browne & McNicholas 2014): with M_k = (λ_k A_k)⁻¹
     and ω_k the largest eigenvalue of W_k, D ← U Vᵀ where U S Vᵀ is the SVD of
     Σ_k (ω_k I - W_k) D M_k. Each step decreases f.
     """
     eye = _eye(d, scatter)
-    _, orientation = _eig_descending(scatter.sum(-3))  # (..., D, D): start at the pooled axes
     omega = torch.linalg.eigvalsh(scatter)[..., -1]  # (..., K): largest eigenvalue of W_k
     for _ in range(_INNER_MAX_ITER):
         rotated = _diagonal(orientation.transpose(-1, -2)[..., None, :, :] @ scatter

@@ -18,15 +18,19 @@ scikit-learn's ``BayesianGaussianMixture`` does: ``mean_loc`` = data mean,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from probmix.io import persistence
+
 __all__ = ["Prior", "ResolvedPrior", "resolve_prior"]
 
 
+@persistence.register("Prior", role="value")
 @dataclass(frozen=True)
 class Prior:
     """Conjugate prior of a Gaussian mixture; ``None`` fields are filled from the data.
@@ -50,6 +54,14 @@ class Prior:
     mean_precision: float | None = None
     dof: float | None = None
     scale: np.ndarray | None = None
+
+    def _probmix_state(self) -> persistence.State:
+        """Its fields, as a model declaration in a saved file holds them."""
+        return persistence.State({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "Prior":
+        return cls(**fields)
 
 
 class ResolvedPrior(NamedTuple):
@@ -133,8 +145,6 @@ def resolve_prior(
     K, D = n_components, n_features
     device = x.device if (device is None and x is not None) else (device or "cpu")
     opts = dict(device=device, dtype=dtype)
-    if moments is not None and device is None:
-        device = moments[0].device
     data_mean, data_cov = _data_moments(x, D, sample_weight, moments)
 
     alpha = torch.as_tensor(1.0 if prior.weight_concentration is None

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from pyro import poutine
-from pyro.infer import config_enumerate
+from pyro.infer import TraceEnum_ELBO, config_enumerate
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
 __all__ = ["global_sites", "global_site_shapes", "data_constants", "enumerated_log_joint",
-           "marginal_log_joint", "location_starts", "count_parameters"]
+           "marginal_log_joint", "component_axes", "labels_exchangeable", "count_parameters",
+           "unconstrained_size"]
 
 
 def _in_data_plate(site) -> bool:
@@ -80,8 +82,6 @@ def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
 
     ``params`` must give every global latent site (missing ones would be drawn).
     """
-    from pyro.infer import TraceEnum_ELBO
-
     data = {name: torch.as_tensor(value, dtype=x.dtype, device=x.device)
             for name, value in params.items()}
     conditioned = poutine.condition(config_enumerate(program, default="parallel"), data=data)
@@ -89,49 +89,49 @@ def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
     return -float(loss)
 
 
-def location_starts(program, x: torch.Tensor, *, seed: int) -> dict[str, torch.Tensor]:
-    """Starting values for the location sites of a program, from k-means centres of ``x``.
+def component_axes(program, x: torch.Tensor, sites: list[str]) -> dict[str, int]:
+    """Component axis of each global site of a mixture program.
 
-    A location site is a global site with one row of D reals per component: shape (K, D) with
-    real support inside ``pyro.plate("components", K)``, or an ordered vector of shape (K,)
-    when D = 1 (it gets the sorted centres). Prior draws put such sites anywhere, and a
-    mixture started with two locations in one cluster and none in another stays there; the
-    k-means centres (one k-means++ start, seeded) put one in each dense region.
-
-    Returns
-    -------
-    dict of str to Tensor
-        Only the location sites (empty when the program has none or no components plate).
+    A site inside ``pyro.plate("components", K)`` has its component axis at the plate's dim
+    (left of the event dims); a simplex-valued site of length K (the weights) on its last axis.
     """
-    from pyro.distributions import constraints as pyro_constraints
-
-    from probmix.baselines.kmeans import KMeans
-
-    trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
-    k = next((frame.size for site in trace.nodes.values() if site["type"] == "sample"
-              for frame in site["cond_indep_stack"] if frame.name == "components"), None)
-    if k is None or k > x.shape[0]:
-        return {}
-    n, d = x.shape
-    found = []
-    for name in global_sites(program, x):
+    trace = poutine.trace(program).get_trace(x)
+    k = None
+    for site in trace.nodes.values():
+        for frame in site.get("cond_indep_stack", ()):
+            if frame.name == "components":
+                k = frame.size
+    axes = {}
+    for name in sites:
         site = trace.nodes[name]
-        shape, support = tuple(site["value"].shape), site["fn"].support
-        in_plate = any(f.name == "components" for f in site["cond_indep_stack"])
-        while isinstance(support, constraints.independent):
-            support = support.base_constraint
-        if in_plate and shape == (k, d) and support is constraints.real:
-            found.append((name, False))
-        elif d == 1 and shape == (k,) and isinstance(support, type(pyro_constraints.ordered_vector)):
-            found.append((name, True))
-    if not found:
-        return {}
-    centres = torch.as_tensor(KMeans(k, n_init=1, seed=seed).fit(x).cluster_centers_,
-                              dtype=x.dtype, device=x.device)  # (K, D)
-    out = {}
-    for name, ordered in found:
-        out[name] = centres[:, 0].sort().values if ordered else centres
-    return out
+        event_dim = site["fn"].event_dim
+        frames = [f for f in site["cond_indep_stack"] if f.name == "components"]
+        if frames:
+            axes[name] = frames[0].dim - event_dim
+        elif site["fn"].support is constraints.simplex and (
+                k is None or site["value"].shape[-1] == k):
+            axes[name] = -1
+    return axes
+
+
+def labels_exchangeable(program, x: torch.Tensor, values: dict, axes: dict) -> bool:
+    """Whether permuting the components (along ``axes``) leaves the program's density unchanged.
+
+    Relabelling draws is right only for exchangeable components. Ordered means, stick-breaking
+    weights or a component with its own role (a background) identify the labels, and a draw
+    permuted along the sites that carry a component axis would no longer be a draw of that
+    program. Checked at ``values`` (the reference) with the components rotated by one.
+    """
+    if not axes or any(name not in values for name in axes):
+        return False
+    k = np.shape(values[next(iter(axes))])[axes[next(iter(axes))]]
+    if k < 2:
+        return True
+    rolled = {name: (np.roll(np.asarray(v), 1, axis=axes[name]) if name in axes else v)
+              for name, v in values.items()}
+    before = marginal_log_joint(program, values, x)
+    after = marginal_log_joint(program, rolled, x)
+    return bool(abs(before - after) <= 1e-6 * (1.0 + abs(before)))
 
 
 def count_parameters(program, x: torch.Tensor) -> int:

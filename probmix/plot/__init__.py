@@ -1,5 +1,20 @@
-"""Figures of fits and baselines (matplotlib): ``from probmix import plot``."""
+"""Figures of fitted mixtures: clusters with covariance ellipses, posterior spaghetti,
+model comparison, loss curves, selection criteria, MCMC traces and mean-shift paths.
 
-from probmix.plot.figures import (clusters, compare, criterion, guessed_vs_true, loss_curve, meanshift_animation, meanshift_paths, rank, trace, uncertainty)
+Every function builds its own :class:`matplotlib.figure.Figure` (never ``pyplot.show``,
+no change to rcParams or to the pyplot figure registry) and returns it, so the module
+works under the Agg backend, in notebooks and in scripts alike. Functions that draw on
+one axes accept ``ax=`` and then draw there and return that axes' figure.
 
-__all__ = ["clusters", "compare", "criterion", "guessed_vs_true", "loss_curve", "meanshift_animation", "meanshift_paths", "rank", "trace", "uncertainty"]
+Modules: :mod:`~probmix.plot.mixture` (clusters, uncertainty, compare, guessed_vs_true),
+:mod:`~probmix.plot.posterior` (loss_curve, criterion, trace, rank) and
+:mod:`~probmix.plot.meanshift` (meanshift_paths, meanshift_animation); use them as
+``from probmix import plot; plot.clusters(fit, x)``.
+"""
+
+from probmix.plot.meanshift import meanshift_animation, meanshift_paths
+from probmix.plot.mixture import clusters, compare, guessed_vs_true, uncertainty
+from probmix.plot.posterior import criterion, loss_curve, rank, trace
+
+__all__ = ["clusters", "compare", "criterion", "guessed_vs_true", "loss_curve",
+           "meanshift_animation", "meanshift_paths", "rank", "trace", "uncertainty"]

@@ -79,20 +79,17 @@ class Comparison:
 
 
 def _component_axes(fit, x) -> dict:
-    from probmix.model.gaussian_mixture import GaussianMixture
-    from probmix.results.posterior import gmm_component_axes, program_component_axes
-
-    if isinstance(fit.model, GaussianMixture):
-        return gmm_component_axes(fit.model)
+    """Component axis of each site of the fit (its parameters and draws)."""
     from probmix.io.data import as_data
 
-    return program_component_axes(fit.model, as_data(x), list(fit.params))
+    return fit.mixture.component_axes(as_data(x), list(dict.fromkeys([*fit.params, *fit.draws])))
 
 
 def _signature(fit, axes: dict, sd: np.ndarray) -> np.ndarray:
     """Per-component signature (K, P): standardised means, or every component site."""
-    if "means" in fit.params and getattr(fit.model, "family", None) is not None:
-        return np.asarray(fit.params["means"], dtype=float) / sd
+    site = fit.mixture.signature_site
+    if site is not None and site in fit.params:
+        return np.asarray(fit.params[site], dtype=float) / sd
     parts = [np.moveaxis(np.asarray(fit.params[n], dtype=float), axes[n], 0)
              for n in axes if n in fit.params]
     k = parts[0].shape[0]

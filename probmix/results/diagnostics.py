@@ -3,8 +3,11 @@
 Built with ``arviz_base.from_dict`` (there is no Pyro converter in the ArviZ 1.x line).
 Groups:
 
-- ``posterior``: every draw site, dims (chain, draw, component, feature[, feature_bis]);
-  a Gaussian mixture has ``weights``, ``means``, ``precisions`` and ``covariances``.
+- ``posterior``: every draw site, dims (chain, draw, ...): the component axis of each site
+  (from the model's :meth:`~probmix.model.interface.MixtureModel.component_axes`, for a
+  Gaussian mixture and any program alike) is ``component``, other axes ``{site}_dim_{i}``;
+  a Gaussian mixture has ``weights``, ``means``, ``precisions`` and ``covariances``, their
+  feature axes ``feature`` and ``feature_bis``.
 - ``log_likelihood``: ``obs`` (chain, draw, point) = log p(x_n | θ_s) with z summed out,
   what PSIS-LOO and WAIC need.
 - ``observed_data``: ``obs`` (point, feature).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import torch
 
 __all__ = ["to_arviz", "summary", "check_convergence", "ConvergenceDiagnosticWarning"]
 
@@ -26,24 +30,9 @@ class ConvergenceDiagnosticWarning(UserWarning):
     """r_hat above 1.01 or divergent transitions: the draws may not represent the posterior."""
 
 
-def _site_dims(fit, name: str, value: np.ndarray) -> list[str]:
-    """Dim names of one site's (non-sample) axes."""
-    shape = value.shape[2:]
-    model = fit.model
-    if hasattr(model, "family"):
-        if name == "weights":
-            return ["component"]
-        if name == "means":
-            return ["component", "feature"]
-        family = model.family
-        dims = [] if family.tied else ["component"]
-        extra = len(shape) - len(dims)
-        return dims + ["feature", "feature_bis"][:extra]
-    axes = fit.options.get("component_axes", {})
-    dims = [f"{name}_dim_{i}" for i in range(len(shape))]
-    if name in axes:
-        dims[axes[name] % len(shape)] = "component"
-    return dims
+def _traceable(data):
+    """The fit's data as a tensor a program can be traced on (None when not kept)."""
+    return None if data is None else torch.as_tensor(data)
 
 
 def to_arviz(fit, *, log_likelihood: bool = True):
@@ -69,7 +58,9 @@ def to_arviz(fit, *, log_likelihood: bool = True):
         )
     d = fit.n_features
     groups = {"posterior": {name: np.asarray(v) for name, v in fit.draws.items()}}
-    dims = {name: _site_dims(fit, name, np.asarray(v)) for name, v in fit.draws.items()}
+    mixture = fit.mixture
+    axes = mixture.component_axes(_traceable(fit.data), list(fit.draws))
+    dims = {name: mixture.site_dims(name, np.ndim(v) - 2, axes) for name, v in fit.draws.items()}
     c, s = next(iter(fit.draws.values())).shape[:2]
     if fit.data is not None:
         groups["observed_data"] = {"obs": fit.data}

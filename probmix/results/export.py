@@ -8,21 +8,13 @@ __all__ = ["parameter_summary"]
 
 
 def _sites(fit) -> dict:
-    """Name -> (point estimate, draws or None); a GaussianMixture's covariances as full matrices."""
-    import torch
-
-    family = getattr(fit.model, "family", None)
-    if family is None:
+    """Name -> (point estimate, draws or None); a Gaussian mixture's covariances as full matrices."""
+    if not fit.mixture.gaussian:
         return {n: (np.asarray(v), fit.draws.get(n)) for n, v in fit.params.items()}
-    k, d = fit.n_components, fit.n_features
-    out = {"weights": (fit.weights, fit.draws.get("weights")),
-           "means": (fit.means, fit.draws.get("means")),
-           "covariances": (fit.covariances, None)}
-    if "covariances" in fit.draws:
-        cov = np.asarray(fit.draws["covariances"])
-        full = family.to_full(torch.as_tensor(cov), k, d).numpy()
-        out["covariances"] = (fit.covariances, full)
-    return out
+    return {"weights": (fit.weights, fit.draws.get("weights")),
+            "means": (fit.means, fit.draws.get("means")),
+            "covariances": (fit.covariances,
+                            fit.covariance_draws if "covariances" in fit.draws else None)}
 
 
 def parameter_summary(fit, *, prob: float = 0.94) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,11 +11,16 @@ import numpy as np
 import torch
 
 from probmix._versions import runtime_versions
+from probmix.io import persistence
 from probmix.io.data import as_data, check_n_features
+from probmix.model.covariance import get_family
+from probmix.model.interface import MixtureModel, as_model
+from probmix.results import diagnostics
 
 __all__ = ["Fit"]
 
 
+@persistence.register("Fit")
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Fit:
     """A fitted mixture: point estimates, draws (SVI/MCMC) and predictions.
@@ -76,16 +82,21 @@ class Fit:
     assignment_draws: np.ndarray | None = None
     versions: dict = field(default_factory=runtime_versions)
 
-    # --- parameters of a Gaussian mixture -------------------------------------------------------
+    # --- the model behind the mixture interface ----------------------------------------------
     @property
-    def _family(self):
-        family = getattr(self.model, "family", None)
-        if family is None:
+    def mixture(self) -> MixtureModel:
+        """The model as a :class:`~probmix.model.interface.MixtureModel` (a program wrapped)."""
+        return as_model(self.model)
+
+    # --- parameters of a Gaussian mixture -------------------------------------------------------
+    def _gaussian(self) -> MixtureModel:
+        mixture = self.mixture
+        if not mixture.gaussian:
             raise AttributeError(
                 "weights/means/covariances exist for a probmix.GaussianMixture; this fit is of "
                 "a custom program: use fit.params."
             )
-        return family
+        return mixture
 
     @property
     def n_components(self) -> int:
@@ -100,33 +111,36 @@ class Fit:
     @property
     def means(self) -> np.ndarray:
         """Component means, shape (K, D)."""
-        self._family
+        self._gaussian()
         return self.params["means"]
 
     @property
     def covariances(self) -> np.ndarray:
         """Component covariances as full matrices, shape (K, D, D), for every family."""
-        family = self._family
-        cov = torch.as_tensor(self.params["covariances"])
-        return family.to_full(cov, self.n_components, self.n_features).numpy().copy()
+        return self._gaussian().full_covariances(self.params["covariances"], self.n_components,
+                                                 self.n_features)
+
+    @property
+    def covariance_draws(self) -> np.ndarray:
+        """Posterior draws of the covariances as full matrices, shape (C, S, K, D, D)."""
+        cov = np.asarray(self.draws["covariances"])
+        full = self._gaussian().full_covariances(cov.reshape(-1, *cov.shape[2:]),
+                                                 self.n_components, self.n_features)
+        return full.reshape(*cov.shape[:2], *full.shape[1:])
 
     @property
     def precisions_cholesky(self) -> np.ndarray:
         """Upper Cholesky factors U of the precisions (precision = U Uᵀ), shape (K, D, D)."""
-        from probmix.model.covariance import get_family
-
-        return get_family("full").precision_cholesky(torch.as_tensor(self.covariances))[0].numpy()
+        cov = torch.as_tensor(self.covariances)
+        return get_family("full").precision_cholesky(cov)[0].numpy()
 
     @property
     def n_parameters(self) -> int:
         """Number of free parameters of the model."""
-        if hasattr(self.model, "n_parameters"):
-            return self.model.n_parameters(self.n_features)
-        if "n_parameters" not in self.options and self.data is not None:  # SVI/MCMC fits
-            from probmix.model.program import count_parameters
-
-            return count_parameters(self.model, torch.as_tensor(self.data))
-        return int(self.options["n_parameters"])
+        if "n_parameters" in self.options:  # recorded at fit time (MAP fits of programs)
+            return int(self.options["n_parameters"])
+        data = None if self.data is None else torch.as_tensor(self.data)
+        return self.mixture.n_parameters(self.n_features, x=data)
 
     # --- predictions -----------------------------------------------------------------------------
     def _x(self, x) -> torch.Tensor:
@@ -134,31 +148,13 @@ class Fit:
         check_n_features(x, self.n_features)
         return x
 
-    def _gmm_log_joint(self, x: torch.Tensor, weights, means, cov) -> torch.Tensor:
-        """log π_k + log N(x_n | k) for B parameter sets (leading dim), shape (B, N, K)."""
-        from probmix.infer.map import em_steps
-
-        family = self.model.family
-        opts = dict(dtype=x.dtype, device=x.device)
-        center = torch.as_tensor(self.center, **opts)
-        data = em_steps.PreparedData(x, family, shift=center, scale=self.scale, cache_bytes=0)
-        means = (torch.as_tensor(means, **opts) - center) / self.scale
-        cov = torch.as_tensor(cov, **opts) / self.scale**2
-        prec_chol, _ = family.precision_cholesky(cov)
-        w = em_steps.natural_weights(family, torch.as_tensor(weights, **opts), means, prec_chol)
-        b, k, f = w.shape
-        out = [(w.reshape(b * k, f) @ phi).view(b, k, -1) for _, phi, _ in data.chunks()]
-        return torch.cat(out, -1).transpose(1, 2) - data.d * math.log(self.scale)
+    def _log_joint_batch(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """log π_k + log p(x_n | component k) for parameter sets (B, ...), shape (B, N, K)."""
+        return self.mixture.log_joint(params, x, shift=self.center, scale=self.scale)
 
     def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
         """log π_k + log p(x_n | component k) at the point estimate, shape (N, K)."""
-        if hasattr(self.model, "family"):
-            p = self.params
-            return self._gmm_log_joint(x, np.asarray(p["weights"])[None], np.asarray(p["means"])[None],
-                                       np.asarray(p["covariances"])[None])[0]
-        from probmix.model.program import enumerated_log_joint
-
-        return enumerated_log_joint(self.model, self.params, x)
+        return self._log_joint_batch(x, {n: np.asarray(v)[None] for n, v in self.params.items()})[0]
 
     @property
     def n_draws(self) -> int:
@@ -187,22 +183,17 @@ class Fit:
             yield self._log_joint(x)[None]
             return
         flat = {name: np.asarray(v).reshape(-1, *np.shape(v)[2:]) for name, v in self.draws.items()}
+        sites = self.options.get("sites", list(flat))
+        fixed = {n: np.asarray(self.params[n]) for n in self.options.get("constants", ())}
         total = self.n_draws
         k = self.n_components if "weights" in flat else 1
         step = max(1, batch_elements // max(1, x.shape[0] * k))
         for start in range(0, total, step):
             sl = slice(start, min(start + step, total))
-            if hasattr(self.model, "family"):
-                yield self._gmm_log_joint(x, flat["weights"][sl], flat["means"][sl],
-                                          flat["covariances"][sl])
-            else:
-                from probmix.model.program import enumerated_log_joint
-
-                sites = self.options.get("sites", list(flat))
-                fixed = {n: self.params[n] for n in self.options.get("constants", ())}
-                yield torch.stack([enumerated_log_joint(
-                    self.model, {**fixed, **{n: flat[n][i] for n in sites}}, x)
-                    for i in range(sl.start, sl.stop)])
+            batch = {n: flat[n][sl] for n in sites}
+            b = sl.stop - sl.start
+            batch.update({n: np.broadcast_to(v, (b, *v.shape)) for n, v in fixed.items()})
+            yield self._log_joint_batch(x, batch)
 
     def predict_proba(self, x) -> np.ndarray:
         """Posterior probability of each component for each row, shape (N, K); rows sum to 1.
@@ -255,15 +246,11 @@ class Fit:
     # --- ArviZ ---------------------------------------------------------------------------------
     def to_arviz(self, *, log_likelihood: bool = True):
         """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`)."""
-        from probmix.results.diagnostics import to_arviz
-
-        return to_arviz(self, log_likelihood=log_likelihood)
+        return diagnostics.to_arviz(self, log_likelihood=log_likelihood)
 
     def summary(self, *, var_names=None, ci_prob: float = 0.94, round_to: int | None = 2):
         """ArviZ summary table: mean, sd, HDI, MCSE, ESS and r_hat per parameter (pandas)."""
-        from probmix.results.diagnostics import summary
-
-        return summary(self, var_names=var_names, ci_prob=ci_prob, round_to=round_to)
+        return diagnostics.summary(self, var_names=var_names, ci_prob=ci_prob, round_to=round_to)
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -273,9 +260,27 @@ class Fit:
         stored by name only (pass it back with ``probmix.load(path, model=program)``). The
         file is replaced atomically. See :mod:`probmix.io.persistence` for the format.
         """
-        from probmix.io.persistence import save_fit
+        persistence.save(self, path)
 
-        save_fit(self, path)
+    def _probmix_state(self) -> persistence.State:
+        """Every field as saved; the model declared beside them (see :mod:`probmix.io.persistence`)."""
+        return persistence.State({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                  if f.name != "model"},
+                                 lenient=("options",), models={"model": self.model})
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "Fit":
+        known = {f.name for f in dataclasses.fields(cls)} - {"model"}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise persistence.SavedFileError(f"Damaged probmix file: unknown Fit fields {unknown} "
+                                             "(written by a newer probmix?).")
+        for name, value in fields.items():
+            if not _FIELD_CHECKS.get(name, lambda v: True)(value):
+                raise persistence.SavedFileError(f"Damaged probmix file: Fit field {name!r}.")
+        if "device" in fields:
+            fields["device"] = str(context.device(fields["device"]))
+        return cls(model=context.models["model"], **fields)
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, precision: int = 3) -> str:
@@ -295,3 +300,32 @@ class Fit:
     def __repr__(self) -> str:
         return (f"Fit(engine={self.engine!r}, model={self.model!r}, n_features={self.n_features}, "
                 f"converged={self.converged}, n_iter={self.n_iter})")
+
+
+def _arrays(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(a, np.ndarray)
+                                       for k, a in v.items())
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+_FIELD_CHECKS = {  # what a loaded field must be (the file is not trusted)
+    "engine": lambda v: v in ("map", "svi", "mcmc"),
+    "params": _arrays, "draws": _arrays, "sample_stats": _arrays,
+    "n_features": lambda v: _count(v) and v >= 1,
+    "converged": lambda v: isinstance(v, bool),
+    "n_iter": _count,
+    "lower_bounds": lambda v: isinstance(v, np.ndarray),
+    "losses": lambda v: isinstance(v, np.ndarray),
+    "options": lambda v: isinstance(v, dict),
+    "device": lambda v: isinstance(v, str),
+    "dtype": lambda v: v in ("float32", "float64"),
+    "center": lambda v: v is None or isinstance(v, np.ndarray),
+    "data": lambda v: v is None or isinstance(v, np.ndarray),
+    "assignment_draws": lambda v: v is None or isinstance(v, np.ndarray),
+    "scale": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    and math.isfinite(v) and v > 0,
+    "versions": lambda v: isinstance(v, dict),
+}

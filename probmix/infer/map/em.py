@@ -21,11 +21,14 @@ from tqdm.auto import tqdm
 
 from probmix._random import generator
 from probmix._validation import check_float, check_int
+from probmix.baselines.kmeans_init import kmeans_plusplus  # one k-means implementation
+from probmix.baselines.lloyd import lloyd
 from probmix.model.covariance import raise_if_degenerate
 from probmix.io.data import as_data, as_sample_weight
 from probmix.infer.distributed import reducer_for
 from probmix.infer.map import em_steps
-from probmix.infer.map.em_streaming import StreamedData, scan
+from probmix.infer.map.em_streaming import StreamedData
+from probmix.io.scan import scan
 from probmix.io.sources import as_source, is_source
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
@@ -46,8 +49,6 @@ def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
 
 def _initial_stats(init, data, k, n_init, seed, dtype):
     """Statistics of the initial responsibilities for the string initialisations."""
-    from probmix.baselines.kmeans import kmeans_plusplus, lloyd  # one k-means implementation
-
     x, device = data.x, data.x.device
     gen = generator(seed, device)
     if init in ("kmeans++", "kmeans"):

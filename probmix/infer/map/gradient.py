@@ -25,7 +25,8 @@ from probmix._validation import check_int
 from probmix.io.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, as_params
-from probmix.model.program import count_parameters, data_constants, global_sites, location_starts
+from probmix.infer.map.starts import location_starts
+from probmix.model.program import count_parameters, data_constants, global_sites
 from probmix.results.result import Fit
 
 __all__ = ["fit_gradient_map", "map_start"]
@@ -101,7 +102,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         the prior medians ("median"), prior draws ("sample"; the default for custom programs,
         whose symmetric priors put every component's median at the same place, a saddle
         point; so when a program has location sites, these start at k-means centres (see
-        :func:`probmix.model.program.location_starts`) and the other sites at their prior
+        :func:`probmix.infer.map.starts.location_starts`) and the other sites at their prior
         medians), or a dict of site values (for a GaussianMixture: ``weights``, ``means``,
         ``covariances``).
     n_init : int, optional

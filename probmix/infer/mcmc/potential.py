@@ -21,6 +21,7 @@ import torch
 from torch.distributions import biject_to
 
 from probmix.infer.map import em_steps
+from probmix.infer.mcmc.potential_full import full_potential_fn
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 
 __all__ = ["gmm_potential", "program_potential", "Potential"]
@@ -124,8 +125,6 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
             const += (a * torch.log(b) - torch.lgamma(a)).sum()
     const += math.log(2.0) * d * (1 if family.tied else k) if matrix else 0.0
     if matrix and not family.tied and not dp and prior is not None:  # one Wishart per component
-        from probmix.infer.mcmc.potential_full import full_potential_fn
-
         fast = full_potential_fn(transform=transforms["weights"], alpha=alpha, prior=prior,
                                  blocks=blocks, place=place, on_diag=on_diag,
                                  diag_weight=diag_weight, const=const)

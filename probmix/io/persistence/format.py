@@ -1,4 +1,4 @@
-"""Saving and loading fits and baselines: plain arrays plus a JSON header, never code.
+"""The probmix file format: plain arrays plus a JSON header, never code.
 
 A probmix file is a standard ``.npz`` (a ZIP archive of ``.npy`` members, stored
 uncompressed) readable with ``np.load(path, allow_pickle=False)``:
@@ -13,9 +13,11 @@ Values in ``state`` are JSON with a few tagged forms, each a one-key object:
 ``$dict``, ``$items`` (a dict whose keys are not all strings), ``$tuple``,
 ``$float`` (nan, inf, -inf), ``$array``, ``$npscalar`` (a NumPy scalar, kept as a
 0-d array), ``$tensor`` (with its device), ``$torch_dtype``, ``$numpy_type``,
-``$numpy_dtype``, ``$device`` and ``$unsaved`` (see :class:`UnsavedValue`).
+``$numpy_dtype``, ``$device`` and ``$unsaved`` (see :class:`UnsavedValue`). Inside a model
+declaration, a registered value class appears as ``${name}`` over its fields (``$prior``).
 
-Loading reads that format and nothing else: no pickle, no ``torch.load``, no import
+This module reads and writes that format; which classes a file may hold is the business of
+:mod:`probmix.io.persistence.registry`. Loading reads the format and nothing else: no pickle, no ``torch.load``, no import
 and no evaluation of anything in the file; a damaged or foreign file raises
 :class:`SavedFileError`. Writing goes to a temporary file in the target folder
 which then replaces the target in one rename, so a crash never leaves half a file.
@@ -26,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import inspect
 import json
 import math
 import os
@@ -39,10 +40,10 @@ import zlib
 import numpy as np
 import torch
 
-from probmix._versions import runtime_versions
+from probmix.io.data import resolve_device
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SavedFileError", "SavedProgram", "UnsavedValue",
-           "load", "load_estimator", "save_estimator", "save_fit"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SavedFileError", "UnsavedValue", "Encoder", "Decoder",
+           "corrupt", "expect", "write", "read", "device_mapper"]
 
 FORMAT = "probmix"
 FORMAT_VERSION = 1
@@ -72,52 +73,34 @@ class UnsavedValue:
     text: str
 
 
-@dataclasses.dataclass(frozen=True)
-class SavedProgram:
-    """Stands in for a custom Pyro program, whose code a probmix file never stores.
-
-    Calling it raises; load the file with ``probmix.load(path, model=program)`` to get a
-    Fit that can predict.
-
-    Attributes
-    ----------
-    module, qualname : str
-        Where the program was defined when the fit was saved (for reference only: nothing
-        is imported).
-    text : str
-        Its ``repr`` at save time.
-    """
-
-    module: str
-    qualname: str
-    text: str
-
-    def __call__(self, *args, **kwargs):
-        raise RuntimeError(
-            f"This fit was saved from the custom model {self.module}.{self.qualname}; a probmix "
-            "file stores no code, so the model is not available. Load the file with "
-            "probmix.load(path, model=<that program>) to predict with it."
-        )
-
-
 # ----------------------------------------------------------------------------- encoding
 
 
-class _Encoder:
-    """Turns values into JSON with tagged forms, collecting arrays under keys a0, a1, ..."""
+class Encoder:
+    """Turns values into JSON with tagged forms, collecting arrays under keys a0, a1, ...
 
-    def __init__(self):
+    ``declare(value)`` gives ``(name, fields)`` for a value class that a model declaration
+    may hold (written ``{"$name": fields}``), or None; it is consulted only under
+    ``declarations=True``.
+    """
+
+    def __init__(self, declare=lambda value: None):
         self.arrays: dict[str, np.ndarray] = {}
+        self.declare = declare
 
     def _store(self, array: np.ndarray) -> str:
         key = f"a{len(self.arrays)}"
         self.arrays[key] = array
         return key
 
-    def encode(self, value, where: str, *, strict: bool):
+    def encode(self, value, where: str, *, strict: bool, declarations: bool = False):
         """JSON for ``value``; ``strict`` raises on what cannot be stored, else warns."""
         if value is None or isinstance(value, (bool, str)):
             return value
+        declared = self.declare(value) if declarations else None
+        if declared is not None:
+            name, fields = declared
+            return {f"${name}": self.encode(fields, where, strict=True)}
         if isinstance(value, np.generic):
             return self._array(np.asarray(value), where, strict, tag="$npscalar")
         if isinstance(value, int):
@@ -173,25 +156,32 @@ class _Encoder:
         return {"$unsaved": {"type": type_name, "repr": repr(value)[:2000]}}
 
 
-def _corrupt(message: str):
+def corrupt(message: str):
+    """Raise the :class:`SavedFileError` of a damaged file, saying what is wrong."""
     raise SavedFileError(f"Damaged probmix file: {message}.")
 
 
-def _expect(cond: bool, message: str) -> None:
+def expect(cond: bool, message: str) -> None:
+    """:func:`corrupt` unless ``cond``."""
     if not cond:
-        _corrupt(message)
+        corrupt(message)
 
 
-class _Decoder:
-    """Inverse of :class:`_Encoder`, checking every node (never executes anything)."""
+class Decoder:
+    """Inverse of :class:`Encoder`, checking every node (never executes anything).
 
-    def __init__(self, arrays: dict[str, np.ndarray], device):
+    ``build(name, fields)`` rebuilds a declared value class from its decoded fields (raising
+    TypeError or ValueError when they do not fit), or returns None for an unknown name.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], device, build=lambda name, fields: None):
         self.arrays = arrays
         self.device = device  # callable: saved device string -> torch.device to load onto
+        self.build = build
         self.used: set[str] = set()
 
     def _take(self, key) -> np.ndarray:
-        _expect(isinstance(key, str) and key in self.arrays, f"missing array {key!r}")
+        expect(isinstance(key, str) and key in self.arrays, f"missing array {key!r}")
         self.used.add(key)
         return self.arrays[key]
 
@@ -202,67 +192,71 @@ class _Decoder:
         except SavedFileError:
             raise
         except (TypeError, ValueError, KeyError, IndexError, RecursionError) as err:
-            _corrupt(f"{where} ({type(err).__name__}: {err})")
+            corrupt(f"{where} ({type(err).__name__}: {err})")
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
         if isinstance(node, list):
             return [self.decode(v) for v in node]
-        _expect(isinstance(node, dict) and len(node) >= 1, f"unexpected value {node!r:.80}")
+        expect(isinstance(node, dict) and len(node) >= 1, f"unexpected value {node!r:.80}")
         tag = next(iter(node))
         body = node[tag]
         if tag == "$dict":
-            _expect(isinstance(body, dict) and len(node) == 1, "bad $dict")
+            expect(isinstance(body, dict) and len(node) == 1, "bad $dict")
             return {k: self.decode(v) for k, v in body.items()}
         if tag == "$items":
-            _expect(isinstance(body, list) and all(isinstance(p, list) and len(p) == 2
+            expect(isinstance(body, list) and all(isinstance(p, list) and len(p) == 2
                                                    for p in body), "bad $items")
             out = {}
             for k, v in body:
                 key = self.decode(k)
-                _expect(isinstance(key, (str, int, float, bool, tuple, type(None))),
+                expect(isinstance(key, (str, int, float, bool, tuple, type(None))),
                         f"unhashable dict key {key!r:.80}")
                 out[key] = self.decode(v)
             return out
         if tag == "$tuple":
-            _expect(isinstance(body, list), "bad $tuple")
+            expect(isinstance(body, list), "bad $tuple")
             return tuple(self.decode(v) for v in body)
         if tag == "$float":
-            _expect(body in ("nan", "inf", "-inf"), f"bad $float {body!r:.80}")
+            expect(body in ("nan", "inf", "-inf"), f"bad $float {body!r:.80}")
             return float(body)
         if tag == "$array":
             return self._take(body)
         if tag == "$npscalar":
             arr = self._take(body)
-            _expect(arr.ndim == 0, "a NumPy scalar that is not 0-d")
+            expect(arr.ndim == 0, "a NumPy scalar that is not 0-d")
             return arr[()]
         if tag == "$tensor":
-            _expect(isinstance(node.get("device"), str), "a tensor without its device")
+            expect(isinstance(node.get("device"), str), "a tensor without its device")
             return torch.from_numpy(self._take(body)).to(self.device(node["device"]))
         if tag == "$torch_dtype":
             dtype = getattr(torch, body, None) if isinstance(body, str) else None
-            _expect(isinstance(dtype, torch.dtype), f"unknown torch dtype {body!r:.80}")
+            expect(isinstance(dtype, torch.dtype), f"unknown torch dtype {body!r:.80}")
             return dtype
         if tag in ("$numpy_type", "$numpy_dtype"):
             try:
                 dtype = np.dtype(body) if isinstance(body, str) else None
             except TypeError:
                 dtype = None
-            _expect(dtype is not None and not dtype.hasobject and dtype.kind in _ARRAY_KINDS,
+            expect(dtype is not None and not dtype.hasobject and dtype.kind in _ARRAY_KINDS,
                     f"bad NumPy dtype {body!r:.80}")
             return dtype.type if tag == "$numpy_type" else dtype
         if tag == "$device":
-            _expect(isinstance(body, str), "bad $device")
+            expect(isinstance(body, str), "bad $device")
             try:
                 return torch.device(body)
             except (RuntimeError, TypeError):
-                _corrupt(f"bad device {body!r:.80}")
+                corrupt(f"bad device {body!r:.80}")
         if tag == "$unsaved":
-            _expect(isinstance(body, dict) and isinstance(body.get("type"), str)
+            expect(isinstance(body, dict) and isinstance(body.get("type"), str)
                     and isinstance(body.get("repr"), str), "bad $unsaved")
             return UnsavedValue(body["type"], body["repr"])
-        _corrupt(f"unknown tag {tag!r:.80}")
+        expect(len(node) == 1 and isinstance(tag, str) and tag.startswith("$"),
+               f"unknown tag {tag!r:.80}")
+        built = self.build(tag[1:], self.decode(body))
+        expect(built is not None, f"unknown tag {tag!r:.80}")
+        return built
 
 
 # ----------------------------------------------------------------------------- file I/O
@@ -279,7 +273,7 @@ def _json_array(obj) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
-def _write(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+def write(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
     """Write ``header`` and ``arrays`` to ``path`` atomically (temporary file, then rename)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -326,7 +320,7 @@ def _parse_npy(raw: bytes) -> np.ndarray:
     return array.copy(order="K")
 
 
-def _read(path) -> tuple[dict, dict[str, np.ndarray]]:
+def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and the arrays of a probmix file (format and version checked)."""
     with open(path, "rb") as f:  # a missing file raises FileNotFoundError, naming it
         try:
@@ -368,7 +362,7 @@ def _check_header(header, path) -> None:
                              "by probmix's save().")
     version = header.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        _corrupt(f"format_version {version!r:.40}")
+        corrupt(f"format_version {version!r:.40}")
     if version > FORMAT_VERSION:
         written = header.get("versions", {})
         written = written.get("probmix", "?") if isinstance(written, dict) else "?"
@@ -378,13 +372,11 @@ def _check_header(header, path) -> None:
             "load it."
         )
     for key, kind in (("kind", str), ("state", dict), ("versions", dict)):
-        _expect(isinstance(header.get(key), kind), f"header field {key!r}")
+        expect(isinstance(header.get(key), kind), f"header field {key!r}")
 
 
-def _device_mapper(device):
+def device_mapper(device):
     """Function: saved device string -> device to load onto (CPU when CUDA is missing)."""
-    from probmix.io.data import resolve_device
-
     if device is not None:
         target = resolve_device(device)
         return lambda saved: target
@@ -393,7 +385,7 @@ def _device_mapper(device):
         try:
             dev = torch.device(saved)
         except (RuntimeError, TypeError):
-            _corrupt(f"bad device {saved!r:.80}")
+            corrupt(f"bad device {saved!r:.80}")
         if dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_available()
                                  and (dev.index or 0) < torch.cuda.device_count()):
             return dev
@@ -403,240 +395,3 @@ def _device_mapper(device):
         return torch.device("cpu")
 
     return mapper
-
-
-# ----------------------------------------------------------------------------- fits
-
-
-def _declare_model(model, enc: _Encoder) -> dict:
-    """The model as JSON: a GaussianMixture by its constructor arguments, else a reference."""
-    from probmix.model.covariance import FAMILIES
-    from probmix.model.gaussian_mixture import GaussianMixture
-    from probmix.model.priors import Prior
-
-    if type(model) is GaussianMixture and type(FAMILIES.get(model.family.name)) is type(
-            model.family):
-        prior = model.prior
-        if isinstance(prior, Prior):
-            prior = {"$prior": enc.encode({f.name: getattr(prior, f.name)
-                                           for f in dataclasses.fields(Prior)},
-                                          "model.prior", strict=True)}
-        return {"kind": "GaussianMixture", "n_components": model.n_components,
-                "covariance": model.family.name, "prior": prior,
-                "weights_prior": model.weights_prior}
-    owner = model if hasattr(model, "__qualname__") else type(model)
-    return {"kind": "code", "module": str(getattr(owner, "__module__", None) or "?"),
-            "qualname": str(getattr(owner, "__qualname__", "?")), "repr": repr(model)[:2000]}
-
-
-def _rebuild_model(decl, dec: _Decoder, model):
-    from probmix.model.gaussian_mixture import GaussianMixture
-    from probmix.model.priors import Prior
-
-    _expect(isinstance(decl, dict) and decl.get("kind") in ("GaussianMixture", "code"),
-            "model declaration")
-    if decl["kind"] == "code":
-        saved = SavedProgram(str(decl.get("module")), str(decl.get("qualname")),
-                             str(decl.get("repr")))
-        if model is None:
-            return saved
-        if not callable(model):
-            raise TypeError(f"model must be the Pyro program the fit was made with (a callable, "
-                            f"{saved.module}.{saved.qualname}); got {type(model).__name__}.")
-        owner = model if hasattr(model, "__qualname__") else type(model)
-        if (getattr(owner, "__module__", None), getattr(owner, "__qualname__", None)) != (
-                saved.module, saved.qualname):
-            warnings.warn(f"The fit was saved with the model {saved.module}.{saved.qualname}; "
-                          f"loading it with {getattr(owner, '__module__', '?')}."
-                          f"{getattr(owner, '__qualname__', '?')} instead.", UserWarning,
-                          stacklevel=4)
-        return model
-    if model is not None:
-        raise ValueError("model= is for fits of custom programs; this file declares its "
-                         "probmix.GaussianMixture itself. Call probmix.load(path) without model=.")
-    prior = decl.get("prior")
-    if isinstance(prior, dict):
-        _expect(set(prior) == {"$prior"}, "prior declaration")
-        fields = dec.decode_checked(prior["$prior"], "the prior")
-        known = {f.name for f in dataclasses.fields(Prior)}
-        _expect(isinstance(fields, dict) and set(fields) <= known, "prior fields")
-        prior = Prior(**fields)
-    try:
-        return GaussianMixture(decl.get("n_components"), covariance=decl.get("covariance"),
-                               prior=prior, weights_prior=decl.get("weights_prior"))
-    except (TypeError, ValueError) as err:
-        _corrupt(f"the model declaration does not build a GaussianMixture ({err})")
-
-
-def _fit_field_checks() -> dict:
-    def arr(v):
-        return isinstance(v, np.ndarray)
-
-    def opt_arr(v):
-        return v is None or arr(v)
-
-    def arrays(v):
-        return isinstance(v, dict) and all(isinstance(k, str) and arr(a) for k, a in v.items())
-
-    def integer(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    return {
-        "engine": lambda v: v in ("map", "svi", "mcmc"),
-        "params": arrays, "draws": arrays, "sample_stats": arrays,
-        "n_features": lambda v: integer(v) and v >= 1,
-        "converged": lambda v: isinstance(v, bool),
-        "n_iter": lambda v: integer(v) and v >= 0,
-        "lower_bounds": arr, "losses": arr,
-        "options": lambda v: isinstance(v, dict),
-        "device": lambda v: isinstance(v, str),
-        "dtype": lambda v: v in ("float32", "float64"),
-        "center": opt_arr, "data": opt_arr, "assignment_draws": opt_arr,
-        "scale": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        and math.isfinite(v) and v > 0,
-        "versions": lambda v: isinstance(v, dict),
-    }
-
-
-def save_fit(fit, path) -> None:
-    """Write a :class:`~probmix.Fit` to ``path`` (see the module docstring for the format).
-
-    Parameters
-    ----------
-    fit : Fit
-    path : str or os.PathLike
-        The file to write, exactly this name (``.npz`` is a good suffix); replaced atomically.
-
-    Raises
-    ------
-    TypeError
-        A parameter, draw or statistic is not a numeric array. (Option values the format
-        cannot hold are stored by repr with a warning instead.)
-    """
-    from probmix.results.result import Fit
-
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be a probmix.Fit; got {type(fit).__name__}.")
-    enc = _Encoder()
-    state = {}
-    for f in dataclasses.fields(Fit):
-        if f.name == "model":
-            continue
-        value = getattr(fit, f.name)
-        state[f.name] = enc.encode(value, f"fit.{f.name}", strict=f.name != "options")
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "Fit",
-              "versions": runtime_versions(), "model": _declare_model(fit.model, enc),
-              "state": state}
-    _write(path, header, enc.arrays)
-
-
-def _load_fit(header, arrays, *, model, device):
-    from probmix.results.result import Fit
-
-    dec = _Decoder(arrays, _device_mapper(device))
-    rebuilt = _rebuild_model(header.get("model"), dec, model)
-    checks = _fit_field_checks()
-    known = {f.name for f in dataclasses.fields(Fit)} - {"model"}
-    state = header["state"]
-    unknown = sorted(set(state) - known)
-    if unknown:
-        _corrupt(f"unknown Fit fields {unknown} (written by a newer probmix?)")
-    fields = {}
-    for name, node in state.items():
-        value = dec.decode_checked(node, f"Fit field {name!r}")
-        _expect(checks.get(name, lambda v: True)(value), f"Fit field {name!r}")
-        fields[name] = value
-    if "device" in fields:
-        fields["device"] = str(dec.device(fields["device"]))
-    return Fit(model=rebuilt, **fields)
-
-
-# ----------------------------------------------------------------------------- baselines
-
-
-def _estimator_classes() -> dict:
-    from probmix.baselines.kmeans import KMeans
-    from probmix.baselines.meanshift import MeanShift
-
-    return {"KMeans": KMeans, "MeanShift": MeanShift}
-
-
-def save_estimator(estimator, path) -> None:
-    """Write a KMeans or MeanShift (its settings and, if fitted, its fitted state) to ``path``."""
-    classes = _estimator_classes()
-    kind = next((name for name, cls in classes.items() if isinstance(estimator, cls)), None)
-    if kind is None:
-        raise TypeError(f"estimator must be a probmix.KMeans or probmix.MeanShift; got "
-                        f"{type(estimator).__name__}.")
-    enc = _Encoder()
-    state = {name: enc.encode(value, f"{kind}.{name}", strict=True)
-             for name, value in vars(estimator).items()}
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-              "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-              "versions": runtime_versions(), "state": state}
-    _write(path, header, enc.arrays)
-
-
-def _load_estimator(cls, header, arrays, *, device):
-    dec = _Decoder(arrays, _device_mapper(device))
-    state = {name: dec.decode_checked(node, f"{cls.__name__}.{name}")
-             for name, node in header["state"].items()}
-    params = [p for p in inspect.signature(cls).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    try:  # rebuild through the constructor, so its checks run on what the file says
-        estimator = cls(**{p.name: state[p.name] for p in params if p.name in state})
-    except (TypeError, ValueError) as err:
-        _corrupt(f"the saved settings do not build a {cls.__name__} ({err})")
-    estimator.__dict__.update(state)
-    return estimator
-
-
-def load_estimator(cls, path, *, device=None):
-    """Read a KMeans or MeanShift saved by ``save``; ``cls`` is the class asked for."""
-    header, arrays = _read(path)
-    expected = next(name for name, base in _estimator_classes().items() if issubclass(cls, base))
-    if header["kind"] != expected:
-        raise SavedFileError(f"{os.fspath(path)!r} holds a {header['kind']}, not a {expected}; "
-                             "use probmix.load(path) to read whatever it holds.")
-    return _load_estimator(cls, header, arrays, device=device)
-
-
-def load(path, *, model=None, device=None):
-    """Read a fit, KMeans or MeanShift written by ``save``, executing nothing from the file.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    model : callable, optional
-        For a fit of a custom Pyro program: the program (the file stores only its module and
-        name). Without it the Fit's model is a :class:`SavedProgram`, so its parameters and
-        draws can be read but predictions raise. Not accepted for GaussianMixture fits, which
-        the file declares completely.
-    device : str or torch.device, optional
-        Where the result computes; default the device it was saved from (the CPU, with a
-        warning, when that one is not available).
-
-    Returns
-    -------
-    Fit, KMeans or MeanShift
-        Arrays bit-identical to the saved ones; the Fit's ``versions`` are those that made it.
-
-    Raises
-    ------
-    FileNotFoundError
-        No such file.
-    SavedFileError
-        (a ValueError) The file is truncated, altered, not a probmix file, or of a newer format
-        version.
-    """
-    header, arrays = _read(path)
-    kind = header["kind"]
-    if kind == "Fit":
-        return _load_fit(header, arrays, model=model, device=device)
-    classes = _estimator_classes()
-    if kind not in classes:
-        raise SavedFileError(f"{os.fspath(path)!r} holds a {kind!r:.40}, which this probmix "
-                             "cannot read; upgrade probmix.")
-    if model is not None:
-        raise ValueError(f"model= is for fits; {os.fspath(path)!r} holds a {kind}.")
-    return _load_estimator(classes[kind], header, arrays, device=device)

@@ -1,0 +1,146 @@
+"""Figures of an inference run: SVI loss curve, selection criterion, MCMC trace and rank plots."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from probmix.plot._common import _new_axes, _require_draws
+
+__all__ = ["loss_curve", "criterion", "trace", "rank"]
+
+
+def loss_curve(fit, *, window: int | None = None, ax=None):
+    """SVI loss (negative ELBO) per step with its running mean.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fit with ``fit.losses`` (n_steps,) (engine="svi" with stochastic steps).
+    window : int, optional
+        Running-mean width; default max(1, n_steps // 20).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the fit recorded no losses.
+    """
+    losses = np.asarray(fit.losses, dtype=float)
+    if losses.size == 0:
+        raise ValueError(f"this fit (engine={fit.engine!r}) recorded no losses: loss curves exist "
+                         "for engine='svi' with stochastic optimisation (not method='cavi').")
+    window = max(1, losses.size // 20) if window is None else int(window)
+    if window < 1:
+        raise ValueError(f"window must be a positive integer; got {window}.")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    steps = np.arange(1, losses.size + 1)
+    ax.plot(steps, losses, color="0.6", linewidth=0.8, label="loss per step")
+    if losses.size >= window:
+        running = np.convolve(losses, np.ones(window) / window, mode="valid")   # (n - w + 1,)
+        ax.plot(steps[window - 1:], running, color="C3", linewidth=2,
+                label=f"running mean ({window} steps)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (negative ELBO)")
+    ax.set_title(f"SVI loss, {losses.size} steps, last {losses[-1]:.4g}")
+    ax.legend()
+    return fig
+
+
+def criterion(selection, *, ax=None):
+    """A selection criterion against the number of components, best K marked.
+
+    Parameters
+    ----------
+    selection : Selection
+        From :func:`probmix.select`; ``selection.table`` is indexed by n_components, its first
+        column the criterion and an optional ``se`` column its standard error.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = selection.table
+    column = table.columns[0]
+    ks = np.asarray(table.index, dtype=int)
+    values = np.asarray(table[column], dtype=float)
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
+    se = np.asarray(table["se"], dtype=float) if "se" in table.columns else None
+    ax.errorbar(ks, values, yerr=se, marker="o", capsize=3, color="C0",
+                label=column + (" ± se" if se is not None else ""))
+    best = int(selection.best)
+    ax.plot([best], [values[list(ks).index(best)]], marker="*", markersize=18, color="C3",
+            linestyle="none", label=f"best K = {best}", zorder=3)
+    lower = selection.criterion in ("bic", "aic")
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"{column} ({'lower' if lower else 'higher'} is better)")
+    ax.set_xticks(ks)
+    ax.set_title(f"Model selection by {selection.criterion.upper()}")
+    ax.legend()
+    return fig
+
+
+def _arviz_figure(function, fit, var_names, title, **kwargs):
+    """Run an arviz_plots function on the fit's draws; the matplotlib Figure it drew."""
+    import arviz_plots
+    import matplotlib.pyplot as plt
+
+    _require_draws(fit, f"{function}()")
+    tree = fit.to_arviz(log_likelihood=False)
+    pc = getattr(arviz_plots, function)(tree, var_names=list(var_names), backend="matplotlib",
+                                        **kwargs)
+    for dims in (["component", "feature", "__variable__"], "chain"):
+        try:  # legends for whichever dims the plot maps to colour / line style
+            pc.add_legend(dims)
+        except (ValueError, KeyError):
+            pass
+    fig = pc.viz["figure"].item()
+    if fig.get_layout_engine() is None:
+        fig.subplots_adjust(top=0.80, hspace=0.6)  # room for the title above the panel titles
+    fig.suptitle(title)
+    plt.close(fig)  # arviz_plots registers it with pyplot; the returned figure stays usable
+    return fig
+
+
+def trace(fit, *, var_names=("means",), **kwargs):
+    """Trace and marginal-density plot of posterior draws (``arviz_plots.plot_trace_dist``).
+
+    Parameters
+    ----------
+    fit : Fit
+        SVI or MCMC fit; its draws (chain, draw, ...) go through ``fit.to_arviz``.
+    var_names : sequence of str
+        Sites to show, e.g. "weights", "means", "covariances".
+    **kwargs
+        Passed to ``arviz_plots.plot_trace_dist``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    title = f"Trace of {', '.join(var_names)} ({fit.engine}): left density, right draw by draw"
+    return _arviz_figure("plot_trace_dist", fit, var_names, title, **kwargs)
+
+
+def rank(fit, *, var_names=("means",), **kwargs):
+    """Rank (fractional ECDF) plot of the chains (``arviz_plots.plot_rank``): chains that mix
+    well stay inside the band.
+
+    Parameters
+    ----------
+    fit : Fit
+        SVI or MCMC fit (more than one chain makes the plot meaningful).
+    var_names : sequence of str
+    **kwargs
+        Passed to ``arviz_plots.plot_rank``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    title = f"Rank plot of {', '.join(var_names)} ({fit.engine}): chains should stay in the band"
+    return _arviz_figure("plot_rank", fit, var_names, title, **kwargs)
