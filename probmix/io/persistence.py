@@ -485,7 +485,7 @@ def _fit_field_checks() -> dict:
         "engine": lambda v: v in ("map", "svi", "mcmc"),
         "params": arrays, "draws": arrays, "sample_stats": arrays,
         "n_features": lambda v: integer(v) and v >= 1,
-        "converged": lambda v: isinstance(v, bool),
+        "converged": lambda v: v is None or isinstance(v, bool),  # None: a sampler
         "n_iter": lambda v: integer(v) and v >= 0,
         "lower_bounds": arr, "losses": arr,
         "options": lambda v: isinstance(v, dict),

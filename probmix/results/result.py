@@ -32,7 +32,11 @@ class Fit:
         D, the number of columns seen at fit time.
     draws : dict of str to ndarray
         Posterior draws shaped (chain, draw, ...); empty for "map".
-    converged : bool
+    converged : bool or None
+        Whether an optimiser met its tolerance (EM, gradient MAP, SVI, CAVI). None where there
+        is no tolerance to meet: the samplers (Gibbs, NUTS), which report r_hat, ESS and
+        divergences instead (:meth:`summary`, ``sample_stats``,
+        :func:`~probmix.results.diagnostics.check_convergence`), and single-pass online EM.
     n_iter : int
     lower_bounds : ndarray (n_iter,)
         History of the engine's objective per unit weight (EM: log-likelihood + log-prior,
@@ -62,7 +66,7 @@ class Fit:
     params: dict
     n_features: int
     draws: dict = field(default_factory=dict)
-    converged: bool = True
+    converged: bool | None = True
     n_iter: int = 0
     lower_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     options: dict = field(default_factory=dict)
