@@ -239,8 +239,7 @@ def compare(model, x, *, engines=("map", "svi", "mcmc"), seed: int = 0, progress
     for label, options in specs.items():
         options = dict(options)
         engine = options.pop("engine")
-        if options["method"] != "gradient":  # gradient MAP prints a line per step instead
-            options.setdefault("progress", progress)
+        options.setdefault("progress", progress)
         start = time.perf_counter()
         result = run(model, data, engine=engine, seed=seed, **options)
         seconds[label] = time.perf_counter() - start

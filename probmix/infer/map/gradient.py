@@ -18,6 +18,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
+from tqdm.auto import tqdm
 
 from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
@@ -115,7 +116,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
     progress : bool
-        Print the loss after each outer step.
+        Show a progress bar over the outer steps, with the loss.
 
     Returns
     -------
@@ -177,17 +178,20 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
             return loss.detach()
 
         converged = False
+        bar = tqdm(total=max_iter, desc="gradient MAP", disable=not progress, leave=False)
         for _ in range(max_iter):
             loss = float(optim.step(closure))
             if not math.isfinite(loss):
+                bar.close()
                 raise ValueError("gradient MAP diverged (the loss became NaN or infinite); "
                                  "start from another init.")
             history.append(loss)
-            if progress:
-                print(f"gradient MAP step {len(history)}: loss {loss:.10g}")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.10g}")
             if len(history) > 1 and abs(history[-2] - history[-1]) <= tol * max(1.0, abs(loss)):
                 converged = True
                 break
+        bar.close()
         site_values = {name: v.detach() for name, v in guide.median(x).items()}
     if not converged:
         warnings.warn(f"gradient MAP did not converge in max_iter={max_iter} L-BFGS steps; "
