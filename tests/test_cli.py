@@ -9,6 +9,7 @@ import pytest
 
 import probmix
 from probmix.cli import app as cli
+from probmix.cli import output
 from probmix.io.datasets import THREE_CLUSTERS
 
 X, SOURCE = probmix.three_clusters(60, seed=1)
@@ -26,13 +27,13 @@ def _csv(path, x=X, extra=True):
 def figures(monkeypatch):
     """Every figure the CLI saves, by file name, to check that its axes hold data."""
     saved = {}
-    original = cli._save
+    original = output.save_figure
 
     def keep(fig, path, written):
         saved[path.name] = fig
         original(fig, path, written)
 
-    monkeypatch.setattr(cli, "_save", keep)
+    monkeypatch.setattr(output, "save_figure", keep)
     return saved
 
 
