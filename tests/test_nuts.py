@@ -29,6 +29,24 @@ def test_draws_stats_and_shapes(nuts_fit):
         assert fit.sample_stats[name].shape == (2, 200)
     assert 0.5 < fit.sample_stats["acceptance_rate"].mean() <= 1.0
     assert fit.sample_stats["diverging"].sum() == 0
+    assert fit.converged is None  # a sampler: r_hat, ESS and divergences say how it went
+
+
+def test_tree_depth_is_the_samplers(nuts_fit):
+    """Read from Pyro's doubling loop: a tree of depth d took 2^d - 1 leapfrog steps (one
+    gradient each), plus at most 2^d in the subtree whose U-turn or divergence stopped it
+    (and one more gradient where the sampler recomputed its start)."""
+    _, fit = nuts_fit
+    depth, steps = fit.sample_stats["tree_depth"], fit.sample_stats["n_steps"]
+    assert depth.dtype.kind == "i" and depth.min() >= 0 and depth.max() <= 10
+    assert np.all(2**depth - 1 <= steps) and np.all(steps <= 2 ** (depth + 1))
+    x, _ = three_clusters(20, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceDiagnosticWarning)
+        capped = probmix.fit(probmix.GaussianMixture(2), x, engine="mcmc", seed=0,
+                             num_samples=20, num_warmup=10, num_chains=1, max_tree_depth=2,
+                             progress=False)
+    assert capped.sample_stats["tree_depth"].max() <= 2
 
 
 def test_intervals_cover_the_truth(nuts_fit):
