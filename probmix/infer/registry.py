@@ -83,8 +83,8 @@ class Method:
             close = difflib.get_close_matches(name, valid + sorted(self.aliases), n=3)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(
-                f"unknown option {name!r} for engine={self.engine!r}, method={self.method!r}.{hint} "
-                f"Valid options: {', '.join(valid)}.")
+                f"unknown option {name!r} for engine={self.engine!r}, "
+                f"method={self.method!r}.{hint} Valid options: {', '.join(valid)}.")
 
 
 _GMM, _ANY = ("gmm",), ("gmm", "program")

@@ -76,8 +76,9 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
     -------
     Fit
         ``engine="map"``, ``options["method"] == "online"``; ``converged`` is None (a
-        single pass has no convergence criterion); ``n_iter`` counts the chunk updates and ``lower_bounds`` holds each chunk's mean log-likelihood (before its
-        update: a held-out estimate of the fit's quality as the pass goes on).
+        single pass has no convergence criterion); ``n_iter`` counts the chunk updates and
+        ``lower_bounds`` holds each chunk's mean log-likelihood (before its update: a
+        held-out estimate of the fit's quality as the pass goes on).
     """
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
