@@ -8,13 +8,13 @@ What is compared
 ----------------
 The two MCMC kernels of probmix on the same model and data, in one run::
 
-    probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", kernel=KERNEL,
-                num_samples=1000, warmup=1000, chains=4, seed=0, progress=False)
+    probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", method=KERNEL,
+                num_samples=1000, num_warmup=1000, num_chains=4, seed=0, progress=False)
 
 with ``KERNEL`` = ``"nuts"`` (Pyro NUTS, z summed out, chains in parallel worker processes
 with one torch thread each) and ``"gibbs"`` (closed-form blocked Gibbs, all chains batched in
 one process). Both start from the EM/MAP solution and target the same posterior (full
-covariance, default conjugate prior). ``--quick``: ``num_samples=warmup=300`` and 2 chains.
+covariance, default conjugate prior). ``--quick``: ``num_samples=num_warmup=300`` and 2 chains.
 
 Data sets: ``probmix.three_clusters(1000, seed=0)`` (3k x 2, K=3) and
 ``probmix.three_clusters(10000, seed=0)`` (30k x 2, K=3).
@@ -84,8 +84,8 @@ def run(x, kernel, num_samples, warmup, chains, repeat_below=0.0):
         seconds, repeats = float("inf"), 0
         while repeats < 3 and (repeats == 0 or seconds < repeat_below):
             t0 = time.perf_counter()
-            fit = probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", kernel=kernel,
-                              num_samples=num_samples, warmup=warmup, chains=chains, seed=0,
+            fit = probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", method=kernel,
+                              num_samples=num_samples, num_warmup=warmup, num_chains=chains, seed=0,
                               progress=False)
             seconds = min(seconds, time.perf_counter() - t0)
             repeats += 1
@@ -98,7 +98,7 @@ def run(x, kernel, num_samples, warmup, chains, repeat_below=0.0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="num_samples=warmup=300 and 2 chains")
+                        help="num_samples=num_warmup=300 and 2 chains")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args()
     num_samples = warmup = 300 if args.quick else 1000
@@ -107,7 +107,7 @@ def main():
 
     head = (f"torch {torch.__version__}, probmix {probmix.__version__}, {os.cpu_count()} CPUs "
             f"({platform.processor() or platform.machine()}), {args.threads} torch threads; "
-            f"num_samples={num_samples}, warmup={warmup}, chains={chains}")
+            f"num_samples={num_samples}, num_warmup={warmup}, num_chains={chains}")
     print(head, flush=True)
     columns = ["data set", "kernel", "seconds", "sampling s", "min ESS", "median ESS",
                "min ESS/s", "s per 1000 ESS", "max r_hat", "divergences", "Gibbs/NUTS"]

@@ -128,7 +128,8 @@ def _main(*, fast: bool, out) -> dict:
     t0 = time.perf_counter()
     # (--fast: K up to 6 only; ArviZ's PSIS smoothing loops over the points in Python)
     loo = probmix.select(x, range(1, 7) if fast else ks, criterion="loo", seed=0,
-                         num_samples=100 if fast else 500, warmup=100 if fast else 300, chains=2)
+                         num_samples=100 if fast else 500, num_warmup=100 if fast else 300,
+                         num_chains=2)
     seconds["LOO"] = time.perf_counter() - t0
     loo_k = one_se_rule(loo)
     print(f"PSIS-LOO (Gibbs draws, higher is better): best K = {loo.best}; smallest K within "
@@ -144,9 +145,10 @@ def _main(*, fast: bool, out) -> dict:
                                    num_draws=500)}
     seconds["DP (CAVI)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    dp_fits["Gibbs"] = probmix.fit(dp, x, engine="mcmc", kernel="gibbs", seed=0,
-                                   num_samples=200 if fast else 1000, warmup=200 if fast else 500,
-                                   chains=2, keep_assignments=True, progress=False)
+    dp_fits["Gibbs"] = probmix.fit(dp, x, engine="mcmc", method="gibbs", seed=0,
+                                   num_samples=200 if fast else 1000,
+                                   num_warmup=200 if fast else 500, num_chains=2,
+                                   keep_assignments=True, progress=False)
     seconds["DP (Gibbs)"] = time.perf_counter() - t0
     effective = {}
     for name, f in dp_fits.items():

@@ -62,11 +62,11 @@ def engines(fast: bool) -> dict:
         "MAP (EM)": dict(engine="map"),
         "CAVI": dict(engine="svi", method="cavi", num_draws=draws),
         "SVI": dict(engine="svi", steps=50 if fast else 1500, num_draws=draws, progress=False),
-        "Gibbs": dict(engine="mcmc", kernel="gibbs", num_samples=300 if fast else 1000,
-                      warmup=200 if fast else 500, chains=4, progress=False),
+        "Gibbs": dict(engine="mcmc", method="gibbs", num_samples=300 if fast else 1000,
+                      num_warmup=200 if fast else 500, num_chains=4, progress=False),
         # --fast: two short chains in this process (starting worker processes costs more)
-        "NUTS": dict(engine="mcmc", num_samples=30 if fast else 500, warmup=30 if fast else 500,
-                     chains=2 if fast else 4, chain_method="sequential" if fast else "parallel",
+        "NUTS": dict(engine="mcmc", num_samples=30 if fast else 500, num_warmup=30 if fast else 500,
+                     num_chains=2 if fast else 4, chain_method="sequential" if fast else "parallel",
                      progress=False),
     }
 

@@ -61,7 +61,7 @@ def main(*, rows: int = 100_000_000, out: str | None = None, fast: bool = False)
     model = probmix.GaussianMixture(5, covariance="full", prior="flat")
     start = time.perf_counter()
     fit = probmix.fit(model, path, engine="map", chunk_size=1_000_000, max_iter=30, tol=1e-6,
-                      seed=0, verbose=not fast)
+                      seed=0, progress=not fast)
     seconds = time.perf_counter() - start
     passes = fit.n_iter + 2  # the scan pass, the EM iterations, the final E-step
     order = np.argsort(fit.means[:, 0])

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import warnings
 
 import torch
 
-__all__ = ["seeded", "generator", "quiet_singular_samples"]
+__all__ = ["seeded", "generator", "quiet_singular_samples", "resolve_seed"]
+
+
+def resolve_seed(seed) -> int:
+    """The seed an engine runs with: ``seed`` itself, or fresh OS entropy when it is None.
+
+    Engines record the returned int in ``fit.options["seed"]``, so a fit made with
+    ``seed=None`` can be reproduced by passing that value.
+    """
+    from probmix._validation import check_int
+
+    if seed is None:
+        return secrets.randbits(32)  # fits torch's and NumPy's seeds, with room for seed + r
+    return check_int(seed, "seed", minimum=0)
 
 
 @contextlib.contextmanager

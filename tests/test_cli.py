@@ -9,6 +9,7 @@ import pytest
 
 import probmix
 from probmix.cli import app as cli
+from probmix.cli import output
 from probmix.io.datasets import THREE_CLUSTERS
 
 X, SOURCE = probmix.three_clusters(60, seed=1)
@@ -26,13 +27,13 @@ def _csv(path, x=X, extra=True):
 def figures(monkeypatch):
     """Every figure the CLI saves, by file name, to check that its axes hold data."""
     saved = {}
-    original = cli._save
+    original = output.save_figure
 
     def keep(fig, path, written):
         saved[path.name] = fig
         original(fig, path, written)
 
-    monkeypatch.setattr(cli, "_save", keep)
+    monkeypatch.setattr(output, "save_figure", keep)
     return saved
 
 
@@ -224,6 +225,80 @@ def test_select_bic_is_invariant_to_standardizing(tmp_path, capsys, figures):
     direct = probmix.select(X * [10.0, 0.1], [1, 3, 4], prior="flat")
     np.testing.assert_allclose(tables[0][:, 1], direct.table["bic"], rtol=1e-9)
     _assert_has_data(figures["criterion.png"])
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_fit_online_em(tmp_path, capsys):
+    data = _csv(tmp_path / "d.csv", extra=False)
+    code, out, err = _run(capsys, "fit", data, "-k", 3, "--method", "online", "--quiet")
+    assert code == 0, err
+    assert "map fit (online)" in out and "one pass, no convergence test" in out
+    direct = probmix.fit(probmix.GaussianMixture(3), X, method="online", seed=0)
+    assert f"{direct.means[0, 0]:10.4g}" in out
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """The options every probmix.fit call of a command received."""
+    from probmix.infer import dispatch
+
+    calls, real = [], dispatch.fit
+
+    def record(model, x, **options):
+        calls.append(options)
+        return real(model, x, **options)
+
+    monkeypatch.setattr(dispatch, "fit", record)
+    return calls
+
+
+def test_optimizer_flags_reach_the_engines(tmp_path, capsys, engine_calls):
+    data = _csv(tmp_path / "d.csv", extra=False)
+    flags = ["--tol", "1e-4", "--n-init", "2", "--max-iter", "50", "--quiet"]
+    code, _, err = _run(capsys, "fit", data, "-k", 3, *flags)
+    assert code == 0, err
+    assert engine_calls[-1]["method"] == "em"
+    assert (engine_calls[-1]["tol"], engine_calls[-1]["n_init"],
+            engine_calls[-1]["max_iter"]) == (1e-4, 2, 50)
+    engine_calls.clear()
+    code, _, err = _run(capsys, "select", data, "--k", "1:2", *flags)
+    assert code == 0, err
+    assert len(engine_calls) == 2 and all(
+        (c["tol"], c["n_init"], c["max_iter"]) == (1e-4, 2, 50) for c in engine_calls)
+    engine_calls.clear()
+    code, _, err = _run(capsys, "compare", data, "-k", 3, "--draws", 20, "--tol", "1e-4",
+                        "--max-iter", "50", "--quiet")
+    assert code == 0, err
+    by_method = {c["method"]: c for c in engine_calls}
+    assert (by_method["em"]["tol"], by_method["em"]["max_iter"]) == (1e-4, 50)
+    assert (by_method["cavi"]["tol"], by_method["cavi"]["max_iter"]) == (1e-4, 50)
+    assert "tol" not in by_method["gibbs"]  # a sampler has no tolerance
+    code, _, err = _run(capsys, "fit", data, "-k", 3, "--engine", "kmeans", "--n-init", 3,
+                        "--max-iter", 20, "--tol", "1e-3", "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["fit", "-k", "2", "--engine", "mcmc", "--tol", "1e-3"],
+     "--tol does not apply to --engine mcmc --method nuts"),
+    (["fit", "-k", "2", "--method", "online", "--max-iter", "5"],
+     "--max-iter does not apply to --engine map --method online"),
+    (["fit", "-k", "2", "--engine", "svi", "--method", "gibbs"],
+     "method must be one of ('stochastic', 'cavi') for engine='svi'"),
+    (["fit", "-k", "2", "--engine", "meanshift", "--n-init", "2"],
+     "--n-init does not apply to --engine meanshift"),
+    (["compare", "-k", "2", "--engines", "mcmc", "--n-init", "2"],
+     "--n-init applies to none of the engines compared: mcmc (gibbs)"),
+    (["select", "--k", "1:2", "--criterion", "waic", "--tol", "1e-3"],
+     "--tol does not apply to --engine mcmc --method gibbs"),
+])
+def test_flags_an_engine_does_not_take_are_errors_naming_it(tmp_path, capsys, argv, expected):
+    data = _csv(tmp_path / "d.csv", extra=False)
+    code, _, err = _run(capsys, argv[0], data, *argv[1:])
+    assert code == 2 and err.count("\n") == 1, err
+    assert expected in err
 
 
 # ----------------------------------------------------------------------------- errors

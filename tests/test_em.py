@@ -147,8 +147,8 @@ def test_batched_restarts_equal_the_best_single_restart(blobs):
     winner = singles[int(np.argmax(finals))]
     np.testing.assert_allclose(best.means, winner.means, atol=1e-12)
     # and the string initialisations: n_init restarts are never worse than their first one
-    many = probmix.fit(model, x, init="kmeans++", n_init=6, seed=0)
-    one = probmix.fit(model, x, init="kmeans++", n_init=1, seed=0)
+    many = probmix.fit(model, x, init="k-means++", n_init=6, seed=0)
+    one = probmix.fit(model, x, init="k-means++", n_init=1, seed=0)
     assert many.lower_bounds[-1] >= one.lower_bounds[-1] - 1e-12
 
 
@@ -166,7 +166,7 @@ def test_recovers_the_walkthrough_clusters():
     np.testing.assert_allclose(fit.weights, 1 / 3, atol=0.01)
 
 
-@pytest.mark.parametrize("init", ["kmeans", "kmeans++", "random", "random_from_data"])
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_initialisations_are_deterministic_under_a_seed(init, blobs):
     x, _ = blobs
     model = probmix.GaussianMixture(3)

@@ -264,8 +264,8 @@ def test_nuts_converges(path):
     x, z, truth = module.simulate(N, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = probmix.fit(program, x, engine="mcmc", seed=0, num_samples=500, warmup=500,
-                          chains=4, progress=False)
+        fit = probmix.fit(program, x, engine="mcmc", seed=0, num_samples=500, num_warmup=500,
+                          num_chains=4, progress=False)
     table = summary(fit, round_to=None)
     r_hat = float(np.nanmax(table["r_hat"]))
     print(f"{name}: max r_hat {r_hat:.4f} ({table['r_hat'].astype(float).idxmax()}),"

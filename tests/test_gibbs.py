@@ -1,4 +1,4 @@
-"""The blocked Gibbs sampler (engine="mcmc", kernel="gibbs"): exact oracles, recovery,
+"""The blocked Gibbs sampler (engine="mcmc", method="gibbs"): exact oracles, recovery,
 relabelling, determinism, the Dirichlet-process weights, errors, and (slow) calibration."""
 
 import warnings
@@ -24,7 +24,7 @@ def blobs():
 @pytest.fixture(scope="module")
 def blobs_fit(blobs):
     x, _ = blobs
-    return fit_gibbs(probmix.GaussianMixture(3), x, num_samples=500, warmup=200, chains=4,
+    return fit_gibbs(probmix.GaussianMixture(3), x, num_samples=500, num_warmup=200, num_chains=4,
                      keep_assignments=True, seed=0, progress=False)
 
 
@@ -107,7 +107,7 @@ def test_one_component_matches_the_exact_conjugate_posterior(covariance, rng):
     prior = probmix.Prior(mean_loc=[1.0, -1.0], mean_precision=0.5, dof=3.5,
                           scale=[[2.0, 0.3], [0.3, 1.0]])
     model = probmix.GaussianMixture(1, covariance=covariance, prior=prior)
-    fit = fit_gibbs(model, x, num_samples=1000, warmup=1, chains=4, seed=3, progress=False)
+    fit = fit_gibbs(model, x, num_samples=1000, num_warmup=1, num_chains=4, seed=3, progress=False)
     m, prec, var_mu = _exact_posterior(x, covariance, prior)
     # with K = 1, z is fixed, so successive parameter draws are independent: ESS = draws
     mu = fit.draws["means"][..., 0, :].reshape(-1, 2)  # (M, D)
@@ -122,7 +122,7 @@ def test_one_component_matches_the_exact_conjugate_posterior(covariance, rng):
 
 def test_intervals_cover_the_true_means_and_chains_agree(blobs_fit):
     fit = blobs_fit
-    assert fit.engine == "mcmc" and fit.options["kernel"] == "gibbs"
+    assert fit.engine == "mcmc" and fit.options["method"] == "gibbs"
     means = fit.draws["means"].reshape(-1, 3, 2)  # (M, K, D), relabelled to the MAP order
     truth = THREE_CLUSTERS["means"]
     order = [int(np.argmin(np.linalg.norm(fit.means - t, axis=1))) for t in truth]
@@ -148,10 +148,10 @@ def test_assignment_draws_are_kept_relabelled(blobs, blobs_fit):
 def test_dispatch_float32_and_prior_start(blobs):
     x, _ = blobs
     model = probmix.GaussianMixture(3, covariance="diag")
-    kw = dict(num_samples=150, warmup=100, chains=2, progress=False)
-    ref = probmix.fit(model, x, engine="mcmc", kernel="gibbs", **kw)
-    f32 = probmix.fit(model, x, engine="mcmc", kernel="gibbs", dtype=torch.float32, **kw)
-    prior_start = probmix.fit(model, x, engine="mcmc", kernel="gibbs", init="prior", **kw)
+    kw = dict(num_samples=150, num_warmup=100, num_chains=2, progress=False)
+    ref = probmix.fit(model, x, engine="mcmc", method="gibbs", **kw)
+    f32 = probmix.fit(model, x, engine="mcmc", method="gibbs", dtype=torch.float32, **kw)
+    prior_start = probmix.fit(model, x, engine="mcmc", method="gibbs", init="prior", **kw)
     assert f32.dtype == "float32" and all(np.isfinite(v).all() for v in f32.draws.values())
     for other in (f32, prior_start):  # same posterior: within a few posterior sds
         sd = ref.draws["means"].std(axis=(0, 1))
@@ -167,7 +167,7 @@ def test_chains_started_in_permuted_modes_need_relabelling(blobs):
     p = probmix.fit(model, x, seed=0).params
     perms = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1]])  # one component order per chain
     init = {key: p[key][perms] for key in ("weights", "means", "covariances")}  # (C, K, ...)
-    kw = dict(num_samples=200, warmup=50, chains=3, init=init, seed=1, progress=False)
+    kw = dict(num_samples=200, num_warmup=50, num_chains=3, init=init, seed=1, progress=False)
     with pytest.warns(ConvergenceDiagnosticWarning, match="r_hat"):
         raw = fit_gibbs(model, x, relabel=False, **kw)
     assert _rhat(raw).max() > 1.1 and not raw.options["relabelled"]
@@ -185,7 +185,7 @@ def test_chains_started_in_permuted_modes_need_relabelling(blobs):
 def test_same_seed_same_draws_and_chains_are_distinct(blobs):
     x, _ = blobs
     model = probmix.GaussianMixture(3, covariance="spherical")
-    kw = dict(num_samples=30, warmup=10, chains=4, thin=2, progress=False)
+    kw = dict(num_samples=30, num_warmup=10, num_chains=4, thin=2, progress=False)
     a, b = fit_gibbs(model, x, seed=7, **kw), fit_gibbs(model, x, seed=7, **kw)
     c = fit_gibbs(model, x, seed=8, **kw)
     for name in a.draws:
@@ -209,7 +209,8 @@ def dp_fit(blobs):
                                     prior=probmix.Prior(weight_concentration=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceDiagnosticWarning)
-        return fit_gibbs(model, x, num_samples=300, warmup=300, chains=2, seed=0, progress=False)
+        return fit_gibbs(model, x, num_samples=300, num_warmup=300, num_chains=2, seed=0,
+                         progress=False)
 
 
 def test_dirichlet_process_switches_unneeded_components_off(dp_fit):
@@ -233,15 +234,15 @@ def test_errors_name_the_argument(blobs):
     with pytest.raises(ValueError, match="num_samples"):
         fit_gibbs(model, x, num_samples=0)
     with pytest.raises(TypeError, match="chains"):
-        fit_gibbs(model, x, chains=2.0)
+        fit_gibbs(model, x, num_chains=2.0)
     with pytest.raises(ValueError, match="chains"):
-        fit_gibbs(model, x, chains=0)
+        fit_gibbs(model, x, num_chains=0)
     with pytest.raises(ValueError, match="init"):
         fit_gibbs(model, x, init="kmeans")
     p = probmix.fit(model, x).params
     two = {key: np.stack([p[key]] * 2) for key in ("weights", "means", "covariances")}
     with pytest.raises(ValueError, match="per chain"):
-        fit_gibbs(model, x, init=two, chains=3)
+        fit_gibbs(model, x, init=two, num_chains=3)
     with pytest.raises(TypeError, match="GaussianMixture"):
         fit_gibbs(lambda x: None, x)
 
@@ -250,7 +251,8 @@ def test_errors_name_the_argument(blobs):
 @pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning")
 def test_progress_bar_shows_the_phase(blobs, capsys):
     x, _ = blobs
-    fit_gibbs(probmix.GaussianMixture(2), x, num_samples=3, warmup=2, chains=2, progress=True)
+    fit_gibbs(probmix.GaussianMixture(2), x, num_samples=3, num_warmup=2, num_chains=2,
+              progress=True)
     err = capsys.readouterr().err
     assert "Gibbs (warmup)" in err and "Gibbs (sampling)" in err
 
@@ -283,7 +285,7 @@ def test_simulation_based_calibration():
         means = np.stack([rng.multivariate_normal(np.zeros(2), c / 0.1) for c in cov])
         x, _ = model.sample(50, seed=s, params={"weights": weights, "means": means,
                                                 "covariances": cov})
-        fit = fit_gibbs(model, x, num_samples=99, warmup=200, thin=10, chains=1, seed=s,
+        fit = fit_gibbs(model, x, num_samples=99, num_warmup=200, thin=10, num_chains=1, seed=s,
                         progress=False)
         draws = statistics(fit.draws["weights"][0], fit.draws["means"][0],
                            fit.draws["precisions"][0])  # (99, 3)

@@ -13,10 +13,10 @@ def test_gibbs_and_nuts_agree_within_monte_carlo_error():
     model = probmix.GaussianMixture(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        nuts = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=400, warmup=300,
-                           chains=2, progress=False)
-        gibbs = probmix.fit(model, x, engine="mcmc", kernel="gibbs", seed=0, num_samples=2000,
-                            warmup=300, chains=4, progress=False)
+        nuts = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=400, num_warmup=300,
+                           num_chains=2, progress=False)
+        gibbs = probmix.fit(model, x, engine="mcmc", method="gibbs", seed=0, num_samples=2000,
+                            num_warmup=300, num_chains=4, progress=False)
     a = nuts.summary(var_names=["means"], round_to=None)
     b = gibbs.summary(var_names=["means"], round_to=None)
     # Bound: 4 combined Monte Carlo standard errors (ArviZ's MCSE of the mean and of the sd,

@@ -16,19 +16,37 @@ def nuts_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceDiagnosticWarning)
         fit = probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", seed=0, num_samples=200,
-                          warmup=200, chains=2, progress=False)
+                          num_warmup=200, num_chains=2, progress=False)
     return x, fit
 
 
 def test_draws_stats_and_shapes(nuts_fit):
     x, fit = nuts_fit
-    assert fit.engine == "mcmc" and fit.options["kernel"] == "nuts"
+    assert fit.engine == "mcmc" and fit.options["method"] == "nuts"
     assert fit.draws["means"].shape == (2, 200, 3, 2)
     assert fit.draws["precisions"].shape == (2, 200, 3, 2, 2)
     for name in ("diverging", "n_steps", "tree_depth", "step_size", "acceptance_rate"):
         assert fit.sample_stats[name].shape == (2, 200)
     assert 0.5 < fit.sample_stats["acceptance_rate"].mean() <= 1.0
     assert fit.sample_stats["diverging"].sum() == 0
+    assert fit.converged is None  # a sampler: r_hat, ESS and divergences say how it went
+
+
+def test_tree_depth_is_the_samplers(nuts_fit):
+    """Read from Pyro's doubling loop: a tree of depth d took 2^d - 1 leapfrog steps (one
+    gradient each), plus at most 2^d in the subtree whose U-turn or divergence stopped it
+    (and one more gradient where the sampler recomputed its start)."""
+    _, fit = nuts_fit
+    depth, steps = fit.sample_stats["tree_depth"], fit.sample_stats["n_steps"]
+    assert depth.dtype.kind == "i" and depth.min() >= 0 and depth.max() <= 10
+    assert np.all(2**depth - 1 <= steps) and np.all(steps <= 2 ** (depth + 1))
+    x, _ = three_clusters(20, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceDiagnosticWarning)
+        capped = probmix.fit(probmix.GaussianMixture(2), x, engine="mcmc", seed=0,
+                             num_samples=20, num_warmup=10, num_chains=1, max_tree_depth=2,
+                             progress=False)
+    assert capped.sample_stats["tree_depth"].max() <= 2
 
 
 def test_intervals_cover_the_truth(nuts_fit):
@@ -60,7 +78,7 @@ def test_arviz_has_every_group(nuts_fit):
 def test_sequential_equals_parallel():
     x, _ = three_clusters(30, seed=4)
     model = probmix.GaussianMixture(2, covariance="diag")
-    kw = dict(engine="mcmc", seed=3, num_samples=30, warmup=30, chains=2, progress=False)
+    kw = dict(engine="mcmc", seed=3, num_samples=30, num_warmup=30, num_chains=2, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = probmix.fit(model, x, chain_method="parallel", **kw)
@@ -81,8 +99,8 @@ def test_divergences_warn_with_a_remedy(nuts_fit):
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"kernel": "hmc"}, "kernel must be one of"),
-    ({"chains": 0}, "chains"),
+    ({"method": "hmc"}, "method must be one of"),
+    ({"num_chains": 0}, "num_chains"),
     ({"init": "kmeans"}, "init must be"),
     ({"chain_method": "vectorized"}, "chain_method"),
 ])
@@ -103,8 +121,8 @@ def test_custom_program_generic_path():
     x = np.concatenate([rng.normal(-3, 1, 60), rng.normal(3, 1, 60)])[:, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = probmix.fit(one_d_mixture, x, engine="mcmc", seed=0, num_samples=100, warmup=100,
-                          chains=2, progress=False)
+        fit = probmix.fit(one_d_mixture, x, engine="mcmc", seed=0, num_samples=100, num_warmup=100,
+                          num_chains=2, progress=False)
     assert fit.draws["locs"].shape == (2, 100, 2) and fit.draws["scale"].shape == (2, 100)
     np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.5)
     # relabelled to the MAP order: both chains agree on which component is which
@@ -118,8 +136,8 @@ def test_dirichlet_process_with_sparse_concentration():
                                     prior=probmix.Prior(weight_concentration=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=60, warmup=60,
-                          chains=2, progress=False)
+        fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=60, num_warmup=60,
+                          num_chains=2, progress=False)
         svi = probmix.fit(model, x, engine="svi", seed=0, steps=300, progress=False)
     for f in (fit, svi):
         assert "sticks" not in f.draws and f.draws["weights"].shape[-1] == 5

@@ -34,9 +34,9 @@ ENGINES = {
     "map-gradient": dict(engine="map", method="gradient", max_iter=10),
     "svi-stochastic": dict(engine="svi", steps=10, num_draws=20, progress=False),
     "svi-cavi": dict(engine="svi", method="cavi", num_draws=20),
-    "mcmc-gibbs": dict(engine="mcmc", kernel="gibbs", num_samples=15, warmup=5, chains=2,
+    "mcmc-gibbs": dict(engine="mcmc", method="gibbs", num_samples=15, num_warmup=5, num_chains=2,
                        progress=False),
-    "mcmc-nuts": dict(engine="mcmc", num_samples=8, warmup=8, chains=2, progress=False),
+    "mcmc-nuts": dict(engine="mcmc", num_samples=8, num_warmup=8, num_chains=2, progress=False),
 }
 
 

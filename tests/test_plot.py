@@ -31,8 +31,8 @@ def cavi_fit(data):
 def gibbs_fit(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # r_hat of a deliberately short run
-        return probmix.fit(probmix.GaussianMixture(3), data[0], engine="mcmc", kernel="gibbs",
-                           seed=0, num_samples=100, warmup=50, chains=2, progress=False)
+        return probmix.fit(probmix.GaussianMixture(3), data[0], engine="mcmc", method="gibbs",
+                           seed=0, num_samples=100, num_warmup=50, num_chains=2, progress=False)
 
 
 def ellipses(ax, gid=None):

@@ -28,9 +28,9 @@ RUNS = {
     "map-em": dict(engine="map"),
     "svi-stochastic": dict(engine="svi", steps=10, num_draws=20, progress=False),
     "svi-cavi": dict(engine="svi", method="cavi", num_draws=20),
-    "mcmc-gibbs": dict(engine="mcmc", kernel="gibbs", num_samples=10, warmup=5, chains=2,
+    "mcmc-gibbs": dict(engine="mcmc", method="gibbs", num_samples=10, num_warmup=5, num_chains=2,
                        progress=False),
-    "mcmc-nuts": dict(engine="mcmc", num_samples=5, warmup=5, chains=1, progress=False),
+    "mcmc-nuts": dict(engine="mcmc", num_samples=5, num_warmup=5, num_chains=1, progress=False),
 }
 
 

@@ -206,7 +206,8 @@ def test_streaming_a_2gb_file_keeps_memory_bounded(tmp_path):
     ("svi", dict(method="cavi"), 1e-4),                       # closed form: rounding only
     ("map", dict(method="gradient"), 1e-2),                   # L-BFGS stops at float32's tol
     # Monte Carlo: float32 draws other random streams
-    ("mcmc", dict(kernel="gibbs", num_samples=200, warmup=100, chains=2, progress=False), 0.05),
+    ("mcmc", dict(method="gibbs", num_samples=200, num_warmup=100, num_chains=2,
+                  progress=False), 0.05),
 ])
 def test_float32_posterior_engines_agree_with_float64(engine, options, atol):
     x, _ = probmix.three_clusters(200, seed=0)

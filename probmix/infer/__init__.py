@@ -1,2 +1,3 @@
-"""How it is fitted: the engine registry and ``fit`` dispatch (``dispatch``), MAP engines
-(``map/``), variational engines (``vi/``), samplers (``mcmc/``) and what they share."""
+"""How it is fitted: the engine registry (``registry``: every engine, method and option),
+``fit`` dispatch (``dispatch``), MAP engines (``map/``), variational engines (``vi/``),
+samplers (``mcmc/``) and what they share."""

@@ -2,49 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 import numpy as np
 
 from probmix._threads import threads_for
-from probmix.model.gaussian_mixture import GaussianMixture
+from probmix.infer.registry import ENGINES, resolve
 from probmix.results.result import Fit
 
 __all__ = ["fit", "ENGINES"]
-
-ENGINES = ("map", "svi", "mcmc")
-_METHODS = {"map": ("em", "gradient", "online"), "svi": ("stochastic", "cavi"), "mcmc": ("nuts", "gibbs")}
-
-
-def _engine_function(model, engine: str, method: str):
-    """The function that runs ``engine`` with ``method`` (imported lazily: each is a module)."""
-    is_gmm = isinstance(model, GaussianMixture)
-    if not (is_gmm or callable(model)):
-        raise TypeError(f"model must be a GaussianMixture or a Pyro program (a callable); "
-                        f"got {type(model).__name__}.")
-    if method not in _METHODS[engine]:
-        key = "kernel" if engine == "mcmc" else "method"
-        raise ValueError(f"{key} must be one of {_METHODS[engine]} for engine={engine!r}; "
-                         f"got {method!r}.")
-    conjugate_only = {"em": "method='gradient'", "online": "method='gradient'",
-                      "cavi": "method='stochastic'",
-                      "gibbs": "kernel='nuts'"}
-    if method in conjugate_only and not is_gmm:
-        raise ValueError(f"{method!r} is closed-form for a probmix.GaussianMixture only; for a "
-                         f"custom program use {conjugate_only[method]}.")
-    if method == "em":
-        from probmix.infer.map.em import fit_em as run
-    elif method == "online":
-        from probmix.infer.map.online_em import fit_online_em as run
-    elif method == "gradient":
-        from probmix.infer.map.gradient import fit_gradient_map as run
-    elif method == "stochastic":
-        from probmix.infer.vi.svi import fit_svi as run
-    elif method == "cavi":
-        from probmix.infer.vi.cavi import fit_cavi as run
-    elif method == "nuts":
-        from probmix.infer.mcmc.nuts import fit_nuts as run
-    else:
-        from probmix.infer.mcmc.gibbs import fit_gibbs as run
-    return run
 
 
 def fit(model, x, engine: str = "map", **options) -> Fit:
@@ -71,11 +39,23 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
           TraceEnum_ELBO, any program: :func:`probmix.infer.vi.svi.fit_svi`) or
           ``method="cavi"`` (closed-form mean-field coordinate ascent for a GaussianMixture:
           :func:`probmix.infer.vi.cavi.fit_cavi`).
-        - "mcmc": posterior draws. ``kernel="nuts"`` (Pyro NUTS with z enumerated, any
-          program: :func:`probmix.infer.mcmc.nuts.fit_nuts`) or ``kernel="gibbs"`` (blocked
+        - "mcmc": posterior draws. ``method="nuts"`` (Pyro NUTS with z enumerated, any
+          program: :func:`probmix.infer.mcmc.nuts.fit_nuts`) or ``method="gibbs"`` (blocked
           Gibbs for a GaussianMixture: :func:`probmix.infer.mcmc.gibbs.fit_gibbs`).
+
+        The table of engines, methods and their options is :mod:`probmix.infer.registry`.
     **options
-        Keyword-only options of the engine; every engine takes ``seed``, ``device``, ``dtype``.
+        Keyword-only options of the method (``method=`` among them); every method takes
+        ``seed`` (an int, or None for fresh OS entropy: the seed used is recorded in
+        ``fit.options["seed"]``), ``device`` and ``dtype``. Deprecated names still work with a
+        DeprecationWarning: ``kernel=`` (MCMC's ``method=``), ``warmup=``/``chains=``
+        (``num_warmup=``/``num_chains=``), ``verbose=`` (``progress=``) and
+        ``init="kmeans++"`` (``"k-means++"``).
+
+    Raises
+    ------
+    ValueError
+        An unknown engine, method or option (the message lists the valid ones).
 
     Returns
     -------
@@ -86,25 +66,30 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     Small problems (N · D · K below two million values) run with one torch thread: on few
     cores two threads fight over the many small operations and run several times slower.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}.")
-    is_gmm = isinstance(model, GaussianMixture)
-    if engine == "mcmc":
-        method = options.pop("kernel", "nuts")
-    else:
-        default = {"map": "em" if is_gmm else "gradient", "svi": "stochastic"}[engine]
-        method = options.pop("method", default)
-    run = _engine_function(model, engine, method)
-    with threads_for(_size(x) * getattr(model, "n_components", 1)):
+    entry, options = resolve(model, engine, options, stacklevel=2)
+    run = entry.load()
+    size = _size(x)
+    with (contextlib.nullcontext() if size is None
+          else threads_for(size * getattr(model, "n_components", 1))):
         return run(model, x, **options)
 
 
-def _size(x) -> int:
-    """N · D of an array-like without converting it (0 when it has no shape)."""
+def _size(x) -> int | None:
+    """N · D of in-memory data without converting it; None when unknown before reading it.
+
+    A path, a callable or an iterator of chunks has no size until it is read (a str is not
+    N · D characters); a list of (n_i, D) chunks has the sum of their sizes.
+    """
+    if isinstance(x, (str, bytes, os.PathLike, Iterator)) or (
+            callable(x) and not hasattr(x, "shape")):
+        return None
     shape = getattr(x, "shape", None)
-    if shape is None:
-        try:
-            shape = (len(x), len(x[0]))
-        except (TypeError, IndexError, KeyError):
-            return 0
-    return int(np.prod(shape))
+    if shape is not None:
+        return int(np.prod(shape))
+    try:
+        first = x[0]
+    except (TypeError, IndexError, KeyError):
+        return None
+    if getattr(first, "ndim", 0) == 2:  # a list of chunks
+        return int(sum(np.prod(chunk.shape) for chunk in x))
+    return len(x) * (len(first) if hasattr(first, "__len__") else 1)

@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from probmix.infer.registry import RENAMED, model_kind
+
 __all__ = ["compare", "Comparison", "DEFAULT_METHODS"]
 
 #: Engine -> default options for a GaussianMixture: the fast closed-form algorithms.
 DEFAULT_METHODS = {"map": {"method": "em"}, "svi": {"method": "cavi"},
-                   "mcmc": {"kernel": "gibbs", "num_samples": 500, "warmup": 500, "chains": 2}}
-_NAMES = {"em": "MAP (EM)", "gradient": "MAP (gradient)", "cavi": "SVI (CAVI)",
-          "stochastic": "SVI", "gibbs": "MCMC (Gibbs)", "nuts": "MCMC (NUTS)"}
+                   "mcmc": {"method": "gibbs", "num_samples": 500, "num_warmup": 500,
+                            "num_chains": 2}}
+_NAMES = {"em": "MAP (EM)", "gradient": "MAP (gradient)", "online": "MAP (online EM)",
+          "cavi": "SVI (CAVI)", "stochastic": "SVI", "gibbs": "MCMC (Gibbs)",
+          "nuts": "MCMC (NUTS)"}
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,9 @@ def _table(fits: dict, axes: dict):
 
 
 def _specs(model, engines, per_engine: dict) -> dict:
-    """Label -> fit options, from engine names or a dict of labelled option dicts."""
-    from probmix.infer.dispatch import ENGINES
-    from probmix.model.gaussian_mixture import GaussianMixture
+    """Label -> fit options (``engine``, ``method`` and the method's options, checked against
+    the engine registry before anything runs), from engine names or labelled option dicts."""
+    from probmix.infer.registry import ENGINES
 
     if isinstance(engines, dict):
         specs = {str(k): dict(v) for k, v in engines.items()}
@@ -149,7 +153,7 @@ def _specs(model, engines, per_engine: dict) -> dict:
             if spec.get("engine") not in ENGINES:
                 raise ValueError(f"engines[{label!r}] must hold engine= one of {ENGINES}; got "
                                  f"{spec.get('engine')!r}.")
-        return specs
+        return {label: _checked(model, spec) for label, spec in specs.items()}
     if isinstance(engines, str):
         engines = [engines]
     engines = list(engines)
@@ -161,18 +165,32 @@ def _specs(model, engines, per_engine: dict) -> dict:
     if unknown:
         raise TypeError(f"compare() got unexpected keyword(s) {sorted(unknown)}; per-engine "
                         "options go in map={...}, svi={...}, mcmc={...}.")
-    gmm = isinstance(model, GaussianMixture)
+    gmm = model_kind(model) == "gmm"
     specs = {}
     for engine in engines:
         options = dict(DEFAULT_METHODS[engine]) if gmm else {}
         user = dict(per_engine.get(engine) or {})
         if ("method" in user or "kernel" in user) and gmm:
             options = {}  # a chosen algorithm starts from its own defaults
+        for old, new in RENAMED.items():  # a default under a deprecated name is overridden
+            if old in user:
+                options.pop(new, None)
         options.update(user)
-        method = options.get("kernel" if engine == "mcmc" else "method") or {
-            "map": "em" if gmm else "gradient", "svi": "stochastic", "mcmc": "nuts"}[engine]
-        specs[_NAMES.get(method, f"{engine} ({method})")] = dict(engine=engine, **options)
+        spec = _checked(model, dict(engine=engine, **options))
+        method = spec["method"]
+        specs[_NAMES.get(method, f"{engine} ({method})")] = spec
     return specs
+
+
+def _checked(model, spec: dict) -> dict:
+    """``spec`` with its method named and its options in their current names (registry)."""
+    from probmix.infer.registry import resolve
+
+    options = dict(spec)
+    engine = options.pop("engine")
+    # stack: resolve, _checked, _specs, compare, the user
+    entry, options = resolve(model, engine, options, stacklevel=4)
+    return dict(engine=engine, method=entry.method, **options)
 
 
 def compare(model, x, *, engines=("map", "svi", "mcmc"), seed: int = 0, progress: bool = False,
@@ -190,14 +208,16 @@ def compare(model, x, *, engines=("map", "svi", "mcmc"), seed: int = 0, progress
         for "svi" and a Gibbs sampler (2 chains of 500 draws after 500 warm-up) for "mcmc"
         (:data:`DEFAULT_METHODS`); other programs get :func:`probmix.fit`'s defaults
         (gradient MAP, stochastic SVI, NUTS). A dict ``{"label": {"engine": "mcmc",
-        "kernel": "nuts", ...}, ...}`` names each fit and gives its full options.
+        "method": "nuts", ...}, ...}`` names each fit and gives its full options.
     seed : int
         Seed of every fit.
     progress : bool
         Show the engines' progress bars.
     **per_engine : dict
         Options per engine name, e.g. ``svi={"method": "stochastic", "steps": 500}`` or
-        ``mcmc={"kernel": "nuts"}`` (choosing a method or kernel drops the defaults above).
+        ``mcmc={"method": "nuts"}`` (choosing a method drops the defaults above). Every
+        option is checked against the engine registry (:mod:`probmix.infer.registry`) before
+        the first fit runs.
 
     Returns
     -------
@@ -216,11 +236,7 @@ def compare(model, x, *, engines=("map", "svi", "mcmc"), seed: int = 0, progress
     for label, options in specs.items():
         options = dict(options)
         engine = options.pop("engine")
-        method = options.get("kernel" if engine == "mcmc" else "method")
-        if engine in ("svi", "mcmc") and method != "cavi":
-            options.setdefault("progress", progress)
-        elif progress and method != "gradient":
-            options.setdefault("verbose", True)
+        options.setdefault("progress", progress)
         start = time.perf_counter()
         result = run(model, data, engine=engine, seed=seed, **options)
         seconds[label] = time.perf_counter() - start

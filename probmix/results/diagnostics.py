@@ -138,8 +138,9 @@ def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float =
         if out["max_r_hat"] > r_hat_max:
             warnings.warn(
                 f"max r_hat = {out['max_r_hat']:.3f} > {r_hat_max} after relabelling: the chains "
-                "disagree. Run longer (num_samples, warmup), use more chains, or check that the "
-                "model has well-separated components (too many components also do this).",
+                "disagree. Run longer (num_samples, num_warmup), use more chains (num_chains), or "
+                "check that the model has well-separated components (too many components also do "
+                "this).",
                 ConvergenceDiagnosticWarning, stacklevel=stacklevel)
     if "diverging" in fit.sample_stats:
         out["divergences"] = int(np.sum(fit.sample_stats["diverging"]))
@@ -147,6 +148,6 @@ def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float =
             warnings.warn(
                 f"{out['divergences']} divergent transitions: the sampler could not follow the "
                 "posterior's geometry there. Raise target_accept_prob (e.g. 0.9), reparametrise, "
-                "or use kernel='gibbs' for a conjugate GaussianMixture.",
+                "or use method='gibbs' for a conjugate GaussianMixture.",
                 ConvergenceDiagnosticWarning, stacklevel=stacklevel)
     return out

@@ -38,7 +38,11 @@ class Fit:
         D, the number of columns seen at fit time.
     draws : dict of str to ndarray
         Posterior draws shaped (chain, draw, ...); empty for "map".
-    converged : bool
+    converged : bool or None
+        Whether an optimiser met its tolerance (EM, gradient MAP, SVI, CAVI). None where there
+        is no tolerance to meet: the samplers (Gibbs, NUTS), which report r_hat, ESS and
+        divergences instead (:meth:`summary`, ``sample_stats``,
+        :func:`~probmix.results.diagnostics.check_convergence`), and single-pass online EM.
     n_iter : int
     lower_bounds : ndarray (n_iter,)
         History of the engine's objective per unit weight (EM: log-likelihood + log-prior,
@@ -68,7 +72,7 @@ class Fit:
     params: dict
     n_features: int
     draws: dict = field(default_factory=dict)
-    converged: bool = True
+    converged: bool | None = True
     n_iter: int = 0
     lower_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     options: dict = field(default_factory=dict)
@@ -315,7 +319,7 @@ _FIELD_CHECKS = {  # what a loaded field must be (the file is not trusted)
     "engine": lambda v: v in ("map", "svi", "mcmc"),
     "params": _arrays, "draws": _arrays, "sample_stats": _arrays,
     "n_features": lambda v: _count(v) and v >= 1,
-    "converged": lambda v: isinstance(v, bool),
+    "converged": lambda v: v is None or isinstance(v, bool),  # None: a sampler
     "n_iter": _count,
     "lower_bounds": lambda v: isinstance(v, np.ndarray),
     "losses": lambda v: isinstance(v, np.ndarray),

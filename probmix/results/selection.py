@@ -139,10 +139,11 @@ def select(x, n_components=range(1, 9), *, criterion: str = "bic", covariance="f
     covariance, prior
         Passed to :class:`probmix.GaussianMixture`.
     engine : str, optional
-        Default "map" for bic/aic and "mcmc" (Gibbs kernel) for loo/waic.
-    seed : int
+        Default "map" for bic/aic and "mcmc" (``method="gibbs"``) for loo/waic.
+    seed : int or None
     **options
-        Engine options (e.g. ``num_samples``, ``chains``).
+        Options of the engine's method (e.g. ``num_samples``, ``num_chains``, ``tol``), checked
+        against the engine registry (:mod:`probmix.infer.registry`) before the first fit.
 
     Returns
     -------
@@ -152,6 +153,7 @@ def select(x, n_components=range(1, 9), *, criterion: str = "bic", covariance="f
 
     from probmix.io.data import as_data
     from probmix.infer.dispatch import fit as run
+    from probmix.infer.registry import resolve
     from probmix.model.gaussian_mixture import GaussianMixture
 
     if criterion not in CRITERIA:
@@ -162,9 +164,12 @@ def select(x, n_components=range(1, 9), *, criterion: str = "bic", covariance="f
     x = as_data(x, min_samples=max(ks))
     if engine is None:
         engine = "map" if criterion in ("bic", "aic") else "mcmc"
-        if engine == "mcmc":
-            options.setdefault("kernel", "gibbs")
-    if engine == "mcmc" or (engine == "svi" and options.get("method") != "cavi"):
+        if engine == "mcmc" and "kernel" not in options:
+            options.setdefault("method", "gibbs")
+    entry, options = resolve(GaussianMixture(ks[0], covariance=covariance, prior=prior), engine,
+                             options, stacklevel=2)
+    options["method"] = entry.method
+    if entry.options.get("progress"):
         options.setdefault("progress", False)  # one bar per K would scroll the table away
     fits, rows = {}, []
     for k in ks:

@@ -217,7 +217,7 @@ class BayesianGaussianMixture(MixtureBase):
     def _fit(self, x: torch.Tensor, *, seed: int, warm: bool) -> None:
         model = self._model(x)
         options = dict(engine="svi", method="cavi", tol=self.tol / x.shape[0],
-                       reg_covar=self.reg_covar, seed=seed, verbose=self.verbose > 0)
+                       reg_covar=self.reg_covar, seed=seed, progress=self.verbose > 0)
         best = None
         if warm:  # continue from q: a local update on x, then on (as scikit-learn)
             options["warm_start"] = self.result_

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probmix._random import generator
+from probmix._random import generator, resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.baselines.kmeans_init import kmeans_plusplus  # one k-means implementation
 from probmix.baselines.lloyd import lloyd
@@ -37,7 +37,7 @@ from probmix.results.result import Fit
 
 __all__ = ["fit_em_start", "fit_em", "INITS"]
 
-INITS = ("kmeans", "kmeans++", "random", "random_from_data")
+INITS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
@@ -51,7 +51,7 @@ def _initial_stats(init, data, k, n_init, seed, dtype):
     """Statistics of the initial responsibilities for the string initialisations."""
     x, device = data.x, data.x.device
     gen = generator(seed, device)
-    if init in ("kmeans++", "kmeans"):
+    if init in ("k-means++", "kmeans"):
         centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
                                   generator=gen)  # (R, K, D)
         if init == "kmeans":
@@ -235,12 +235,12 @@ def fit_em(
     max_iter: int = 100,
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
-    seed: int = 0,
+    seed: int | None = 0,
     device=None,
     dtype=None,
     sample_weight=None,
     warm_start: Fit | None = None,
-    verbose: bool = False,
+    progress: bool = False,
     chunk_size: int | None = None,
     init_size: int = 100_000,
     distributed=False,
@@ -251,7 +251,7 @@ def fit_em(
     ----------
     model : GaussianMixture
     x : array-like (N, D)
-    init : {"kmeans", "kmeans++", "random", "random_from_data"} or dict
+    init : {"kmeans", "k-means++", "random", "random_from_data"} or dict
         Initial responsibilities from k-means (Lloyd from k-means++ seeds), from the nearest
         k-means++ seed, uniform random; or means at random rows. A dict gives the initial
         ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
@@ -265,15 +265,16 @@ def fit_em(
         the mean log-likelihood, as scikit-learn's ``lower_bound_``).
     reg_covar : float
         Ridge added to every covariance estimate (in the units of ``x``²).
-    seed : int
-        Seed of the initialisation.
+    seed : int or None
+        Seed of the initialisation; None draws one from the OS (recorded in
+        ``fit.options["seed"]``).
     device, dtype
         Where and in which precision to compute (default CPU float64).
     sample_weight : array-like (N,), optional
         Non-negative per-row weights acting as counts.
     warm_start : Fit, optional
         Start from the parameters of a previous fit of the same model.
-    verbose : bool
+    progress : bool
         Show a progress bar.
     chunk_size : int, optional
         Stream ``x`` in chunks of this many rows (out-of-core EM). Implied when ``x`` is a
@@ -301,7 +302,7 @@ def fit_em(
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_float(tol, "tol", minimum=0.0)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
     init_size = check_int(init_size, "init_size", minimum=k)
     data, sample, prior = _prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
                                    init_size=init_size, distributed=distributed, seed=seed,
@@ -336,7 +337,7 @@ def fit_em(
     history = []  # (R,) objective per unit weight, before each M-step
     previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
-    bar = tqdm(total=max_iter, desc="EM", disable=not verbose, leave=False)
+    bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
     for _ in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
         stats = em_steps.e_step(data, w)

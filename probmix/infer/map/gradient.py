@@ -18,8 +18,9 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
+from tqdm.auto import tqdm
 
-from probmix._random import quiet_singular_samples, seeded
+from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
 from probmix._validation import check_int
 from probmix.io.data import as_data
@@ -88,8 +89,8 @@ def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
 
 
 def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,
-                     tol: float = 1e-9, seed: int = 0, device=None, dtype=None,
-                     verbose: bool = False) -> Fit:
+                     tol: float = 1e-9, seed: int | None = 0, device=None, dtype=None,
+                     progress: bool = False) -> Fit:
     """MAP estimate of any mixture program by L-BFGS on TraceEnum_ELBO with an AutoDelta guide.
 
     Parameters
@@ -112,10 +113,11 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         Number of L-BFGS outer steps (each up to 20 line-searched iterations).
     tol : float
         Stop when the loss changes by less than ``tol`` relative to its size.
-    seed : int
+    seed : int or None
+        None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
-    verbose : bool
-        Print the loss after each outer step.
+    progress : bool
+        Show a progress bar over the outer steps, with the loss.
 
     Returns
     -------
@@ -123,6 +125,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         ``engine="map"``, ``options["method"] == "gradient"``.
     """
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    seed = resolve_seed(seed)
     is_gmm = isinstance(model, GaussianMixture)
     if init == "em" and not is_gmm:
         init = "sample"
@@ -134,7 +137,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
             try:
                 fits.append(fit_gradient_map(model, x, init=init, n_init=1, max_iter=max_iter,
                                              tol=tol, seed=seed + r, device=device, dtype=dtype,
-                                             verbose=verbose))
+                                             progress=progress))
             except ValueError as exc:  # a start that leaves the support is one lost start
                 error = exc
         if not fits:
@@ -176,17 +179,20 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
             return loss.detach()
 
         converged = False
+        bar = tqdm(total=max_iter, desc="gradient MAP", disable=not progress, leave=False)
         for _ in range(max_iter):
             loss = float(optim.step(closure))
             if not math.isfinite(loss):
+                bar.close()
                 raise ValueError("gradient MAP diverged (the loss became NaN or infinite); "
                                  "start from another init.")
             history.append(loss)
-            if verbose:
-                print(f"gradient MAP step {len(history)}: loss {loss:.10g}")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.10g}")
             if len(history) > 1 and abs(history[-2] - history[-1]) <= tol * max(1.0, abs(loss)):
                 converged = True
                 break
+        bar.close()
         site_values = {name: v.detach() for name, v in guide.median(x).items()}
     if not converged:
         warnings.warn(f"gradient MAP did not converge in max_iter={max_iter} L-BFGS steps; "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_steps
@@ -46,8 +47,8 @@ def _first_rows(chunks, size: int):
 
 def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs: int = 1,
                   step_exponent: float = 0.6, n_total: int | None = None, init="kmeans",
-                  init_size: int = 10_000, reg_covar: float = 1e-6, seed: int = 0, device=None,
-                  dtype=None, verbose: bool = False) -> Fit:
+                  init_size: int = 10_000, reg_covar: float = 1e-6, seed: int | None = 0,
+                  device=None, dtype=None, progress: bool = False) -> Fit:
     """MAP estimate of a :class:`GaussianMixture` by online EM, one pass per epoch.
 
     Parameters
@@ -66,7 +67,7 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
         Rows of the whole data, when the source cannot tell (an iterator); it sets the
         weight of the data against the prior. Default: the source's length, else the rows
         seen so far.
-    init, seed, reg_covar, device, dtype, verbose
+    init, seed, reg_covar, device, dtype, progress
         As in :func:`probmix.infer.map.em.fit_em`.
     init_size : int
         The first rows used to standardise, scale the prior and initialise.
@@ -74,9 +75,10 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
     Returns
     -------
     Fit
-        ``engine="map"``, ``options["method"] == "online"``; ``n_iter`` counts the chunk
-        updates and ``lower_bounds`` holds each chunk's mean log-likelihood (before its
-        update: a held-out estimate of the fit's quality as the pass goes on).
+        ``engine="map"``, ``options["method"] == "online"``; ``converged`` is None (a
+        single pass has no convergence criterion); ``n_iter`` counts the chunk updates and
+        ``lower_bounds`` holds each chunk's mean log-likelihood (before its update: a
+        held-out estimate of the fit's quality as the pass goes on).
     """
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
@@ -87,7 +89,7 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
                          f"got {step_exponent!r}.")
     init_size = check_int(init_size, "init_size", minimum=model.n_components)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
     source = as_source(x, chunk_size=chunk_size, device=device, dtype=dtype)
     family, k = model.family, model.n_components
 
@@ -109,7 +111,7 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
     known = n_total if n_total is not None else source.n_rows
 
     seen, t, history = 0, 0, []
-    bar = tqdm(desc="online EM", unit="chunk", disable=not verbose, leave=False)
+    bar = tqdm(desc="online EM", unit="chunk", disable=not progress, leave=False)
 
     def chunks_of_all_epochs():
         yield head  # the first rows are data too
@@ -138,7 +140,7 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
               "means": (means[0] * sample.scale + sample.shift).cpu().numpy(),
               "covariances": (cov[0] * sample.scale**2).cpu().numpy()}
     return Fit(
-        engine="map", model=model, params=params, n_features=sample.d, converged=True,
+        engine="map", model=model, params=params, n_features=sample.d, converged=None,
         n_iter=t, lower_bounds=torch.tensor(history, dtype=torch.float64).numpy(),
         options=dict(method="online", chunk_size=source.chunk_size, n_epochs=n_epochs,
                      step_exponent=kappa, n_total=known if known is not None else seen,

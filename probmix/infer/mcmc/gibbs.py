@@ -1,4 +1,4 @@
-"""Blocked Gibbs sampler for the conjugate :class:`~probmix.GaussianMixture` (``kernel="gibbs"``).
+"""Blocked Gibbs sampler for the conjugate :class:`~probmix.GaussianMixture` (``method="gibbs"``).
 
 The target is exactly the posterior of the model's Pyro program (its prior
 resolved on the data): the sampler alternates two blocks (Diebolt & Robert
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probmix._random import generator
+from probmix._random import generator, resolve_seed
 from probmix._validation import check_int
 from probmix.io.data import as_data
 from probmix.results.diagnostics import check_convergence
@@ -183,13 +183,13 @@ def fit_gibbs(
     x,
     *,
     num_samples: int = 1000,
-    warmup: int = 1000,
-    chains: int = 4,
+    num_warmup: int = 1000,
+    num_chains: int = 4,
     init="map",
     thin: int = 1,
     keep_assignments: bool = False,
     relabel: bool = True,
-    seed: int = 0,
+    seed: int | None = 0,
     device=None,
     dtype=None,
     progress: bool = True,
@@ -203,10 +203,10 @@ def fit_gibbs(
         may have the Dirichlet or the truncated Dirichlet-process prior.
     x : array-like (N, D)
     num_samples : int
-        Draws kept per chain, after warmup and thinning.
-    warmup : int
+        Draws kept per chain, after warm-up and thinning.
+    num_warmup : int
         Iterations discarded at the start of each chain.
-    chains : int
+    num_chains : int
         Number of chains C, advanced together as one batched computation.
     init : {"map", "prior"} or dict
         "map": every chain starts at the MAP solution (EM); "prior": each chain from its own
@@ -224,8 +224,9 @@ def fit_gibbs(
         does. Components left empty (stick-breaking weights, or more components than the data
         need) carry means drawn from the prior, which that matching does not discount: check
         such fits with label-invariant summaries (e.g. the sorted weights of each draw).
-    seed : int
-        Seed of the sampler's one ``torch.Generator`` (and of the MAP solution's k-means).
+    seed : int or None
+        Seed of the sampler's one ``torch.Generator`` (and of the MAP solution's k-means);
+        None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
         Where and in which precision to run the assignment step (default CPU float64).
     progress : bool
@@ -234,7 +235,8 @@ def fit_gibbs(
     Returns
     -------
     Fit
-        ``engine="mcmc"``; ``draws`` ``weights`` (C, S, K), ``means`` (C, S, K, D),
+        ``engine="mcmc"``, ``converged`` None (a sampler has no tolerance: judge it by r_hat
+        and ESS, :meth:`Fit.summary`); ``draws`` ``weights`` (C, S, K), ``means`` (C, S, K, D),
         ``precisions`` and ``covariances`` (C, S, native shape), relabelled; ``params`` their
         posterior means. Warns (:class:`probmix.results.diagnostics.ConvergenceDiagnosticWarning`)
         when r_hat of the weights or means exceeds 1.01.
@@ -245,27 +247,27 @@ def fit_gibbs(
         ``prior="flat"`` (improper: Gibbs needs the conjugate prior), bad options.
     """
     if not isinstance(model, GaussianMixture):
-        raise TypeError(f"model must be a probmix.GaussianMixture for kernel='gibbs'; got "
-                        f"{type(model).__name__}. Use kernel='nuts' for a custom program.")
+        raise TypeError(f"model must be a probmix.GaussianMixture for method='gibbs'; got "
+                        f"{type(model).__name__}. Use method='nuts' for a custom program.")
     k, family = model.n_components, model.family
     num_samples = check_int(num_samples, "num_samples", minimum=1)
-    warmup = check_int(warmup, "warmup", minimum=0)
-    chains = check_int(chains, "chains", minimum=1)
+    warmup = check_int(num_warmup, "num_warmup", minimum=0)
+    chains = check_int(num_chains, "num_chains", minimum=1)
     thin = check_int(thin, "thin", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
     keep_assignments = _check_bool(keep_assignments, "keep_assignments")
     relabel = _check_bool(relabel, "relabel")
     if not (isinstance(init, (dict, MixtureParams)) or (isinstance(init, str) and init in INITS)):
         raise ValueError(f"init must be one of {INITS} or a dict of initial parameters; "
                          f"got {init!r}.")
     if family.conjugate is None:
-        raise ValueError(f"kernel='gibbs' needs a covariance family with a conjugate posterior "
-                         f"(its `conjugate` attribute); got {family!r}. Use kernel='nuts'.")
+        raise ValueError(f"method='gibbs' needs a covariance family with a conjugate posterior "
+                         f"(its `conjugate` attribute); got {family!r}. Use method='nuts'.")
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
     prior = model.resolve_prior(x)
     if prior is None:
         raise ValueError(
-            "kernel='gibbs' needs the model's conjugate proper prior; prior='flat' is improper "
+            "method='gibbs' needs the model's conjugate proper prior; prior='flat' is improper "
             "(its posterior may not exist). Use prior='default' or a probmix.Prior(...), or "
             "engine='map' for the maximum-likelihood fit.")
 
@@ -316,9 +318,10 @@ def fit_gibbs(
     reference = {"means": map_fit.params["means"], "weights": map_fit.params["weights"]}
     z_draws = None if z_draws is None else z_draws.cpu().numpy()
     fit = fit_from_draws(
-        model, x, draws, engine="mcmc", reference=reference, relabel=relabel, converged=True,
+        model, x, draws, engine="mcmc", reference=reference, relabel=relabel, converged=None,
         n_iter=total, assignment_draws=z_draws,
-        options=dict(kernel="gibbs", num_samples=num_samples, warmup=warmup, chains=chains,
+        options=dict(method="gibbs", num_samples=num_samples, num_warmup=warmup,
+                     num_chains=chains,
                      init=init if isinstance(init, str) else "given", thin=thin, seed=seed))
     check_convergence(fit, stacklevel=4)  # stack: check_convergence, fit_gibbs, probmix.fit, user
     return fit

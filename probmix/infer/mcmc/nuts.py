@@ -18,17 +18,18 @@ raise a :class:`~probmix.results.diagnostics.ConvergenceDiagnosticWarning` with 
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
+import re
 import time
 import warnings
 
 import numpy as np
 import torch
 from pyro.infer.mcmc import NUTS
+from pyro.poutine.messenger import Messenger
 
-from probmix._random import quiet_singular_samples, seeded
+from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
 from probmix.infer.map.gradient import map_start
@@ -45,6 +46,27 @@ def _counted(fn, counter: list):
         counter[0] += 1
         return fn(params)
     return wrapped
+
+
+class _TreeDepth(Messenger):
+    """The depth of the tree Pyro's NUTS built in one ``kernel.sample`` call.
+
+    Pyro keeps no record of it, but names the random choices of its doubling loop
+    ``direction_t={t}_treedepth={d}`` (before building the subtree of depth d) and
+    ``rand_t={t}_treedepth={d}`` (after a doubling succeeded, the depth now d): the depth of the
+    last such choice is the number of doublings the trajectory kept (Stan's ``treedepth__``).
+    """
+
+    _NAME = re.compile(r"_treedepth=(\d+)$")
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0
+
+    def _postprocess_message(self, msg):
+        found = self._NAME.search(msg.get("name") or "")
+        if found:
+            self.depth = int(found.group(1))
 
 
 def laplace_inverse_mass(potential, at: dict, *, dense: bool = False) -> torch.Tensor:
@@ -84,7 +106,7 @@ def laplace_inverse_mass(potential, at: dict, *, dense: bool = False) -> torch.T
     return torch.diag(var) if dense else var
 
 
-def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int,
+def run_chain(potential, init: dict, *, num_samples: int, num_warmup: int, seed: int,
               target_accept_prob: float = 0.8, max_tree_depth: int = 10,
               inverse_mass: torch.Tensor | None = None, dense_mass: bool = False,
               progress=None) -> dict:
@@ -95,7 +117,7 @@ def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int
     potential : Potential
     init : dict of str to Tensor
         Unconstrained starting point.
-    num_samples, warmup : int
+    num_samples, num_warmup : int
     seed : int
     inverse_mass : Tensor (P,), optional
         Initial diagonal inverse mass matrix (sorted site order), e.g.
@@ -107,7 +129,9 @@ def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int
     -------
     dict
         ``samples``: constrained draws per site (S, ...) as numpy; ``stats``: per-draw
-        ``diverging``, ``n_steps``, ``tree_depth``, ``step_size``, ``acceptance_rate`` (S,).
+        ``diverging``, ``n_steps`` (potential-gradient evaluations), ``tree_depth`` (doublings
+        of the trajectory, read from the sampler, at most ``max_tree_depth``), ``step_size``,
+        ``acceptance_rate`` (S,).
     """
     calls = [0]
     kernel = NUTS(potential_fn=_counted(potential.fn, calls),
@@ -118,27 +142,28 @@ def run_chain(potential, init: dict, *, num_samples: int, warmup: int, seed: int
              "acceptance_rate": []}
     with seeded(seed), quiet_singular_samples():
         kernel.initial_params = init
-        kernel.setup(warmup)
+        kernel.setup(num_warmup)
         if inverse_mass is not None:
             kernel.mass_matrix_adapter.inverse_mass_matrix = {tuple(sorted(init)): inverse_mass}
             kernel._adapter.reset_step_size_adaptation(kernel._initial_params)
         params = dict(init)
-        last_report = 0
-        for it in range(warmup + num_samples):
+        last_report, total = 0, num_warmup + num_samples
+        for it in range(total):
             n_div, mean_before, calls[0] = len(kernel._divergences), kernel._mean_accept_prob, 0
-            params = kernel.sample(params)
-            if it >= warmup:
-                n = it - warmup + 1  # the kernel's running mean restarts after warmup
+            with _TreeDepth() as tree:
+                params = kernel.sample(params)
+            if it >= num_warmup:
+                n = it - num_warmup + 1  # the kernel's running mean restarts after warm-up
                 for name in potential.sites:
                     kept[name].append(params[name].detach().clone())
                 stats["diverging"].append(len(kernel._divergences) > n_div)
                 stats["n_steps"].append(calls[0])
-                stats["tree_depth"].append(int(math.ceil(math.log2(calls[0] + 1))))
+                stats["tree_depth"].append(tree.depth)
                 stats["step_size"].append(float(kernel.step_size))
                 stats["acceptance_rate"].append(
                     mean_before + n * (kernel._mean_accept_prob - mean_before) if n > 1
                     else kernel._mean_accept_prob)
-            if progress is not None and (it + 1 - last_report >= 10 or it + 1 == warmup + num_samples):
+            if progress is not None and (it + 1 - last_report >= 10 or it + 1 == total):
                 progress(it + 1 - last_report)
                 last_report = it + 1
         kernel.cleanup()
@@ -237,20 +262,20 @@ def _initial_points(potential, values: dict | None, program, x, chains: int, jit
     return inits
 
 
-def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: int = 4,
+def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
              init="map", jitter: float = 0.1, target_accept_prob: float = 0.8,
              max_tree_depth: int = 10, dense_mass: bool = False, jit_compile: bool | None = None,
              chain_method: str = "parallel", relabel: bool = True,
-             seed: int = 0, device=None, dtype=None, progress: bool = True):
+             seed: int | None = 0, device=None, dtype=None, progress: bool = True):
     """Posterior draws of a mixture program by NUTS with the assignment summed out.
 
     Parameters
     ----------
     model : GaussianMixture or callable
     x : array-like (N, D)
-    num_samples, warmup : int
+    num_samples, num_warmup : int
         Draws kept per chain, and adaptation steps before them (step size, diagonal mass).
-    chains : int
+    num_chains : int
         Number of chains (at least 2 for r_hat).
     init : "map", "prior" or dict
         Start of every chain: the MAP solution plus ``jitter`` (standard deviation in the
@@ -272,7 +297,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
         the other in this process.
     relabel : bool
         Relabel every draw to the MAP's component order (keep True; False shows why).
-    seed : int
+    seed : int or None
+        None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
     progress : bool
         A tqdm bar over all chains' iterations.
@@ -280,7 +306,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     Returns
     -------
     Fit
-        ``engine="mcmc"``, draws (chain, draw, ...), ``sample_stats`` (diverging, n_steps,
+        ``engine="mcmc"``, ``converged`` None (a sampler has no tolerance: judge it by r_hat,
+        ESS and divergences), draws (chain, draw, ...), ``sample_stats`` (diverging, n_steps,
         tree_depth, step_size, acceptance_rate), ``options["seconds"]`` the sampling time.
     """
     from tqdm.auto import tqdm
@@ -290,8 +317,9 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     from probmix.results.posterior import fit_from_draws
 
     num_samples = check_int(num_samples, "num_samples", minimum=1)
-    warmup = check_int(warmup, "warmup", minimum=0)
-    chains = check_int(chains, "chains", minimum=1)
+    warmup = check_int(num_warmup, "num_warmup", minimum=0)
+    chains = check_int(num_chains, "num_chains", minimum=1)
+    seed = resolve_seed(seed)
     jitter = check_float(jitter, "jitter", minimum=0.0)
     target_accept_prob = check_float(target_accept_prob, "target_accept_prob", minimum=0.0)
     if not target_accept_prob < 1.0:
@@ -326,7 +354,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
     with torch.enable_grad():
         inverse_mass = laplace_inverse_mass(potential, potential.unconstrain(start),
                                             dense=dense_mass) if init != "prior" else None
-    kwargs = dict(num_samples=num_samples, warmup=warmup, target_accept_prob=target_accept_prob,
+    kwargs = dict(num_samples=num_samples, num_warmup=warmup,
+                  target_accept_prob=target_accept_prob,
                   max_tree_depth=max_tree_depth, inverse_mass=inverse_mass, dense_mass=dense_mass)
     workers = min(chains, os.cpu_count() or 1)
     bar = tqdm(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
@@ -352,10 +381,11 @@ def fit_nuts(model, x, *, num_samples: int = 1000, warmup: int = 1000, chains: i
             draws["weights"] = stick_breaking(draws.pop("sticks"))
     fit = fit_from_draws(
         model, x, draws, engine="mcmc", reference=reference if relabel else None,
-        relabel=relabel, converged=True, n_iter=warmup + num_samples, sample_stats=stats,
-        options=dict(kernel="nuts", num_samples=num_samples, warmup=warmup, chains=chains,
+        relabel=relabel, converged=None, n_iter=warmup + num_samples, sample_stats=stats,
+        options=dict(method="nuts", num_samples=num_samples, num_warmup=warmup, num_chains=chains,
                      init=init if isinstance(init, str) else "given", jitter=jitter,
                      target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                     dense_mass=dense_mass, jit_compile=jit_compile, chain_method=chain_method, seed=seed, seconds=seconds))
+                     dense_mass=dense_mass, jit_compile=jit_compile, chain_method=chain_method,
+                     seed=seed, seconds=seconds))
     check_convergence(fit, stacklevel=4)
     return fit

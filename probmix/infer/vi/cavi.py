@@ -83,7 +83,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probmix._random import generator
+from probmix._random import generator, resolve_seed
 from probmix._threads import threads_for
 from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
@@ -145,12 +145,12 @@ def fit_cavi(
     max_iter: int = 500,
     tol: float = 1e-8,
     num_draws: int = 1000,
-    seed: int = 0,
+    seed: int | None = 0,
     reg_covar: float = 0.0,
     warm_start: Fit | None = None,
     device=None,
     dtype=None,
-    verbose: bool = False,
+    progress: bool = False,
 ) -> Fit:
     """Mean-field variational posterior of a :class:`GaussianMixture` by closed-form CAVI.
 
@@ -172,8 +172,9 @@ def fit_cavi(
         Stop when the ELBO changes by less than ``tol`` per data point.
     num_draws : int
         Number of draws from q of the global sites.
-    seed : int
-        Seed of the MAP start and of the draws (a private torch.Generator).
+    seed : int or None
+        Seed of the MAP start and of the draws (a private torch.Generator); None draws one
+        from the OS (recorded in ``fit.options["seed"]``).
     reg_covar : float
         Ridge (in the units of ``x``²) added to every sample covariance in the global update,
         i.e. N_k · reg_covar · I to each scatter C_k, as scikit-learn's
@@ -186,7 +187,7 @@ def fit_cavi(
         ``init`` is ignored.
     device, dtype
         Where and in which precision to compute (default CPU float64).
-    verbose : bool
+    progress : bool
         Show a progress bar.
 
     Returns
@@ -217,7 +218,8 @@ def fit_cavi(
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     tol = check_float(tol, "tol", minimum=0.0)
     num_draws = check_int(num_draws, "num_draws", minimum=1)
-    seed = check_int(seed, "seed", minimum=0)
+    seed = resolve_seed(seed)
+    verbose = bool(progress)  # the name the iteration below uses
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     family = model.family
     if family.conjugate is None:

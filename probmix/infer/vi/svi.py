@@ -36,7 +36,7 @@ from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
-from probmix._random import generator, quiet_singular_samples, seeded
+from probmix._random import generator, quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
 from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
@@ -112,7 +112,7 @@ def _draw_guide(guide, x, sites, num_draws):
 def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
             lr_decay: float = 0.1, batch_size: int | None = None, num_particles: int = 1,
             num_draws: int = 1000, init="map", init_scale: float = 0.01, tol: float = 1e-5,
-            window: int | None = None, seed: int = 0, device=None, dtype=None,
+            window: int | None = None, seed: int | None = 0, device=None, dtype=None,
             progress: bool = True) -> Fit:
     """Variational posterior of a mixture program by stochastic variational inference.
 
@@ -125,7 +125,8 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         Autoguide over the global sites (diagonal Normal, multivariate Normal or point mass in
         the unconstrained space), or a Pyro guide ``guide(x)`` for the global sites.
     steps : int
-        Maximum number of optimisation steps.
+        Maximum number of optimisation steps (:func:`probmix.fit` also takes it as
+        ``max_iter=``, the iteration cap's name in the other optimisers).
     lr : float
         Initial learning rate of ClippedAdam.
     lr_decay : float
@@ -146,7 +147,8 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         twice its standard error).
     window : int, optional
         Steps per window of the convergence rule (default max(50, steps // 20)).
-    seed : int
+    seed : int or None
+        None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
     progress : bool
         Show a tqdm progress bar with the smoothed loss.
@@ -161,6 +163,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
     from probmix.results.posterior import fit_from_draws
 
     steps = check_int(steps, "steps", minimum=1)
+    seed = resolve_seed(seed)
     num_particles = check_int(num_particles, "num_particles", minimum=1)
     num_draws = check_int(num_draws, "num_draws", minimum=1)
     lr = check_float(lr, "lr", minimum=0.0)

@@ -1,0 +1,138 @@
+"""``probmix compare`` (one model, several engines side by side) and ``probmix select``
+(the number of components by a criterion)."""
+
+from __future__ import annotations
+
+from probmix.cli import output
+from probmix.cli.common import (ENGINES, OPTIMIZER_FLAGS, build_model, check_k, load,
+                                method_for, optimizer_options)
+
+__all__ = ["compare_command", "select_command"]
+
+
+def compare_command(args) -> int:
+    import probmix
+    from probmix.results.compare import DEFAULT_METHODS
+    from probmix.results.units import to_original_units
+
+    x, names, data, center, sd = load(args)
+    if args.k is not None:
+        check_k(args.k, len(x))
+    model = build_model(args, args.k)
+    if args.standardize and args.model:
+        raise ValueError("--standardize rescales the built-in Gaussian mixture's parameters; "
+                         "standardise the data yourself for a --model program.")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES]
+    if bad or not engines:
+        raise ValueError(f"--engines takes a comma-separated list of {', '.join(ENGINES)}; "
+                         f"got {args.engines!r}.")
+    per_engine = {e: dict(DEFAULT_METHODS[e]) if not args.model else {} for e in engines}
+    if args.draws is not None:
+        per_engine.get("mcmc", {}).update(num_samples=args.draws, num_warmup=args.draws)
+        per_engine.get("svi", {}).update(num_draws=args.draws)
+    _spread_optimizer_flags(args, model, per_engine)
+    result = probmix.compare(model, data, engines=engines, seed=args.seed,
+                             progress=not args.quiet, **per_engine)
+    if center is not None:
+        result = result.with_fits({k: to_original_units(f, x, center, sd)
+                                   for k, f in result.fits.items()}, x)
+    print(f"{model!r} on {len(x)} points × {x.shape[1]} columns ({', '.join(names)}); "
+          "components in the order of the first fit; posterior mean ± sd"
+          + ("; fitted on standardised columns, parameters in the original units"
+             if center is not None else ""))
+    print(result.to_string())
+    out = output.out_dir(args)
+    if out is not None:
+        written = []
+        table = result.table.copy()
+        table.columns = [f"{fit} {stat}" for fit, stat in table.columns]
+        table.to_csv(out / "compare.csv", index_label="parameter")
+        written.append("compare.csv")
+        if not args.model and x.shape[1] >= 2:
+            output.save_figure(result.plot(), out / "compare.png", written)
+        print(f"wrote {', '.join(written)} to {out}")
+    return 0
+
+
+def _spread_optimizer_flags(args, model, per_engine: dict) -> None:
+    """Give ``--tol``, ``--n-init``, ``--max-iter`` to the compared engines whose method takes
+    them (the samplers take none); an error when none of them does."""
+    entries = {e: method_for(e, opts.get("method"), model) for e, opts in per_engine.items()}
+    for name, flag in OPTIMIZER_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        takers = [e for e, entry in entries.items() if entry.accepts(name)]
+        if not takers:
+            listed = ", ".join(f"{e} ({entry.method})" for e, entry in entries.items())
+            raise ValueError(f"{flag} applies to none of the engines compared: {listed} have no "
+                             f"{name} option.")
+        for e in takers:
+            per_engine[e][name] = value
+
+
+def _k_range(text: str) -> list[int]:
+    try:
+        if ":" in text:
+            lo, hi = (int(p) for p in text.split(":"))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--k must be a range like 1:8 or a list like 2,3,5; got {text!r}.") \
+            from None
+    if not ks:
+        raise ValueError(f"--k {text} is an empty range; write it low:high, e.g. 1:8.")
+    return ks
+
+
+def select_command(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    import probmix
+    from probmix.results.units import log_jacobian
+
+    x, names, data, center, sd = load(args)
+    ks = _k_range(args.k)
+    for k in ks:
+        check_k(k, len(x), "--k")
+    engine, method = ("map", "em") if args.criterion in ("bic", "aic") else ("mcmc", "gibbs")
+    entry = method_for(engine, method, None)
+    options = {"engine": engine, "method": method, **optimizer_options(args, entry)}
+    if args.draws is not None:
+        if not entry.accepts("num_samples"):
+            raise ValueError(f"--draws sets the posterior draws of --criterion loo or waic; "
+                             f"--criterion {args.criterion} uses MAP fits: drop it.")
+        options.update(num_samples=args.draws, num_warmup=args.draws)
+    tables, fits = [], {}
+    for k in tqdm(ks, desc=f"select ({args.criterion})", disable=args.quiet, leave=False):
+        part = probmix.select(data, [k], criterion=args.criterion,
+                              covariance=args.covariance or "full", prior=args.prior or "default",
+                              seed=args.seed, **options)
+        tables.append(part.table)
+        fits.update(part.fits)
+    table = pd.concat(tables)
+    column = table.columns[0]
+    if center is not None:  # densities of z -> of x: a constant per K, the ranking is unchanged
+        shift = len(x) * log_jacobian(sd)
+        table[column] = table[column] + (2 * shift if column in ("bic", "aic") else -shift)
+    lower = args.criterion in ("bic", "aic")
+    best = int(table[column].idxmin() if lower else table[column].idxmax())
+    selection = probmix.Selection(criterion=args.criterion, table=table, best=best, fits=fits)
+    print(f"{args.criterion.upper()} of Gaussian mixtures ({args.covariance or 'full'} "
+          f"covariance) on {len(x)} points × {x.shape[1]} columns ({', '.join(names)}); "
+          f"{'lower' if lower else 'higher'} is better")
+    print(table.to_string(float_format=lambda v: f"{v:.6g}"))
+    print(f"best number of components: {best}")
+    out = output.out_dir(args)
+    if out is not None:
+        from probmix import plot
+
+        written = []
+        table.to_csv(out / "selection.csv")
+        written.append("selection.csv")
+        output.save_figure(plot.criterion(selection), out / "criterion.png", written)
+        print(f"wrote {', '.join(written)} to {out}")
+    return 0
