@@ -37,7 +37,7 @@ def labels_figure(x, labels, centers, names, title):
     """Points coloured by label with the centres marked (first two columns; one column: strip)."""
     from matplotlib.figure import Figure
 
-    from probmix.plot.figures import _palette
+    from probmix.plot._common import _palette
 
     fig = Figure(figsize=(6.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
