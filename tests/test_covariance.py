@@ -10,6 +10,7 @@ from probmix.model.covariance import (FAMILIES, DiagCovariance, TiedCovariance, 
 from probmix.infer.map.em_steps import PreparedData, natural_weights, log_joint
 
 K, D = 3, 4
+BUILT_IN = ("diag", "full", "spherical", "tied")  # mclust's VVI, VVV, VII, EEE
 
 
 def _random_cov(family, rng):
@@ -19,7 +20,7 @@ def _random_cov(family, rng):
             "tied": full[0]}[family]
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_exponential_family_log_density_equals_scipy(name, rng):
     family = get_family(name)
     cov = _random_cov(name, rng)
@@ -39,7 +40,7 @@ def test_exponential_family_log_density_equals_scipy(name, rng):
     np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_parameter_counts_match_closed_forms_and_sklearn(name):
     sklearn_mixture = pytest.importorskip("sklearn.mixture")
     family = get_family(name)
@@ -51,7 +52,7 @@ def test_parameter_counts_match_closed_forms_and_sklearn(name):
     assert family.n_parameters(K, D) == gm._n_parameters()
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_full_round_trip(name, rng):
     family = get_family(name)
     cov = torch.as_tensor(_random_cov(name, rng))

@@ -40,7 +40,7 @@ MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", 
           "EVV", "VVV")
 ITERATIVE = ("VEI", "VEE", "VEV", "EVE", "VVE")
 
-_INNER_MAX_ITER = 1000
+_INNER_MAX_ITER = 100
 _INNER_TOL = 1e-10  # relative change of f between sweeps
 _ORIENTATION_TOL = 1e-9  # largest change of an orientation entry between MM steps
 
@@ -62,11 +62,14 @@ def n_covariance_parameters(model: str, k: int, d: int) -> int:
 
 
 def objective(cov: torch.Tensor, scatter: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """f(Σ) = Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)], shape (...,)."""
-    chol = torch.linalg.cholesky(cov)  # (..., K, D, D)
+    """f(Σ) = Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)], shape (...,); +inf where a Σ_k is singular."""
+    chol, info = torch.linalg.cholesky_ex(cov)  # (..., K, D, D)
+    bad = info != 0  # (..., K)
+    chol = torch.where(bad[..., None, None], _eye(cov.shape[-1], cov), chol)
     log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (..., K)
     trace = torch.diagonal(torch.cholesky_solve(scatter, chol), dim1=-2, dim2=-1).sum(-1)
-    return (counts * log_det + trace).sum(-1)
+    value = (counts * log_det + trace).sum(-1)
+    return torch.where(bad.any(-1), torch.full_like(value, torch.inf), value)
 
 
 def _tiny(t: torch.Tensor) -> float:
@@ -132,8 +135,8 @@ def _vee(scatter, counts, d):
     previous = None
     for _ in range(_INNER_MAX_ITER):
         pooled = (scatter / volume[..., None, None]).sum(-3)  # (..., D, D)
-        chol = torch.linalg.cholesky(pooled)
-        log_det = 2.0 * torch.log(_diagonal(chol)).sum(-1)  # (...,)
+        chol = torch.linalg.cholesky_ex(pooled)[0]
+        log_det = 2.0 * torch.log(_diagonal(chol).clamp_min(_tiny(chol))).sum(-1)  # (...,)
         common = pooled * torch.exp(-log_det / d)[..., None, None]  # |C| = 1
         chol = chol * torch.exp(-0.5 * log_det / d)[..., None, None]
         trace = _diagonal(torch.cholesky_solve(scatter, chol[..., None, :, :])).sum(-1)  # (..., K)
@@ -240,8 +243,7 @@ def constrained_covariances(model: str, scatter: torch.Tensor,
         volume, shape = _variable_volume_common_shape(w, counts, d)  # VEI
         return _compose(volume, shape.expand_as(w))
     if model == "EVV":  # C_k = W_k / |W_k|^(1/D), λ = Σ_k |W_k|^(1/D) / n
-        chol = torch.linalg.cholesky(scatter)
-        root = torch.exp(2.0 * torch.log(_diagonal(chol)).sum(-1) / d)  # (..., K)
+        root = _geometric_mean(torch.linalg.eigvalsh(scatter))  # (..., K): |W_k|^(1/D)
         return scatter / root[..., None, None] * (root.sum(-1) / total)[..., None, None, None]
     if orient == "V":  # EEV, VEV: D_k from the eigenvectors of W_k, A from the pooled eigenvalues
         values, vectors = _eig_descending(scatter)  # (..., K, D), (..., K, D, D)

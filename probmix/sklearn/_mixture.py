@@ -17,7 +17,7 @@ import torch
 
 from probmix._random import generator
 from probmix._validation import check_float, check_int
-from probmix.model.covariance import FAMILIES, get_family
+from probmix.model.covariance import get_family
 from probmix.exceptions import ConvergenceWarning as _ProbmixConvergenceWarning
 from probmix.baselines.kmeans import kmeans_plusplus, lloyd
 from probmix.sklearn._base import (ConvergenceWarning, EstimatorBase, NotFittedError,
@@ -58,6 +58,8 @@ def initial_responsibilities(x: torch.Tensor, k: int, init_params: str, *, n_ini
     resp[torch.arange(n_init, device=x.device)[:, None], rows, cols] = 1.0
     return resp
 
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")  # scikit-learn's names
+
 
 class MixtureBase(EstimatorBase):
     """Shared options, checks and methods; subclasses implement ``_fit`` and ``_log_joint``."""
@@ -72,8 +74,8 @@ class MixtureBase(EstimatorBase):
         check_int(self.n_init, "n_init", minimum=1)
         check_int(self.verbose, "verbose", minimum=0)
         check_int(self.verbose_interval, "verbose_interval", minimum=1)
-        if self.covariance_type not in FAMILIES:
-            raise ValueError(f"covariance_type must be one of {sorted(FAMILIES)}; got "
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {sorted(COVARIANCE_TYPES)}; got "
                              f"{self.covariance_type!r}.")
         if self.init_params not in INIT_PARAMS:
             raise ValueError(f"init_params must be one of {INIT_PARAMS}; got "

@@ -155,7 +155,7 @@ class GaussianMixture(MixtureBase):
     def _fit(self, x: torch.Tensor, *, seed: int, warm: bool) -> None:
         model = _Model(self.n_components, covariance=self.covariance_type, prior="flat")
         init = self._initial_params(x, seed, warm)
-        options = dict(engine="map", method="em", init=init, tol=self.tol,
+        options = dict(engine="map", method="em", init=init, tol=self.tol, stop="change",
                        reg_covar=self.reg_covar, seed=seed, progress=self.verbose > 0)
         if warm:  # as scikit-learn: the first step's bound is compared with the previous fit's
             first = probmix_fit(model, x, max_iter=1, **options)

@@ -19,68 +19,48 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probmix._random import generator, resolve_seed
+from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
-from probmix.baselines.kmeans_init import kmeans_plusplus  # one k-means implementation
-from probmix.baselines.lloyd import lloyd
 from probmix.model.covariance import raise_if_degenerate
 from probmix.io.data import as_data, as_sample_weight
 from probmix.infer.distributed import reducer_for
 from probmix.infer.map import em_steps
+from probmix.infer.map.em_init import INITS, distinct_rows, global_covariance, init_params
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.io.scan import scan
 from probmix.io.sources import as_source, is_source
 from probmix.exceptions import ConvergenceWarning
-from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
+from probmix.model.gaussian_mixture import GaussianMixture
 from probmix.model.priors import Prior
 from probmix.results.result import Fit
 
 __all__ = ["fit_em_start", "fit_em", "INITS"]
 
-INITS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
-def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
-    """labels (R, N) -> function of a row slice giving one-hot (R, K, n)."""
-    def resp(rows):
-        return torch.nn.functional.one_hot(labels[:, rows], k).to(dtype).transpose(1, 2)
-    return resp
+STOP_RULES = ("aitken", "change")
+DEFAULT_TOL = {"aitken": 1e-8, "change": 1e-3}
 
 
-def _initial_stats(init, data, k, n_init, seed, dtype):
-    """Statistics of the initial responsibilities for the string initialisations."""
-    x, device = data.x, data.x.device
-    gen = generator(seed, device)
-    if init in ("k-means++", "kmeans"):
-        centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
-                                  generator=gen)  # (R, K, D)
-        if init == "kmeans":
-            labels = lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
-        else:
-            labels = torch.cdist(x, centers).argmin(-1)  # (R, N)
-        return em_steps.stats_from_responsibilities(data, _hard_responsibilities(labels, k, dtype))
-    # "random": uniform random responsibilities, normalised per row (as scikit-learn)
-    draws = torch.rand(n_init, k, data.n, generator=gen, device=device, dtype=dtype)
-    draws /= draws.sum(1, keepdim=True)
-    return em_steps.stats_from_responsibilities(data, lambda rows: draws[:, :, rows])
+def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
+    """Which restarts (R,) meet the stopping rule, from the objective of the last three steps.
 
-
-def _random_from_data(data, k, n_init, seed, reg):
-    """Means at K distinct random rows (per restart); the global covariance; equal weights."""
-    gen = generator(seed, data.x.device)
-    ones = torch.ones(n_init, data.n, dtype=data.x.dtype, device=data.x.device)
-    idx = torch.multinomial(ones, k, replacement=False, generator=gen)  # (R, K)
-    cov = _global_covariance(data, reg, k)
-    weights = torch.full((n_init, k), 1.0 / k, dtype=data.x.dtype, device=data.x.device)
-    return weights, data.x[idx], cov.expand(n_init, *cov.shape).contiguous()
-
-
-def _global_covariance(data, reg, k):
-    """The whole data's covariance in the family's native shape for K components."""
-    s = em_steps.stats_from_responsibilities(
-        data, lambda rows: data.shift.new_ones(1, 1, rows.stop - rows.start))  # (1, 1, F)
-    s = s.expand(1, k, s.shape[-1])
-    return em_steps.m_step(data.family, s, prior=None, reg_covar=reg)[2][0]
+    "change": |ℓ_t - ℓ_{t-1}| < tol. "aitken": with a = (ℓ_t - ℓ_{t-1}) / (ℓ_{t-1} - ℓ_{t-2})
+    the rate of EM's linear convergence, the limit is ℓ_∞ = ℓ_{t-1} + (ℓ_t - ℓ_{t-1}) / (1 - a)
+    and the distance still to go ℓ_∞ - ℓ_t = (ℓ_t - ℓ_{t-1}) a / (1 - a); stop when it is
+    below tol · (1 + |ℓ_t|) while 0 <= a < 1 (or when ℓ no longer moves at all; tol=0 runs
+    every iteration).
+    """
+    step = current - previous
+    if rule == "change":
+        return step.abs() < tol
+    last = previous - before
+    rate = step / torch.where(last != 0, last, torch.ones_like(last))
+    valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
+    gap = step * rate / (1 - torch.where(valid, rate, torch.zeros_like(rate)))
+    bound = tol * (1 + current.abs())
+    still = (step.abs() <= 1e-15 * (1 + current.abs())) & (tol > 0)  # converged to rounding
+    return (valid & (gap <= bound) & (step <= bound)) | still
 
 
 def _worst_rows(data, w, count):
@@ -120,7 +100,7 @@ def _reseed(data, w_old, weights, means, cov, empty, reg):
     means = torch.where(empty[..., None], rows, means)
     mask = family.component_mask(empty)
     if mask is not None:
-        cov = torch.where(mask, _global_covariance(data, reg, k), cov)
+        cov = torch.where(mask, global_covariance(data, reg, k), cov)
     weights = torch.where(empty, torch.full_like(weights, 1.0 / data.total_weight), weights)
     weights = weights / weights.sum(-1, keepdim=True)
     return weights, means, cov
@@ -141,48 +121,6 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
     lp_prec = family.precision_prior(prior, k, d).log_prob(prec)
     lp = lp + (lp_prec if family.tied else lp_prec.sum(-1))
     return lp + family.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
-
-
-def _init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
-    """Initial (weights, means, cov) in standardised coordinates, each with a leading (R,)."""
-    family, k = model.family, model.n_components
-    opts = dict(dtype=data.x.dtype, device=data.x.device)
-    if warm_start is not None:
-        same_model = (isinstance(warm_start, Fit)
-                      and getattr(warm_start.model, "family", None) is family
-                      and getattr(warm_start.model, "n_components", None) == k)
-        if not same_model:
-            raise ValueError("warm_start must be a Fit of a GaussianMixture with the same "
-                             "n_components and covariance.")
-        init = {key: warm_start.params[key] for key in ("weights", "means", "covariances")}
-    if isinstance(init, (dict, MixtureParams)):
-        p = as_params(init, family, n_components=k, n_features=data.d, **opts)
-        batched = p.means.ndim == 3
-        weights, means, cov = ((p.weights, p.means, p.covariances) if batched else
-                               (p.weights[None], p.means[None], p.covariances[None]))
-        return weights, (means - data.shift) / data.scale, cov / data.scale**2
-    if init not in INITS:
-        raise ValueError(
-            f"init must be one of {INITS}, a dict of initial parameters or a Fit (warm_start); "
-            f"got {init!r}."
-        )
-    if init == "random_from_data":
-        return _random_from_data(data, k, n_init, seed, reg_s)
-    s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
-    weights, means, cov = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
-    return weights, means, cov
-
-
-def _distinct_rows(x: torch.Tensor, k: int) -> int | None:
-    """The number of distinct rows of ``x`` when it is below ``k``, else None.
-
-    The first rows nearly always settle it (a full ``unique`` of a million rows costs seconds).
-    """
-    head = torch.unique(x[:max(1024, 4 * k)], dim=0).shape[0]
-    if head >= k:
-        return None
-    count = int(torch.unique(x, dim=0).shape[0])
-    return count if count < k else None
 
 
 def _prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed, device,
@@ -233,7 +171,8 @@ def fit_em(
     init="kmeans",
     n_init: int = 1,
     max_iter: int = 100,
-    tol: float = 1e-3,
+    tol: float | None = None,
+    stop: str = "change",
     reg_covar: float = 1e-6,
     seed: int | None = 0,
     device=None,
@@ -251,18 +190,26 @@ def fit_em(
     ----------
     model : GaussianMixture
     x : array-like (N, D)
-    init : {"kmeans", "k-means++", "random", "random_from_data"} or dict
-        Initial responsibilities from k-means (Lloyd from k-means++ seeds), from the nearest
-        k-means++ seed, uniform random; or means at random rows. A dict gives the initial
+    init : {"auto", "hc", "kmeans", "k-means++", "random", "random_from_data"} or dict
+        "auto": the model-based hierarchical start ("hc", as mclust's; built on at
+        most 2,000 rows) plus ``n_init`` k-means++ starts, batched; "kmeans": Lloyd from
+        k-means++ seeds; "k-means++": the nearest seed; "random": uniform random
+        responsibilities; "random_from_data": means at random rows. A dict gives the initial
         ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
-        it gives R restarts.
+        it gives R restarts. See :mod:`probmix.infer.map.em_init`.
     n_init : int
-        Number of restarts, run together as one batched computation; the best objective wins.
+        Number of (k-means++ or random) restarts, run together as one batched computation;
+        the best objective wins.
     max_iter : int
         Maximum number of EM iterations (E-step then M-step).
-    tol : float
-        Convergence threshold on the change of the objective per unit weight (for a flat prior,
-        the mean log-likelihood, as scikit-learn's ``lower_bound_``).
+    tol : float, optional
+        Convergence threshold (default 1e-8 for ``stop="aitken"``, 1e-3 for ``"change"``).
+    stop : {"aitken", "change"}
+        "aitken": stop when Aitken's extrapolation of the objective ℓ (per unit
+        weight) says the mode is less than ``tol`` · (1 + |ℓ|) away (McNicholas et al. 2010),
+        which is what reaches the mode on overlapping components, where EM crawls;
+        "change" (default): stop when ℓ changes by less than ``tol`` (scikit-learn's rule, on the mean
+        log-likelihood for a flat prior).
     reg_covar : float
         Ridge added to every covariance estimate (in the units of ``x``²).
     seed : int or None
@@ -300,7 +247,9 @@ def fit_em(
     k = model.n_components
     n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    tol = check_float(tol, "tol", minimum=0.0)
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}; got {stop!r}.")
+    tol = check_float(DEFAULT_TOL[stop] if tol is None else tol, "tol", minimum=0.0)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     seed = resolve_seed(seed)
     init_size = check_int(init_size, "init_size", minimum=k)
@@ -325,7 +274,7 @@ def fit_em(
             f"e.g. reg_covar={1e-6 * data.scale**2:.3g}, or rescale x.",
             UserWarning, stacklevel=3,
         )
-    weights, means, cov = _init_params(model, sample, init, n_init=n_init, seed=seed,
+    weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
     prec_chol, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
@@ -336,6 +285,7 @@ def fit_em(
     n_iter = torch.zeros(r, dtype=torch.long, device=x.device)
     history = []  # (R,) objective per unit weight, before each M-step
     previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
+    before = previous.clone()  # the objective two iterations back (Aitken's rule)
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
     for _ in range(max_iter):
@@ -363,9 +313,9 @@ def fit_em(
         prec_chol = torch.where(step_cov, new_prec_chol, prec_chol)
         n_iter += step.long()
         ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
-        done = step & ((current - previous).abs() < tol) & ~empty.any(-1)
+        done = step & _stopped(stop, tol, current, previous, before) & ~empty.any(-1)
         converged |= done
-        previous = current
+        before, previous = previous, current
         active = active & ~done & ok
         bar.update(1)
         bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
@@ -377,7 +327,7 @@ def fit_em(
     final = torch.stack(history)  # (T, R)
     best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
     in_memory = isinstance(data, em_steps.PreparedData) and not data.reducer.distributed
-    distinct = None if bool(converged[best]) or not in_memory else _distinct_rows(data.x, k)
+    distinct = None if bool(converged[best]) or not in_memory else distinct_rows(data.x, k)
     if distinct is not None and distinct < k:  # the reason it could not converge
         warnings.warn(
             f"EM did not converge: x has only {distinct} distinct row(s) for n_components={k}, "
@@ -388,7 +338,7 @@ def fit_em(
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last change of the "
             f"objective {float((final[-1, best] - final[-2, best]).abs()) if len(final) > 1 else math.nan:.3g}"
-            f" > tol={tol:g}). Increase max_iter, raise tol, or try another init.",
+            f", stop={stop!r}, tol={tol:g}). Increase max_iter, raise tol, or try another init.",
             ConvergenceWarning, stacklevel=3,
         )
     t_best = int(n_iter[best])
@@ -402,7 +352,7 @@ def fit_em(
         converged=bool(converged[best]), n_iter=t_best,
         lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
         options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
-                     max_iter=max_iter, tol=tol, reg_covar=reg_covar, seed=seed,
+                     max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar, seed=seed,
                      **({} if chunk_size is None and not isinstance(data, StreamedData)
                         else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
                      **({"world_size": data.reducer.world_size} if data.reducer.distributed

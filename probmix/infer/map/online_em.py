@@ -24,7 +24,7 @@ from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_steps
-from probmix.infer.map.em import _init_params
+from probmix.infer.map.em_init import init_params as _init_params
 from probmix.model.gaussian_mixture import GaussianMixture
 from probmix.results.result import Fit
 from probmix.io.sources import as_source

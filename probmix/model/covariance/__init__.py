@@ -31,49 +31,19 @@ from __future__ import annotations
 from probmix.model.covariance.base import CovarianceFamily, raise_if_degenerate
 from probmix.model.covariance.diag import DiagCovariance
 from probmix.model.covariance.full import FullCovariance
+from probmix.model.covariance.parsimonious import NEW_MODELS, ParsimoniousCovariance
+from probmix.model.covariance.registry import (ALIASES, FAMILIES, MCLUST_MODELS, get_family,
+                                              mclust_name, register_family)
 from probmix.model.covariance.spherical import SphericalCovariance
 from probmix.model.covariance.tied import TiedCovariance
 
 __all__ = ["CovarianceFamily", "FullCovariance", "DiagCovariance", "SphericalCovariance",
-           "TiedCovariance", "get_family", "register_family", "FAMILIES", "raise_if_degenerate"]
-
-#: the registered families by name
-FAMILIES: dict[str, CovarianceFamily] = {}
-
-
-def register_family(family: CovarianceFamily) -> CovarianceFamily:
-    """Make ``family`` known by its name to :func:`get_family` (and ``covariance="<name>"``).
-
-    Parameters
-    ----------
-    family : CovarianceFamily
-        An instance; its ``name`` must not be registered yet.
-
-    Returns
-    -------
-    CovarianceFamily
-        ``family``.
-    """
-    if not isinstance(family, CovarianceFamily):
-        raise TypeError(f"family must be a CovarianceFamily instance; got {type(family).__name__}.")
-    if family.name in FAMILIES:
-        raise ValueError(f"a covariance family named {family.name!r} is already registered.")
-    FAMILIES[family.name] = family
-    return family
-
+           "TiedCovariance", "ParsimoniousCovariance", "get_family", "register_family", "FAMILIES",
+           "MCLUST_MODELS", "mclust_name", "raise_if_degenerate"]
 
 register_family(FullCovariance())
 register_family(DiagCovariance())
 register_family(SphericalCovariance())
 register_family(TiedCovariance())
-
-
-def get_family(covariance) -> CovarianceFamily:
-    """Look up a family by name ('full', 'diag', 'spherical', 'tied') or pass one through."""
-    if isinstance(covariance, CovarianceFamily):
-        return covariance
-    if covariance not in FAMILIES:
-        raise ValueError(
-            f"covariance must be one of {sorted(FAMILIES)}; got {covariance!r}."
-        )
-    return FAMILIES[covariance]
+for _name in NEW_MODELS:  # mclust's ten other parsimonious models
+    register_family(ParsimoniousCovariance(_name))

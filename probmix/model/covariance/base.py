@@ -204,8 +204,8 @@ class CovarianceFamily(ABC):
         """cov + reg · I in the native shape."""
 
     # --- the conjugate posterior ----------------------------------------------------------
-    def posterior(self, nk, sx, sq, prior: ResolvedPrior, *, ridge: float = 0.0
-                  ) -> ComponentPosterior:
+    def posterior(self, nk, sx, sq, prior: ResolvedPrior, *, ridge: float = 0.0,
+                  conjugate=None) -> ComponentPosterior:
         """Conjugate posterior of means and precisions from summed statistics.
 
         Parameters
@@ -218,6 +218,9 @@ class CovarianceFamily(ABC):
         ridge : float
             Adds n_k · ridge · I to each scatter (scikit-learn's ``reg_covar`` of
             ``BayesianGaussianMixture``); 0 is the exact update.
+        conjugate : precision posterior, optional
+            Used instead of the family's own ``conjugate`` (the constrained families take the
+            unconstrained Wishart posterior's scale and count for their M-step).
 
         Returns
         -------
@@ -233,8 +236,8 @@ class CovarianceFamily(ABC):
         means = (beta0 * m0 + sx) / beta[..., None]  # (..., K, D)
         delta = (sx / n_div[..., None] - m0) * torch.sqrt(beta0 * nk / beta)[..., None]
         # C_k = S_k + B_k, B_k = β₀ n_k / β_k (x̄_k - m₀)(x̄_k - m₀)ᵀ, native shape
-        shape, inv = self.conjugate.update(prior, nk, self.scatter(n_div, sx, sq),
-                                           self.outer(delta), d)
+        conjugate = self.conjugate if conjugate is None else conjugate
+        shape, inv = conjugate.update(prior, nk, self.scatter(n_div, sx, sq), self.outer(delta), d)
         return ComponentPosterior(means, beta, shape, inv)
 
     def posterior_mode(self, nk, sx, sq, *, prior: ResolvedPrior | None, reg_covar: float):

@@ -42,7 +42,7 @@ class SphericalCovariance(CovarianceFamily):
 
     def column_scaled(self):
         """Columns scaled differently make a spherical covariance diagonal."""
-        from probmix.model.covariance import FAMILIES  # the registered instance, not a copy
+        from probmix.model.covariance.registry import FAMILIES  # the registered instance
 
         return FAMILIES.get("diag") or DiagCovariance()
 

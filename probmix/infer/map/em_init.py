@@ -1,0 +1,147 @@
+"""Initial parameters of closed-form EM: hierarchical, k-means, random, or given.
+
+Every initialisation gives R restarts at once, each with its weights, means and covariances
+in the standardised coordinates of the data (leading dimension R):
+
+- ``"hc"``: the model-based hierarchical partition of :mod:`probmix.infer.map.hierarchical`
+  (one tree serves every K), then one M-step;
+- ``"k-means++"`` / ``"kmeans"``: responsibilities from the nearest k-means++ seed, or from
+  Lloyd's iterations started there (``n_init`` restarts);
+- ``"random"``: uniform random responsibilities; ``"random_from_data"``: means at random rows;
+- ``"auto"`` (the default): the hierarchical start plus ``n_init`` k-means++ starts, all
+  batched, so EM keeps whichever reaches the best objective;
+- a dict of parameters (optionally with a leading (R,) dimension), or a previous Fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from probmix._random import generator
+from probmix.baselines.kmeans_init import kmeans_plusplus  # one k-means implementation
+from probmix.baselines.lloyd import lloyd
+from probmix.infer.map import em_steps
+from probmix.infer.map.hierarchical import hierarchical_partitions
+from probmix.model.gaussian_mixture import MixtureParams, as_params
+from probmix.results.result import Fit
+
+__all__ = ["INITS", "init_params", "global_covariance", "distinct_rows"]
+
+INITS = ("auto", "hc", "kmeans", "k-means++", "random", "random_from_data")
+
+
+def _hard_responsibilities(labels: torch.Tensor, k: int, dtype):
+    """labels (R, N) -> function of a row slice giving one-hot (R, K, n)."""
+    def resp(rows):
+        return torch.nn.functional.one_hot(labels[:, rows], k).to(dtype).transpose(1, 2)
+    return resp
+
+
+def _hierarchical_labels(data, k: int, seed: int) -> torch.Tensor:
+    """The hierarchical partition into K clusters of the rows, shape (1, N).
+
+    The tree is built on at most :data:`~probmix.infer.map.hierarchical.MAX_POINTS` rows;
+    beyond them each row joins the cluster whose mean is nearest (in standardised units).
+    """
+    x = data.x.detach().cpu().numpy()
+    rows, labels = hierarchical_partitions(x, [k], rng=np.random.default_rng(seed))
+    part = torch.as_tensor(labels[k], device=data.x.device)
+    if rows.shape[0] == x.shape[0]:
+        return part[None]
+    sub = data.x[torch.as_tensor(rows, device=data.x.device)]
+    centers = torch.stack([sub[part == j].mean(0) for j in range(int(part.max()) + 1)])
+    return torch.cdist(data.x, centers).argmin(-1)[None]  # (1, N)
+
+
+def _initial_stats(init, data, k, n_init, seed, dtype):
+    """Statistics of the initial responsibilities for the string initialisations."""
+    x, device = data.x, data.x.device
+    gen = generator(seed, device)
+    if init in ("hc", "auto"):
+        labels = _hierarchical_labels(data, k, seed)  # (1, N)
+        if int(labels.max()) + 1 < k:  # ties or duplicate rows: fewer clusters than asked
+            init = "k-means++"
+        elif init == "auto":  # the tree's start and n_init k-means++ starts, batched
+            centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
+                                      generator=gen)  # (R, K, D)
+            labels = torch.cat([labels, torch.cdist(x, centers).argmin(-1)])  # (1 + R, N)
+            return em_steps.stats_from_responsibilities(
+                data, _hard_responsibilities(labels, k, dtype))
+        else:
+            return em_steps.stats_from_responsibilities(
+                data, _hard_responsibilities(labels, k, dtype))
+    if init in ("k-means++", "kmeans"):
+        centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
+                                  generator=gen)  # (R, K, D)
+        if init == "kmeans":
+            labels = lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
+        else:
+            labels = torch.cdist(x, centers).argmin(-1)  # (R, N)
+        return em_steps.stats_from_responsibilities(data, _hard_responsibilities(labels, k, dtype))
+    # "random": uniform random responsibilities, normalised per row (as scikit-learn)
+    draws = torch.rand(n_init, k, data.n, generator=gen, device=device, dtype=dtype)
+    draws /= draws.sum(1, keepdim=True)
+    return em_steps.stats_from_responsibilities(data, lambda rows: draws[:, :, rows])
+
+
+def _random_from_data(data, k, n_init, seed, reg):
+    """Means at K distinct random rows (per restart); the global covariance; equal weights."""
+    gen = generator(seed, data.x.device)
+    ones = torch.ones(n_init, data.n, dtype=data.x.dtype, device=data.x.device)
+    idx = torch.multinomial(ones, k, replacement=False, generator=gen)  # (R, K)
+    cov = global_covariance(data, reg, k)
+    weights = torch.full((n_init, k), 1.0 / k, dtype=data.x.dtype, device=data.x.device)
+    return weights, data.x[idx], cov.expand(n_init, *cov.shape).contiguous()
+
+
+def global_covariance(data, reg, k):
+    """The whole data's covariance in the family's native shape for K components."""
+    s = em_steps.stats_from_responsibilities(
+        data, lambda rows: data.shift.new_ones(1, 1, rows.stop - rows.start))  # (1, 1, F)
+    s = s.expand(1, k, s.shape[-1])
+    return em_steps.m_step(data.family, s, prior=None, reg_covar=reg)[2][0]
+
+
+def init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
+    """Initial (weights, means, cov) in standardised coordinates, each with a leading (R,)."""
+    family, k = model.family, model.n_components
+    opts = dict(dtype=data.x.dtype, device=data.x.device)
+    if warm_start is not None:
+        same_model = (isinstance(warm_start, Fit)
+                      and getattr(warm_start.model, "family", None) is family
+                      and getattr(warm_start.model, "n_components", None) == k)
+        if not same_model:
+            raise ValueError("warm_start must be a Fit of a GaussianMixture with the same "
+                             "n_components and covariance.")
+        init = {key: warm_start.params[key] for key in ("weights", "means", "covariances")}
+    if isinstance(init, (dict, MixtureParams)):
+        p = as_params(init, family, n_components=k, n_features=data.d, **opts)
+        batched = p.means.ndim == 3
+        weights, means, cov = ((p.weights, p.means, p.covariances) if batched else
+                               (p.weights[None], p.means[None], p.covariances[None]))
+        return weights, (means - data.shift) / data.scale, cov / data.scale**2
+    if init not in INITS:
+        raise ValueError(
+            f"init must be one of {INITS}, a dict of initial parameters or a Fit (warm_start); "
+            f"got {init!r}."
+        )
+    if init == "random_from_data":
+        return _random_from_data(data, k, n_init, seed, reg_s)
+    s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
+    weights, means, cov = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
+    return weights, means, cov
+
+
+def distinct_rows(x: torch.Tensor, k: int) -> int | None:
+    """The number of distinct rows of ``x`` when it is below ``k``, else None.
+
+    The first rows nearly always settle it (a full ``unique`` of a million rows costs seconds).
+    """
+    head = torch.unique(x[:max(1024, 4 * k)], dim=0).shape[0]
+    if head >= k:
+        return None
+    count = int(torch.unique(x, dim=0).shape[0])
+    return count if count < k else None
+
+

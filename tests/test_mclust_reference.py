@@ -1,0 +1,92 @@
+"""probmix's EM against R's mclust 6.0.0 on five public data sets (tests/data/README.md).
+
+The reference values were made by benchmarks/mclust_reference.py (Rscript, not in CI) and
+stored in tests/data/mclust_reference.json. For every covariance model of mclust and
+K = 1..6: with prior="flat", hierarchical + k-means++ starts (init="auto") and Aitken
+stopping (stop="aitken", not yet the defaults), probmix's log-likelihood is at least mclust's minus 0.01 nats (higher is fine:
+another, better optimum, or a tighter stop), and the parameter counts (BIC's df) are
+mclust's. (model, K) pairs where probmix is still below mclust are listed in KNOWN_MISSES as
+strict expected failures (issue 16 stays open for them): each fails the suite the day it
+starts to pass, so the list cannot go stale.
+"""
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import probmix
+from probmix.model.covariance import MCLUST_MODELS
+
+DATA = Path(__file__).parent / "data"
+REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())
+FAST = ("faithful", "iris", "diabetes")  # 2-4 columns: every model and K in CI
+SLOW = ("banknote", "wine")  # 6 and 13 columns: make test-slow
+KNOWN_MISSES = {  # measured on this commit; below mclust by the nats given
+    ("faithful", "EEI", 4): 0.2, ("faithful", "VVV", 6): 2.4, ("iris", "VEE", 4): 3.5,
+    ("iris", "VVE", 5): 0.7, ("iris", "EEV", 5): 5.6, ("diabetes", "EEE", 6): 5.3,
+    ("diabetes", "EVE", 6): 0.6, ("diabetes", "VEV", 2): 9.4, ("diabetes", "EVV", 5): 1.7,
+}
+#: below mclust when run alone, above it after other fits in the same process (so the EVE
+#: M-step depends on state it should not, e.g. the thread count): not strict until found
+UNSTABLE = {("iris", "EVE", 2)}
+
+
+def _load(name):
+    entry = REFERENCE["datasets"][name]
+    with open(DATA / Path(entry["csv"]).name) as f:
+        rows = list(csv.DictReader(f))
+    return np.array([[float(r[c]) for c in entry["columns"]] for r in rows]), entry
+
+
+def _cases(names):
+    out = []
+    for name in names:
+        grid = REFERENCE["datasets"][name]["grid"]
+        for model in MCLUST_MODELS:
+            for k in range(1, 7):
+                if grid[model]["loglik"][k - 1] is None:  # mclust itself failed there
+                    continue
+                marks = [pytest.mark.xfail(strict=True, reason="issue 16: a worse local "
+                                           "optimum than mclust's")] \
+                    if (name, model, k) in KNOWN_MISSES else \
+                    [pytest.mark.xfail(strict=False, reason="issue 16: order-dependent")] \
+                    if (name, model, k) in UNSTABLE else []
+                out.append(pytest.param(name, model, k, marks=marks, id=f"{name}-{model}-{k}"))
+    return out
+
+
+def _check(name, model, k):
+    x, entry = _load(name)
+    ref = entry["grid"][model]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = probmix.fit(probmix.GaussianMixture(k, covariance=model, prior="flat"), x,
+                          engine="map", seed=0, init="auto", stop="aitken", max_iter=1000)
+    loglik = float(fit.score(x)) * len(x)
+    assert fit.n_parameters == ref["df"][k - 1]
+    assert loglik >= ref["loglik"][k - 1] - 0.01, (loglik, ref["loglik"][k - 1])
+
+
+@pytest.mark.parametrize("name, model, k", _cases(FAST))
+def test_flat_em_reaches_mclusts_likelihood(name, model, k):
+    _check(name, model, k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, model, k", _cases(SLOW))
+def test_flat_em_reaches_mclusts_likelihood_in_more_dimensions(name, model, k):
+    _check(name, model, k)
+
+
+def test_every_mclust_name_is_a_family_with_mclusts_parameter_count():
+    for name in ("iris", "wine"):
+        entry = REFERENCE["datasets"][name]
+        for model in MCLUST_MODELS:
+            for k in (1, 3):
+                expected = entry["grid"][model]["df"][k - 1]
+                got = probmix.GaussianMixture(k, covariance=model).n_parameters(entry["d"])
+                assert got == expected, (name, model, k)
