@@ -128,7 +128,8 @@ class GaussianMixture(MixtureModel):
             dtype, device = moments[0].dtype, moments[0].device
         return resolve_prior(self.prior, n_components=self.n_components, n_features=d, x=x,
                              sample_weight=sample_weight, dtype=dtype, device=device,
-                             stick_breaking=self.is_dirichlet_process, moments=moments)
+                             stick_breaking=self.is_dirichlet_process, moments=moments,
+                             family=self.family)
 
     def n_parameters(self, n_features: int, *, x=None) -> int:
         """Number of free parameters (weights, means, covariances) in D = n_features dimensions."""

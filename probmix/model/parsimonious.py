@@ -21,9 +21,10 @@ product of the components' conjugate priors, restricted to the model.
 
 Closed forms (Celeux & Govaert 1995): EII, VII, EEI, VVI, EVI, EEE, EEV, EVV, VVV.
 Iterated: VEI, VEV, VEE (alternating volume and shape/orientation updates, each a
-closed-form coordinate minimisation, so f never increases), EVE and VVE (the orientation by
-the majorisation-minimisation step of Browne & McNicholas 2014, "Estimating common
-principal components in high dimensions"). mclust uses the same algorithms.
+closed-form coordinate minimisation, so f never increases), EVE and VVE (the common
+orientation by exact plane rotations, Flury & Gautschi 1986, in place of mclust's
+majorisation-minimisation step of Browne & McNicholas 2014, which needs hundreds of steps
+to settle).
 
 Shapes: ``scatter`` (..., K, D, D), ``counts`` (..., K); leading batch dimensions (e.g.
 restarts) are allowed everywhere; every function returns covariances (..., K, D, D).
@@ -42,7 +43,6 @@ ITERATIVE = ("VEI", "VEE", "VEV", "EVE", "VVE")
 
 _INNER_MAX_ITER = 100
 _INNER_TOL = 1e-10  # relative change of f between sweeps
-_ORIENTATION_TOL = 1e-9  # largest change of an orientation entry between MM steps
 
 
 def n_covariance_parameters(model: str, k: int, d: int) -> int:
@@ -169,31 +169,50 @@ def _common_orientation(scatter, counts, d, equal_volume: bool):
 def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation):
     """One start of the EVE / VVE iteration from ``orientation`` (..., D, D).
 
-    Alternates the closed-form volume and shape updates given D with one majorisation-
-    minimisation step for D given them (Browne & McNicholas 2014): with M_k = (λ_k A_k)⁻¹
-    and ω_k the largest eigenvalue of W_k, D ← U Vᵀ where U S Vᵀ is the SVD of
-    Σ_k (ω_k I - W_k) D M_k. Each step decreases f.
+    Alternates the closed-form volume and shape updates given D (A_k ∝ diag(Dᵀ W_k D)) with
+    one sweep of plane rotations of D given them: for the columns (i, j) and M_k =
+    (λ_k A_k)⁻¹, f restricted to a rotation by θ is c₀ + c₁ cos 2θ + c₂ sin 2θ, whose
+    minimum is exact (the Jacobi-type coordinate descent of Flury & Gautschi 1986 for common
+    principal components). Every step decreases f, and far fewer sweeps are needed than
+    majorisation-minimisation steps (Browne & McNicholas 2014), which crawl near the optimum.
     """
-    eye = _eye(d, scatter)
-    omega = torch.linalg.eigvalsh(scatter)[..., -1]  # (..., K): largest eigenvalue of W_k
+    rotated_w = orientation.transpose(-1, -2)[..., None, :, :] @ scatter \
+        @ orientation[..., None, :, :]  # (..., K, D, D): B_k = Dᵀ W_k D
+    orientation = orientation.clone()
+    previous = None
     for _ in range(_INNER_MAX_ITER):
-        rotated = _diagonal(orientation.transpose(-1, -2)[..., None, :, :] @ scatter
-                            @ orientation[..., None, :, :])  # (..., K, D): diag(Dᵀ W_k D)
-        root = _geometric_mean(rotated)  # (..., K)
-        shape = rotated / root[..., None]  # (..., K, D), |A_k| = 1
+        diag = _diagonal(rotated_w)  # (..., K, D)
+        root = _geometric_mean(diag)  # (..., K)
+        shape = diag / root[..., None]  # (..., K, D), |A_k| = 1
         if equal_volume:
             volume = (root.sum(-1) / counts.sum(-1))[..., None].expand_as(root)  # (..., K)
         else:
             volume = root / counts
-        weights = 1.0 / (volume[..., None] * shape)  # (..., K, D): diagonal of M_k
-        g = ((omega[..., None, None] * eye - scatter) @ orientation[..., None, :, :]
-             * weights[..., None, :]).sum(-3)  # (..., D, D)
-        u, _, vh = torch.linalg.svd(g)
-        step = u @ vh
-        # the MM step converges linearly and f is flat at the optimum: stop on the orientation
-        if bool(((step - orientation).abs() <= _ORIENTATION_TOL).all()):
+        value = (counts * d * torch.log(volume) + d * root / volume).sum(-1)
+        if previous is not None and _converged(value, previous):
             break
-        orientation = step
+        previous = value
+        m = 1.0 / (volume[..., None] * shape)  # (..., K, D): diagonal of M_k
+        for i in range(d - 1):
+            for j in range(i + 1, d):
+                a, e = rotated_w[..., i, i], rotated_w[..., j, j]  # (..., K)
+                b = rotated_w[..., i, j]
+                mi, mj = m[..., i], m[..., j]
+                half_diff = 0.5 * ((mi * a + mj * e) - (mi * e + mj * a)).sum(-1)  # (...,)
+                cross = (b * (mi - mj)).sum(-1)  # (...,)
+                theta = 0.5 * torch.atan2(-cross, -half_diff)  # (...,): the exact minimum
+                c, s_ = torch.cos(theta), torch.sin(theta)
+                # rotate columns i, j of D and rows/columns i, j of every B_k
+                col_i, col_j = orientation[..., :, i].clone(), orientation[..., :, j].clone()
+                orientation[..., :, i] = c[..., None] * col_i + s_[..., None] * col_j
+                orientation[..., :, j] = -s_[..., None] * col_i + c[..., None] * col_j
+                ck, sk = c[..., None, None], s_[..., None, None]
+                row_i, row_j = rotated_w[..., i, :].clone(), rotated_w[..., j, :].clone()
+                rotated_w[..., i, :] = ck * row_i + sk * row_j
+                rotated_w[..., j, :] = -sk * row_i + ck * row_j
+                col_i, col_j = rotated_w[..., :, i].clone(), rotated_w[..., :, j].clone()
+                rotated_w[..., :, i] = ck * col_i + sk * col_j
+                rotated_w[..., :, j] = -sk * col_i + ck * col_j
     return _compose(volume, shape, orientation[..., None, :, :])
 
 

@@ -194,9 +194,11 @@ class BayesianGaussianMixture(MixtureBase):
                              f"{d - 1}; got {dof!r}.")
         scale = (self._default_scale(xn) if self.covariance_prior is None
                  else self._given_scale(d))
+        # scikit-learn's defaults where it has None (probmix's own defaults differ: issue 16)
         prior = Prior(weight_concentration=alpha, mean_loc=mean_loc,
-                      mean_precision=self.mean_precision_prior,
-                      dof=None if dof is None else float(dof), scale=scale)
+                      mean_precision=1.0 if self.mean_precision_prior is None
+                      else self.mean_precision_prior,
+                      dof=float(d) if dof is None else float(dof), scale=scale)
         stick = self.weight_concentration_prior_type == "dirichlet_process" and k > 1
         # one component: the weight is 1 under either prior; probmix's stick-breaking needs K >= 2
         return _Model(k, covariance=self.covariance_type, prior=prior,

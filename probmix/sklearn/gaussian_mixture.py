@@ -156,7 +156,8 @@ class GaussianMixture(MixtureBase):
         model = _Model(self.n_components, covariance=self.covariance_type, prior="flat")
         init = self._initial_params(x, seed, warm)
         options = dict(engine="map", method="em", init=init, tol=self.tol, stop="change",
-                       reg_covar=self.reg_covar, seed=seed, progress=self.verbose > 0)
+                       reg_covar=self.reg_covar, reg_covar_relative=False, seed=seed,
+                       progress=self.verbose > 0)
         if warm:  # as scikit-learn: the first step's bound is compared with the previous fit's
             first = probmix_fit(model, x, max_iter=1, **options)
             if abs(first.lower_bounds[0] - self.lower_bound_) < self.tol:

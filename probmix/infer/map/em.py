@@ -22,13 +22,10 @@ from tqdm.auto import tqdm
 from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
-from probmix.io.data import as_data, as_sample_weight
-from probmix.infer.distributed import reducer_for
 from probmix.infer.map import em_steps
 from probmix.infer.map.em_init import INITS, distinct_rows, global_covariance, init_params
+from probmix.infer.map.em_data import prepare, ridge
 from probmix.infer.map.em_streaming import StreamedData
-from probmix.io.scan import scan
-from probmix.io.sources import as_source, is_source
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture
 from probmix.model.priors import Prior
@@ -39,6 +36,7 @@ __all__ = ["fit_em_start", "fit_em", "INITS"]
 
 
 STOP_RULES = ("aitken", "change")
+AUTO_RESTARTS, AUTO_RESTARTS_ROWS = 5, 20_000  # init="auto"'s k-means++ starts, and up to what N
 DEFAULT_TOL = {"aitken": 1e-8, "change": 1e-3}
 
 
@@ -48,8 +46,9 @@ def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
     "change": |ℓ_t - ℓ_{t-1}| < tol. "aitken": with a = (ℓ_t - ℓ_{t-1}) / (ℓ_{t-1} - ℓ_{t-2})
     the rate of EM's linear convergence, the limit is ℓ_∞ = ℓ_{t-1} + (ℓ_t - ℓ_{t-1}) / (1 - a)
     and the distance still to go ℓ_∞ - ℓ_t = (ℓ_t - ℓ_{t-1}) a / (1 - a); stop when it is
-    below tol · (1 + |ℓ_t|) while 0 <= a < 1 (or when ℓ no longer moves at all; tol=0 runs
-    every iteration).
+    below tol while 0 <= a < 1 (or when ℓ no longer moves beyond rounding; tol=0 runs every
+    iteration). ℓ is per unit weight, so differences of ℓ are in nats per point whatever the
+    units of x: the rule, and so the fit, is the same for rescaled data.
     """
     step = current - previous
     if rule == "change":
@@ -58,9 +57,8 @@ def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
     rate = step / torch.where(last != 0, last, torch.ones_like(last))
     valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
     gap = step * rate / (1 - torch.where(valid, rate, torch.zeros_like(rate)))
-    bound = tol * (1 + current.abs())
-    still = (step.abs() <= 1e-15 * (1 + current.abs())) & (tol > 0)  # converged to rounding
-    return (valid & (gap <= bound) & (step <= bound)) | still
+    still = (step.abs() <= 4e-16 * (1 + current.abs())) & (tol > 0)  # converged to rounding
+    return (valid & (gap <= tol) & (step <= tol)) | still
 
 
 def _worst_rows(data, w, count):
@@ -110,7 +108,7 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
     """log p(θ) of the program's priors at (R,) parameter sets in original units; 0 when flat."""
     if prior is None:
         return torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
-    family, (k, d) = model.family, means.shape[-2:]
+    family = model.family
     if prior.stick_breaking:
         sticks = em_steps.sticks_from_weights(weights)
         gamma = prior.alpha[:-1]
@@ -118,62 +116,20 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
             sticks.clamp(1e-300, 1 - 1e-16)).sum(-1)
     else:
         lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
-    lp_prec = family.precision_prior(prior, k, d).log_prob(prec)
-    lp = lp + (lp_prec if family.tied else lp_prec.sum(-1))
-    return lp + family.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
-
-
-def _prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed, device,
-             dtype):
-    """(data, sample, prior): the rows EM iterates over, the rows it initialises on, the prior.
-
-    In memory on one process the sample is the data itself; a streamed or distributed fit
-    scans the rows once first for their moments (standardisation, data-scaled prior) and a
-    uniform random sample of ``init_size`` rows (the same on every process).
-    """
-    k, family = model.n_components, model.family
-    reducer = reducer_for(distributed)
-    if chunk_size is not None or is_source(x):
-        if sample_weight is not None:
-            raise ValueError("sample_weight is not supported with a streaming source; repeat "
-                             "rows or fit in memory.")
-        source = as_source(x, chunk_size=65536 if chunk_size is None else chunk_size,
-                           device=device, dtype=dtype)
-        found = scan(source.chunks(), reducer=reducer, sample_size=init_size, seed=seed)
-        if found.n < k:
-            raise ValueError(f"the data source holds {found.n} rows, fewer than "
-                             f"n_components={k}; use fewer components or more data.")
-        data = StreamedData(source, family, shift=found.mean, scale=found.scale,
-                            n_total=found.n, reducer=reducer)
-        prior = model.resolve_prior(moments=(found.mean, found.cov))
-        sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
-        return data, sample, prior
-    x = as_data(x, device=device, dtype=dtype, min_samples=1 if reducer.distributed else k)
-    sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
-    if not reducer.distributed:
-        data = em_steps.PreparedData(x, family, sample_weight=sw)
-        return data, data, model.resolve_prior(x, sample_weight=sw)
-    if sw is not None:
-        raise ValueError("sample_weight is not supported with distributed=True yet; repeat rows "
-                         "or fit on one process.")
-    found = scan([x], reducer=reducer, sample_size=init_size, seed=seed)
-    if found.n < k:
-        raise ValueError(f"the shards hold {found.n} rows in all, fewer than n_components={k}.")
-    data = em_steps.PreparedData(x, family, shift=found.mean, scale=found.scale, reducer=reducer)
-    sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
-    return data, sample, model.resolve_prior(moments=(found.mean, found.cov))
+    return lp + family.log_prior_density(prior, means, prec)
 
 
 def fit_em(
     model: GaussianMixture,
     x,
     *,
-    init="kmeans",
-    n_init: int = 1,
-    max_iter: int = 100,
+    init="auto",
+    n_init: int | None = None,
+    max_iter: int = 1000,
     tol: float | None = None,
-    stop: str = "change",
+    stop: str = "aitken",
     reg_covar: float = 1e-6,
+    reg_covar_relative: bool = True,
     seed: int | None = 0,
     device=None,
     dtype=None,
@@ -191,27 +147,34 @@ def fit_em(
     model : GaussianMixture
     x : array-like (N, D)
     init : {"auto", "hc", "kmeans", "k-means++", "random", "random_from_data"} or dict
-        "auto": the model-based hierarchical start ("hc", as mclust's; built on at
+        "auto" (default): the model-based hierarchical start ("hc", as mclust's; built on at
         most 2,000 rows) plus ``n_init`` k-means++ starts, batched; "kmeans": Lloyd from
         k-means++ seeds; "k-means++": the nearest seed; "random": uniform random
         responsibilities; "random_from_data": means at random rows. A dict gives the initial
         ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
         it gives R restarts. See :mod:`probmix.infer.map.em_init`.
-    n_init : int
+    n_init : int, optional
         Number of (k-means++ or random) restarts, run together as one batched computation;
-        the best objective wins.
+        the best objective wins. Default: 5 with ``init="auto"`` on up to 20,000 rows (on
+        the five mclust data sets one k-means++ start missed mclust's optimum in 12 of 240
+        (model, K) cases, five in 1), else 1.
     max_iter : int
         Maximum number of EM iterations (E-step then M-step).
     tol : float, optional
         Convergence threshold (default 1e-8 for ``stop="aitken"``, 1e-3 for ``"change"``).
     stop : {"aitken", "change"}
-        "aitken": stop when Aitken's extrapolation of the objective ℓ (per unit
-        weight) says the mode is less than ``tol`` · (1 + |ℓ|) away (McNicholas et al. 2010),
-        which is what reaches the mode on overlapping components, where EM crawls;
-        "change" (default): stop when ℓ changes by less than ``tol`` (scikit-learn's rule, on the mean
-        log-likelihood for a flat prior).
+        "aitken" (default): stop when Aitken's extrapolation of the objective ℓ (per unit
+        weight) says the mode is less than ``tol`` nats per point away (McNicholas et al.
+        2010), which is what reaches the mode on overlapping components, where EM crawls;
+        "change": stop when ℓ changes by less than ``tol`` (scikit-learn's rule, on the
+        mean log-likelihood for a flat prior).
     reg_covar : float
-        Ridge added to every covariance estimate (in the units of ``x``²).
+        Ridge added to every covariance estimate, as a fraction of each feature's variance
+        (default 1e-6): diag(reg_covar · var(x_j)), so that the fit is equivariant to
+        rescaling any feature.
+    reg_covar_relative : bool
+        False makes ``reg_covar`` absolute, reg_covar · I in the units of x² (scikit-learn's
+        ``reg_covar``).
     seed : int or None
         Seed of the initialisation; None draws one from the OS (recorded in
         ``fit.options["seed"]``).
@@ -245,7 +208,8 @@ def fit_em(
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
     k = model.n_components
-    n_init = check_int(n_init, "n_init", minimum=1)
+    if n_init is not None:
+        n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}; got {stop!r}.")
@@ -253,7 +217,7 @@ def fit_em(
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     seed = resolve_seed(seed)
     init_size = check_int(init_size, "init_size", minimum=k)
-    data, sample, prior = _prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
+    data, sample, prior, variances = prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
                                    init_size=init_size, distributed=distributed, seed=seed,
                                    device=device, dtype=dtype)
     x = data.shift  # only its device and dtype are used below
@@ -265,15 +229,9 @@ def fit_em(
             f"{prior.alpha.min().item():g}. Use engine='svi' or 'mcmc' for sparse weight priors."
         )
     prior_s = None if prior is None else prior.affine(data.shift, data.scale)
-    reg_s = reg_covar / data.scale**2
-    if reg_s >= 1.0 and data.scale != 1.0:  # scale is 1 for constant data: nothing to swamp
-        warnings.warn(
-            f"reg_covar={reg_covar:g} is at least the variance of x (mean per-feature variance "
-            f"{data.scale**2:.3g}): the ridge swamps every covariance and the components "
-            "cannot separate. reg_covar is in the units of x squared; pass a smaller one, "
-            f"e.g. reg_covar={1e-6 * data.scale**2:.3g}, or rescale x.",
-            UserWarning, stacklevel=3,
-        )
+    reg_s = ridge(reg_covar, reg_covar_relative, variances, data.scale)
+    if n_init is None:
+        n_init = AUTO_RESTARTS if init == "auto" and data.n_total <= AUTO_RESTARTS_ROWS else 1
     weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
     prec_chol, ok = em_steps.factorise(family, cov)
@@ -352,7 +310,8 @@ def fit_em(
         converged=bool(converged[best]), n_iter=t_best,
         lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
         options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
-                     max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar, seed=seed,
+                     max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
+                     reg_covar_relative=reg_covar_relative, seed=seed,
                      **({} if chunk_size is None and not isinstance(data, StreamedData)
                         else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
                      **({"world_size": data.reducer.world_size} if data.reducer.distributed
@@ -375,10 +334,6 @@ def fit_em_start(model: GaussianMixture, x, *, seed: int = 0) -> Fit:
         model = GaussianMixture(model.n_components, covariance=model.family,
                                 prior=dataclasses.replace(prior, weight_concentration=raised),
                                 weights_prior=model.weights_prior)
-    x = as_data(x)
-    var = float(((x - x.mean(0)) ** 2).mean())
-    # the default ridge, unless it would swamp data of tiny scale (a start must separate)
-    reg_covar = 1e-6 if not 0 < var <= 1e-6 else 1e-6 * var
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return fit_em(model, x, seed=seed, reg_covar=reg_covar)
+        return fit_em(model, x, seed=seed)

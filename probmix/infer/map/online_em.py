@@ -24,6 +24,7 @@ from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_steps
+from probmix.infer.map.em_data import feature_variances, ridge
 from probmix.infer.map.em_init import init_params as _init_params
 from probmix.model.gaussian_mixture import GaussianMixture
 from probmix.results.result import Fit
@@ -101,7 +102,8 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
     sample = em_steps.PreparedData(head, family)
     prior = model.resolve_prior(head)
     prior_s = None if prior is None else prior.affine(sample.shift, sample.scale)
-    reg_s = reg_covar / sample.scale**2
+    variances = feature_variances(torch.diag(torch.var(head, 0, correction=0)), sample.scale)
+    reg_s = ridge(reg_covar, True, variances, sample.scale)
     weights, means, cov = _init_params(model, sample, init, n_init=1, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=None)
     prec_chol, ok = em_steps.factorise(family, cov)

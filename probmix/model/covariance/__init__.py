@@ -39,7 +39,7 @@ from probmix.model.covariance.tied import TiedCovariance
 
 __all__ = ["CovarianceFamily", "FullCovariance", "DiagCovariance", "SphericalCovariance",
            "TiedCovariance", "ParsimoniousCovariance", "get_family", "register_family", "FAMILIES",
-           "MCLUST_MODELS", "mclust_name", "raise_if_degenerate"]
+           "MCLUST_MODELS", "ALIASES", "mclust_name", "raise_if_degenerate"]
 
 register_family(FullCovariance())
 register_family(DiagCovariance())

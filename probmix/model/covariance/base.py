@@ -111,6 +111,18 @@ class CovarianceFamily(ABC):
     def from_full(self, cov: torch.Tensor) -> torch.Tensor:
         """Full (..., K, D, D) matrices -> native covariances (must belong to the family)."""
 
+    def default_prior_dof(self, d: int) -> float:
+        """ν₀ of ``prior="default"``: D + 2, so the MAP covariance divides by n_k + 2.
+
+        Families whose precision prior is not a Wishart override it so that their MAP also
+        divides by n_k + 2 per variance (see :mod:`probmix.model.priors`).
+        """
+        return d + 2.0
+
+    def min_prior_dof(self, d: int) -> float:
+        """ν₀ must exceed this for the precision prior to be proper (D - 1 for a Wishart)."""
+        return d - 1.0
+
     def column_scaled(self) -> "CovarianceFamily":
         """The family of S Σ S for a diagonal S (rescaled columns): this family by default."""
         return self
@@ -200,8 +212,17 @@ class CovarianceFamily(ABC):
         """v vᵀ for v (..., K, D), reduced to the native covariance shape."""
 
     @abstractmethod
-    def add_ridge(self, cov: torch.Tensor, reg: float) -> torch.Tensor:
-        """cov + reg · I in the native shape."""
+    def add_ridge(self, cov: torch.Tensor, reg) -> torch.Tensor:
+        """cov + diag(reg) in the native shape; ``reg`` a float or per-feature (D,) tensor
+        (its mean for a family with one variance per component)."""
+
+    def log_prior_density(self, prior: ResolvedPrior, means: torch.Tensor,
+                          prec: torch.Tensor) -> torch.Tensor:
+        """log p(means, precisions) under ``prior``, shape (...,) for means (..., K, D)."""
+        k, d = means.shape[-2:]
+        lp_prec = self.precision_prior(prior, k, d).log_prob(prec)
+        lp_prec = lp_prec if self.tied else lp_prec.sum(-1)
+        return lp_prec + self.mean_prior(prior, prec, k, d).log_prob(means).sum(-1)
 
     # --- the conjugate posterior ----------------------------------------------------------
     def posterior(self, nk, sx, sq, prior: ResolvedPrior, *, ridge: float = 0.0,

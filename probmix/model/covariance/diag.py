@@ -70,6 +70,14 @@ class DiagCovariance(CovarianceFamily):
     def outer(self, v):
         return v * v
 
+    def default_prior_dof(self, d):
+        """3: each variance's Gamma(3/2, Ψ₀_dd/2) precision prior is the marginal that the
+        full family's Wishart(D + 2) gives a diagonal entry of Σ, and MAP divides by n_k + 2."""
+        return 3.0
+
+    def min_prior_dof(self, d):
+        return 0.0
+
     def add_ridge(self, cov, reg):
         return cov + reg
 

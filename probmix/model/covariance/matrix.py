@@ -90,6 +90,8 @@ class MatrixFamily(CovarianceFamily):
         return v[..., :, None] * v[..., None, :]
 
     def add_ridge(self, cov, reg):
+        if isinstance(reg, torch.Tensor):
+            return cov + torch.diag_embed(reg.to(cov)).expand_as(cov)
         return cov + reg * eye_like(cov.shape[-1], cov)
 
     def likelihood(self, loc, prec):

@@ -78,6 +78,14 @@ class ParsimoniousCovariance(FullCovariance):
         return means, self.add_ridge(constrained_covariances(self.name, scatter, counts),
                                      reg_covar)
 
+    def log_prior_density(self, prior, means, prec):
+        """The unconstrained full family's log density at the constrained parameters: the
+        MAP objective's prior term, up to the constant that restricting the prior to the
+        model would add (EM reports it; it does not change the mode)."""
+        k, d = means.shape[-2:]
+        lp = FullCovariance.precision_prior(self, prior, k, d).log_prob(prec).sum(-1)
+        return lp + FullCovariance.mean_prior(self, prior, prec, k, d).log_prob(means).sum(-1)
+
     def _no_pyro_prior(self):
         usable = sorted(name for name, f in FAMILIES.items()
                         if not isinstance(f, ParsimoniousCovariance))

@@ -77,8 +77,16 @@ class SphericalCovariance(CovarianceFamily):
     def outer(self, v):
         return (v * v).sum(-1)
 
+    def default_prior_dof(self, d):
+        """1 + 2/D: the precision prior Gamma((D + 2)/2, tr Ψ₀/2), so that MAP divides the
+        pooled scatter by D (n_k + 2), as the other families divide by n_k + 2."""
+        return 1.0 + 2.0 / d
+
+    def min_prior_dof(self, d):
+        return 0.0
+
     def add_ridge(self, cov, reg):
-        return cov + reg
+        return cov + (reg.mean() if isinstance(reg, torch.Tensor) else reg)
 
     def precision_prior(self, prior, k, d):
         if prior is None:
