@@ -125,8 +125,9 @@ class Selection:
         (mclust's name of the family), ``k``, then for bic/aic/icl ``loglik``,
         ``n_parameters``, ``bic`` (and ``aic`` or ``icl``), all lower-is-better; for loo/waic
         ``elpd_loo``/``elpd_waic`` (higher is better), its ``se`` (and ``max_pareto_k``),
-        ``n_parameters``; last ``converged``. A fit that failed with a degenerate covariance
-        is a row of NaN (mclust's NA). Indexed by ``n_components`` when ``covariance`` was one
+        ``n_parameters``; last ``converged``. A fit whose covariance degenerates (an error, or
+        a component whose covariance is the ``reg_covar`` ridge alone in some direction:
+        collapsed on a few points or on tied values) is a row of NaN, as mclust's NA. Indexed by ``n_components`` when ``covariance`` was one
         name, else by 0, 1, ...
     best : int
         The selected number of components.
@@ -203,15 +204,29 @@ def _families(covariance) -> list:
     return found
 
 
+def _collapsed(fit) -> bool:
+    """Whether a component's covariance is the ridge alone in some direction: its scatter was
+    singular (a component on a few points or on tied values), so only ``reg_covar`` bounds
+    the likelihood. mclust calls such a fit singular and reports NA; so does :func:`select`.
+    """
+    reg = fit.options.get("reg_covar")
+    if fit.engine != "map" or not reg:
+        return False
+    cov = np.asarray(fit.covariances, dtype=np.float64)  # (K, D, D)
+    return bool(np.linalg.eigvalsh(cov).min() <= reg * (1 + 1e-3))
+
+
 def _fit_one(run, model, x, label: str, k: int, **options):
-    """One fit of the search: None when its covariance degenerates; its warnings re-emitted
-    naming (covariance, K); any other error gets a note saying which fit raised it."""
+    """One fit of the search: None when its covariance degenerates (an error, or a component
+    held up by the ridge alone); its warnings re-emitted naming (covariance, K); any other
+    error gets a note saying which fit raised it."""
     from probmix.exceptions import DegenerateCovarianceError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             fit = run(model, x, **options)
+            fit = None if _collapsed(fit) else fit
         except DegenerateCovarianceError:
             fit = None
         except Exception as error:
@@ -291,9 +306,10 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     Returns
     -------
     Selection
-        Fits whose covariance degenerates (:class:`~probmix.exceptions.DegenerateCovarianceError`)
-        are NaN rows of its table; warnings raised inside a fit are re-emitted with its
-        (covariance, K) in front.
+        Fits whose covariance degenerates (:class:`~probmix.exceptions.DegenerateCovarianceError`,
+        or a component's covariance no larger than the ``reg_covar`` ridge in some direction:
+        a likelihood spike on a few points, which would otherwise win every BIC) are NaN
+        rows; warnings raised inside a fit are re-emitted with its (covariance, K) in front.
     """
     import pandas as pd
     from tqdm import tqdm
