@@ -133,6 +133,11 @@ def test_failed_fits_are_nan_rows_and_warnings_name_the_fit():
     assert not vvv["converged"] and vvv["n_parameters"] == 17
     assert np.isfinite(eii["bic"]) and (sel.best_covariance, sel.best) == ("EII", 3)
     assert ("VVV", 3) not in sel.fits
+    # with the default ridge EM succeeds, but the component on the five points is the ridge
+    # alone (variance reg_covar): a likelihood spike, recorded as failed as mclust would
+    spiked = probmix.select(x, [3], covariance=["VVV", "VVI", "EII"], init="auto")
+    assert spiked.table["bic"].isna().tolist() == [True, True, False]
+    assert spiked.best_covariance == "EII"
     with pytest.warns(probmix.ConvergenceWarning, match=r"covariance='EEE', K=2: EM did not"):
         probmix.select(x, [2], covariance="tied", max_iter=1)
 
