@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,20 +212,49 @@ def test_compare_relabels_a_permuted_fit():
 
 
 def test_select_bic_is_invariant_to_standardizing(tmp_path, capsys, figures):
+    import pandas as pd
+
     data = _csv(tmp_path / "d.csv", X * [10.0, 0.1], extra=False)
     tables = []
     for extra in ([], ["--standardize"]):
         # K = 2 is left out: with three clusters its EM optimum depends on the start
-        code, out, err = _run(capsys, "select", data, "--k", "1,3,4", "--prior", "flat", "--out",
-                              tmp_path / f"o{len(extra)}", "--quiet", *extra)
+        code, out, err = _run(capsys, "select", data, "--k", "1,3,4", "--covariance", "full",
+                              "--prior", "flat", "--out", tmp_path / f"o{len(extra)}", "--quiet",
+                              *extra)
         assert code == 0, err
         assert "best number of components: 3" in out
-        tables.append(np.loadtxt(tmp_path / f"o{len(extra)}" / "selection.csv", delimiter=",",
-                                 skiprows=1))
-    np.testing.assert_allclose(tables[0], tables[1], rtol=1e-3)
-    direct = probmix.select(X * [10.0, 0.1], [1, 3, 4], prior="flat")
-    np.testing.assert_allclose(tables[0][:, 1], direct.table["bic"], rtol=1e-9)
+        tables.append(pd.read_csv(tmp_path / f"o{len(extra)}" / "selection.csv"))
+    numbers = ["loglik", "bic"]
+    np.testing.assert_allclose(tables[0][numbers], tables[1][numbers], rtol=1e-3)
+    direct = probmix.select(X * [10.0, 0.1], [1, 3, 4], covariance="full", prior="flat")
+    np.testing.assert_allclose(tables[0]["bic"], direct.table["bic"], rtol=1e-9)
+    assert list(tables[0]["covariance"]) == ["VVV"] * 3
     _assert_has_data(figures["criterion.png"])
+
+
+def test_select_over_all_covariance_models(tmp_path, capsys, figures):
+    import pandas as pd
+
+    data = Path(__file__).parent / "data" / "faithful.csv"  # mclust's pick: EEE, K = 3
+    code, out, err = _run(capsys, "select", data, "--covariance", "all", "--k", "1:3",
+                          "--max-iter", 1000, "--out", tmp_path / "o", "--quiet")
+    assert code == 0, err
+    assert "best 3 models by BIC" in out and "lower is better" in out
+    table = pd.read_csv(tmp_path / "o" / "selection.csv")
+    assert len(table) == 14 * 3 and set(table["k"]) == {1, 2, 3}
+    assert list(table.columns) == ["covariance", "k", "loglik", "n_parameters", "bic",
+                                   "converged"]
+    best = table.loc[table["bic"].idxmin()]
+    assert f"best model: covariance {best['covariance']}, {best['k']} components" in out
+    fig = figures["criterion.png"]
+    assert len([ln for ln in fig.axes[0].get_lines() if ln.get_label() in set(table.covariance)]) \
+        == 14
+    code, out, err = _run(capsys, "select", data, "--covariance", "VVV,EEE", "--k", "2,3",
+                          "--criterion", "icl", "--quiet")
+    assert code == 0, err
+    assert "2 covariance models (VVV,EEE)" in out and "icl diff" in out
+    code, out, err = _run(capsys, "select", data, "--covariance", "VVV,XYZ", "--quiet")
+    assert code == 2 and "XYZ" in err
 
 
 # ----------------------------------------------------------------------------- registry
@@ -265,7 +295,7 @@ def test_optimizer_flags_reach_the_engines(tmp_path, capsys, engine_calls):
     engine_calls.clear()
     code, _, err = _run(capsys, "select", data, "--k", "1:2", *flags)
     assert code == 0, err
-    assert len(engine_calls) == 2 and all(
+    assert len(engine_calls) == 2 * 14 and all(  # K = 1, 2 × mclust's 14 models
         (c["tol"], c["n_init"], c["max_iter"]) == (1e-4, 2, 50) for c in engine_calls)
     engine_calls.clear()
     code, _, err = _run(capsys, "compare", data, "-k", 3, "--draws", 20, "--tol", "1e-4",

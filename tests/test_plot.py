@@ -153,13 +153,32 @@ def test_loss_curve(data, map_fit, tmp_path):
 def test_criterion_marks_best(data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # EM may stop at max_iter for K = 4
-        sel = probmix.select(data[0], range(1, 5), criterion="bic")
+        sel = probmix.select(data[0], range(1, 5), criterion="bic", covariance="full")
     fig = plot.criterion(sel)
     ax = fig.axes[0]
     (best,) = [line for line in ax.get_lines() if line.get_label().startswith("best K")]
     assert best.get_xdata()[0] == sel.best
     assert best.get_ydata()[0] == pytest.approx(sel.table["bic"].loc[sel.best])
     assert "lower is better" in ax.get_ylabel()
+    saves(fig, tmp_path)
+
+
+def test_criterion_by_family_draws_one_line_per_family(data, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = probmix.select(data[0], range(1, 4), covariance=["EII", "VVV", "EEE"],
+                             criterion="icl")
+    fig = plot.criterion(sel)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {"EII", "VVV", "EEE"} <= set(lines)
+    np.testing.assert_allclose(lines["VVV"].get_ydata(),
+                               sel.table[sel.table["covariance"] == "VVV"]["icl"])
+    (best,) = [line for label, line in lines.items() if label.startswith("best")]
+    assert best.get_xdata()[0] == sel.best and sel.best_covariance in best.get_label()
+    assert "lower is better" in ax.get_title() and "ICL" in ax.get_title()
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # outside the axes
     saves(fig, tmp_path)
 
 

@@ -1,4 +1,10 @@
-"""Model comparison (PSIS-LOO, WAIC) and selection of the number of components."""
+"""Model comparison (PSIS-LOO, WAIC) and selection of the covariance family and the number of
+components (mclust's search: the acceptance test against R's Mclust on Old Faithful)."""
+
+import csv
+import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,8 +43,9 @@ def test_waic_matches_its_definition(fits):
 
 def test_select_by_bic_and_loo():
     x, _ = three_clusters(80, seed=1)
-    bic = probmix.select(x, range(1, 5), criterion="bic")
+    bic = probmix.select(x, range(1, 5), criterion="bic", covariance="full")
     assert bic.best == 3 and list(bic.table.index) == [1, 2, 3, 4]
+    assert bic.best_covariance == "VVV" and bic.best_fit is bic.fits[3]
     assert bic.table.loc[3, "bic"] == pytest.approx(bic.fits[3].bic(x))
     loo = probmix.select(x, range(2, 5), criterion="loo", engine="svi", method="cavi",
                          num_draws=300)
@@ -55,3 +62,110 @@ def test_errors(fits):
     other = probmix.fit(probmix.GaussianMixture(2), x[:100], engine="svi", method="cavi", seed=0)
     with pytest.raises(ValueError, match="same data"):
         probmix.compare_models([other, by_k[2]])
+
+
+# ----------------------------------------------------------------------------- mclust's search
+
+DATA = Path(__file__).parent / "data"
+REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())["datasets"]
+EM = dict(init="auto", stop="aitken", max_iter=1000)  # mclust's start and stopping rule
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    entry = REFERENCE["faithful"]
+    with open(DATA / "faithful.csv") as f:
+        rows = list(csv.DictReader(f))
+    return np.array([[float(r[c]) for c in entry["columns"]] for r in rows]), entry
+
+
+def test_select_all_is_at_least_as_good_as_mclust(faithful):
+    """Issue 16's acceptance test: over mclust's 14 models, probmix's pick has a BIC at least as
+    good as Mclust(X)'s (EEE, K = 3 on faithful; mclust's BIC sign is the opposite of ours)."""
+    x, entry = faithful
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = probmix.select(x, range(1, 4), covariance="all", **EM)
+    table = sel.table
+    assert len(table) == 14 * 3 and list(table.columns) == [
+        "covariance", "k", "loglik", "n_parameters", "bic", "converged"]
+    assert list(table["covariance"].unique()) == list(probmix.model.covariance.MCLUST_MODELS)
+    mclust = entry["default"]
+    best_bic = table["bic"].min()
+    assert best_bic == table.loc[table["bic"].idxmin(), "bic"] == sel.best_fit.bic(x)
+    assert best_bic <= -mclust["bic"] + 1e-6, (sel.best_covariance, sel.best, best_bic)
+    assert (sel.best_covariance, sel.best) == (mclust["model"], mclust["k"])
+    assert set(sel.fits) == {(m, k) for m in probmix.model.covariance.MCLUST_MODELS
+                             for k in (1, 2, 3)}
+    # mclust's grid, sign flipped: every (model, K) at least as good, within 0.01 nats
+    for row in table.itertuples():
+        assert row.bic <= -entry["grid"][row.covariance]["bic"][row.k - 1] + 0.02, row
+    top = sel.top(3)
+    assert top.iloc[0]["bic"] == best_bic and top["bic"].is_monotonic_increasing
+
+
+def test_icl_adds_the_classification_entropy(faithful):
+    x, entry = faithful
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = probmix.select(x, range(1, 4), covariance=["VVE", "EEE"], criterion="icl", **EM)
+    table = sel.table
+    assert (table["icl"] >= table["bic"] - 1e-9).all()
+    assert (table.loc[table["k"] == 1, "icl"] == table.loc[table["k"] == 1, "bic"]).all()
+    fit = sel.fits[("EEE", 3)]
+    z = fit.predict_proba(x)
+    expected = fit.bic(x) - 2 * np.log(z.max(1)).sum()
+    assert table.loc[(table["covariance"] == "EEE") & (table["k"] == 3), "icl"].item() == \
+        pytest.approx(expected)
+    pick = entry["default"]["icl_pick"]  # mclust: VVE, K = 2
+    assert (sel.best_covariance, sel.best) == (pick["model"], pick["k"])
+    assert table["icl"].min() <= -pick["icl"] + 1e-6
+
+
+def test_failed_fits_are_nan_rows_and_warnings_name_the_fit():
+    rng = np.random.default_rng(0)
+    # five identical points: a full covariance collapses onto them without a ridge
+    x = np.concatenate([rng.normal(size=(30, 2)), np.tile([[5.0, 5.0]], (5, 1)),
+                        rng.normal(size=(30, 2)) + [10.0, 0.0]])
+    sel = probmix.select(x, [3], covariance=["VVV", "EII"], reg_covar=0.0, init="auto")
+    vvv, eii = sel.table.iloc[0], sel.table.iloc[1]
+    assert vvv["covariance"] == "VVV" and np.isnan(vvv["bic"]) and np.isnan(vvv["loglik"])
+    assert not vvv["converged"] and vvv["n_parameters"] == 17
+    assert np.isfinite(eii["bic"]) and (sel.best_covariance, sel.best) == ("EII", 3)
+    assert ("VVV", 3) not in sel.fits
+    # with the default ridge EM succeeds, but the component on the five points is the ridge
+    # alone (variance reg_covar): a likelihood spike, recorded as failed as mclust would
+    spiked = probmix.select(x, [3], covariance=["VVV", "VVI", "EII"], init="auto")
+    assert spiked.table["bic"].isna().tolist() == [True, True, False]
+    assert spiked.best_covariance == "EII"
+    with pytest.warns(probmix.ConvergenceWarning, match=r"covariance='EEE', K=2: EM did not"):
+        probmix.select(x, [2], covariance="tied", max_iter=1)
+
+
+@pytest.mark.parametrize("bad", [[2.5], "12", [], [0, 1], [True], 2.0, [2, 2]])
+def test_bad_n_components(bad):
+    x, _ = three_clusters(30, seed=0)
+    with pytest.raises(ValueError, match="n_components"):
+        probmix.select(x, bad, covariance="full")
+
+
+def test_bad_covariance():
+    x, _ = three_clusters(30, seed=0)
+    with pytest.raises(ValueError, match="covariance"):
+        probmix.select(x, [1], covariance=["VVV", "full"])
+    with pytest.raises(ValueError, match="covariance must be one of mclust"):
+        probmix.select(x, [1], covariance=["VVV", "XYZ"])
+
+
+def test_one_hierarchical_tree_per_data_set(monkeypatch):
+    from probmix.infer.map import hierarchical
+
+    calls = []
+    real = hierarchical.linkage
+    monkeypatch.setattr(hierarchical, "linkage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    hierarchical._cache.clear()
+    x, _ = three_clusters(60, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = probmix.select(x, [2, 3], covariance=["VVV", "EEE", "EII"], init="hc")
+    assert len(sel.table) == 6 and len(calls) == 1

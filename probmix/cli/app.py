@@ -128,16 +128,23 @@ def _parser() -> argparse.ArgumentParser:
     _optimizer_arguments(compare)
     compare.set_defaults(run=compare_command)
 
-    select = sub.add_parser("select", help="choose the number of components",
-                            description="Fit Gaussian mixtures for each K and print the "
-                            "criterion; write selection.csv and criterion.png to --out.")
+    select = sub.add_parser("select", help="choose the covariance model and number of "
+                            "components (mclust's search)",
+                            description="Fit Gaussian mixtures for each covariance model and K, "
+                            "print the best three by the criterion; write selection.csv (every "
+                            "fit) and criterion.png to --out.")
     _data_arguments(select)
-    select.add_argument("--k", "-k", default="1:8", help="candidate K: a range low:high "
-                        "(inclusive) or a list 2,3,5 (default 1:8)")
-    select.add_argument("--criterion", default="bic", choices=("bic", "aic", "loo", "waic"),
-                        help="bic/aic from MAP fits (lower is better) or loo/waic from Gibbs "
-                        "draws (higher is better); default bic")
-    _model_arguments(select)
+    select.add_argument("--k", "-k", default="1:9", help="candidate K: a range low:high "
+                        "(inclusive) or a list 2,3,5 (default 1:9)")
+    select.add_argument("--criterion", default="bic", choices=("bic", "aic", "icl", "loo", "waic"),
+                        help="bic/aic/icl from MAP fits (lower is better) or loo/waic from "
+                        "Gibbs draws (higher is better); default bic")
+    select.add_argument("--covariance", help="all (mclust's 14 models, EII ... VVV), one of "
+                        "them or of full, diag, spherical, tied, or a comma list like VVV,EEE "
+                        "(default all for bic/aic/icl, full for loo/waic)")
+    select.add_argument("--prior", choices=("default", "flat"),
+                        help="flat: maximum likelihood (default for bic/aic/icl, as mclust); "
+                        "default: weakly informative (default for loo/waic)")
     _sampling_arguments(select)
     _optimizer_arguments(select)
     select.set_defaults(run=select_command)

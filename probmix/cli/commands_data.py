@@ -87,9 +87,19 @@ def _k_range(text: str) -> list[int]:
     return ks
 
 
+def _covariance(text: str | None):
+    """--covariance: None (select's default), "all", one name, or a list from "VVV,EEE"."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"--covariance takes all, a name or a comma list like VVV,EEE; got "
+                         f"{text!r}.")
+    return names[0] if len(names) == 1 else names
+
+
 def select_command(args) -> int:
-    import pandas as pd
-    from tqdm import tqdm
+    import math
 
     import probmix
     from probmix.results.units import log_jacobian
@@ -98,7 +108,8 @@ def select_command(args) -> int:
     ks = _k_range(args.k)
     for k in ks:
         check_k(k, len(x), "--k")
-    engine, method = ("map", "em") if args.criterion in ("bic", "aic") else ("mcmc", "gibbs")
+    likelihood = args.criterion in ("bic", "aic", "icl")
+    engine, method = ("map", "em") if likelihood else ("mcmc", "gibbs")
     entry = method_for(engine, method, None)
     options = {"engine": engine, "method": method, **optimizer_options(args, entry)}
     if args.draws is not None:
@@ -106,32 +117,41 @@ def select_command(args) -> int:
             raise ValueError(f"--draws sets the posterior draws of --criterion loo or waic; "
                              f"--criterion {args.criterion} uses MAP fits: drop it.")
         options.update(num_samples=args.draws, num_warmup=args.draws)
-    tables, fits = [], {}
-    for k in tqdm(ks, desc=f"select ({args.criterion})", disable=args.quiet, leave=False):
-        part = probmix.select(data, [k], criterion=args.criterion,
-                              covariance=args.covariance or "full", prior=args.prior or "default",
-                              seed=args.seed, **options)
-        tables.append(part.table)
-        fits.update(part.fits)
-    table = pd.concat(tables)
-    column = table.columns[0]
-    if center is not None:  # densities of z -> of x: a constant per K, the ranking is unchanged
+    selection = probmix.select(data, ks, criterion=args.criterion,
+                               covariance=_covariance(args.covariance), prior=args.prior,
+                               seed=args.seed, progress=not args.quiet, **options)
+    table = selection.table
+    if center is not None:  # densities of z -> of x: a constant per fit, the ranking is unchanged
         shift = len(x) * log_jacobian(sd)
-        table[column] = table[column] + (2 * shift if column in ("bic", "aic") else -shift)
-    lower = args.criterion in ("bic", "aic")
-    best = int(table[column].idxmin() if lower else table[column].idxmax())
-    selection = probmix.Selection(criterion=args.criterion, table=table, best=best, fits=fits)
-    print(f"{args.criterion.upper()} of Gaussian mixtures ({args.covariance or 'full'} "
-          f"covariance) on {len(x)} points × {x.shape[1]} columns ({', '.join(names)}); "
-          f"{'lower' if lower else 'higher'} is better")
-    print(table.to_string(float_format=lambda v: f"{v:.6g}"))
-    print(f"best number of components: {best}")
+        for column in table.columns.intersection(["bic", "aic", "icl"]):
+            table[column] = table[column] + 2 * shift
+        for column in table.columns.intersection(["loglik", "elpd_loo", "elpd_waic"]):
+            table[column] = table[column] - shift
+    families = list(table["covariance"].unique())
+    column = selection.column
+    print(f"{args.criterion.upper()} of Gaussian mixtures, {len(families)} covariance "
+          f"model{'s' if len(families) > 1 else ''} ({','.join(families)}) × K = "
+          f"{','.join(map(str, ks))}, on {len(x)} points × {x.shape[1]} columns "
+          f"({', '.join(names)}); "
+          + ("lower is better (probmix's sign: -2 log L + penalty, the negative of mclust's)"
+             if likelihood else "higher is better"))
+    failed = int(table[column].isna().sum())
+    if failed:
+        print(f"{failed} of {len(table)} fits failed (a degenerate covariance): NaN rows")
+    top = selection.top(3).copy()
+    best_value = top[column].iloc[0]
+    top[f"{column} diff"] = (top[column] - best_value) if likelihood else (best_value - top[column])
+    print(f"best {len(top)} models by {args.criterion.upper()}:")
+    print(top.to_string(index=False, float_format=lambda v: f"{v:.6g}" if math.isfinite(v)
+                        else "nan"))
+    print(f"best model: covariance {selection.best_covariance}, {selection.best} components")
+    print(f"best number of components: {selection.best}")
     out = output.out_dir(args)
     if out is not None:
         from probmix import plot
 
         written = []
-        table.to_csv(out / "selection.csv")
+        table.to_csv(out / "selection.csv", index=False)
         written.append("selection.csv")
         output.save_figure(plot.criterion(selection), out / "criterion.png", written)
         print(f"wrote {', '.join(written)} to {out}")

@@ -51,13 +51,18 @@ def loss_curve(fit, *, window: int | None = None, ax=None):
 
 
 def criterion(selection, *, ax=None):
-    """A selection criterion against the number of components, best K marked.
+    """A selection criterion against the number of components, best model marked.
+
+    One covariance family: the criterion against K (with error bars for loo/waic). Several
+    (``select(..., covariance="all")``): mclust's BIC-by-K figure, one line per family. Drawn
+    in probmix's sign, where BIC, AIC and ICL are lower-is-better (BIC = -2 log L + p log N,
+    the negative of the BIC mclust plots); elpd (loo, waic) is higher-is-better.
 
     Parameters
     ----------
     selection : Selection
-        From :func:`probmix.select`; ``selection.table`` is indexed by n_components, its first
-        column the criterion and an optional ``se`` column its standard error.
+        From :func:`probmix.select`; its table has a ``k`` column (or is indexed by K), the
+        criterion's column, optionally ``se`` and ``covariance``.
     ax : matplotlib Axes, optional
 
     Returns
@@ -65,8 +70,11 @@ def criterion(selection, *, ax=None):
     matplotlib.figure.Figure
     """
     table = selection.table
-    column = table.columns[0]
-    ks = np.asarray(table.index, dtype=int)
+    families = list(table["covariance"].unique()) if "covariance" in table.columns else []
+    if len(families) > 1:
+        return _criterion_by_family(selection, families, ax)
+    column = selection.column
+    ks = np.asarray(table["k"] if "k" in table.columns else table.index, dtype=int)
     values = np.asarray(table[column], dtype=float)
     fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
     se = np.asarray(table["se"], dtype=float) if "se" in table.columns else None
@@ -75,12 +83,45 @@ def criterion(selection, *, ax=None):
     best = int(selection.best)
     ax.plot([best], [values[list(ks).index(best)]], marker="*", markersize=18, color="C3",
             linestyle="none", label=f"best K = {best}", zorder=3)
-    lower = selection.criterion in ("bic", "aic")
+    lower = selection.criterion in ("bic", "aic", "icl")
     ax.set_xlabel("number of components K")
     ax.set_ylabel(f"{column} ({'lower' if lower else 'higher'} is better)")
     ax.set_xticks(ks)
-    ax.set_title(f"Model selection by {selection.criterion.upper()}")
+    family = f", covariance {families[0]}" if families else ""
+    ax.set_title(f"Model selection by {selection.criterion.upper()}{family}")
     ax.legend()
+    return fig
+
+
+_MARKERS = "os^vD<>phP*X8dH"
+
+
+def _criterion_by_family(selection, families, ax):
+    """mclust's plot(mclustBIC): the criterion against K, one line and marker per family."""
+    import matplotlib
+
+    table, column = selection.table, selection.column
+    lower = selection.lower_is_better
+    fig, ax = _new_axes(ax, figsize=(8.5, 5.0))
+    colours = matplotlib.colormaps["tab20"]
+    for i, name in enumerate(families):
+        rows = table[table["covariance"] == name].sort_values("k")
+        ax.plot(rows["k"], rows[column], marker=_MARKERS[i % len(_MARKERS)], markersize=5,
+                linewidth=1, color=colours(i % 20), label=name)  # a failed fit (NaN) is a gap
+    best = table[(table["covariance"] == selection.best_covariance)
+                 & (table["k"] == selection.best)]
+    ax.plot(best["k"], best[column], marker="*", markersize=18, color="C3", linestyle="none",
+            label=f"best: {selection.best_covariance}, K = {selection.best}", zorder=3)
+    ks = np.unique(np.asarray(table["k"], dtype=int))
+    ax.set_xticks(ks)
+    ax.set_xlabel("number of components K")
+    sign = ("probmix's sign (−2 log L + penalty): lower is better" if lower
+            else "higher is better")
+    ax.set_ylabel(f"{column} ({'lower' if lower else 'higher'} is better)")
+    ax.set_title(f"{selection.criterion.upper()} by covariance model and K\n{sign}"
+                 + ("; mclust plots the negative" if lower else ""), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="covariance",
+              borderaxespad=0.0)
     return fig
 
 

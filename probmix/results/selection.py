@@ -1,4 +1,5 @@
-"""Model comparison and selection: PSIS-LOO and WAIC across fits, BIC/AIC/LOO against K.
+"""Model comparison and selection: PSIS-LOO and WAIC across fits; BIC, AIC, ICL, LOO and WAIC
+over covariance families and K (mclust's search: 14 families × K = 1..9 by BIC).
 
 PSIS-LOO comes from ArviZ (``arviz_stats.loo`` / ``arviz_stats.compare``) on each
 fit's pointwise log-likelihood (z summed out). arviz-stats 0.8 has no WAIC, so
@@ -9,13 +10,18 @@ Gabry 2017):
     p_waic = Σ_n Var_s[ log p(x_n | θ_s) ]
     elpd_waic = lppd - p_waic
 
-All criteria are reported so that *higher elpd is better*; BIC and AIC, as
-usual, are lower-is-better.
+All criteria are reported so that *higher elpd is better*; BIC, AIC and ICL, as
+usual, are lower-is-better (probmix's sign: BIC = -2 log L + p log N, the negative of mclust's
+2 log L - p log N). ICL is mclust's (Biernacki, Celeux & Govaert 2000), the BIC plus twice the
+entropy of the hard classification:
+
+    ICL = BIC - 2 Σ_n log max_k p(z_n = k | x_n)   (>= BIC)
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -23,7 +29,11 @@ import numpy as np
 
 __all__ = ["compare_models", "select", "waic", "Selection", "CRITERIA"]
 
-CRITERIA = ("bic", "aic", "loo", "waic")
+CRITERIA = ("bic", "aic", "icl", "loo", "waic")
+#: the criteria computed from MAP fits, lower is better
+LIKELIHOOD_CRITERIA = ("bic", "aic", "icl")
+#: the table column holding each criterion
+COLUMNS = {"bic": "bic", "aic": "aic", "icl": "icl", "loo": "elpd_loo", "waic": "elpd_waic"}
 
 
 def waic(fit) -> dict:
@@ -111,84 +121,241 @@ class Selection:
     ----------
     criterion : str
     table : pandas.DataFrame
-        One row per number of components: the criterion (``bic``/``aic``: lower is better;
-        ``elpd_loo``/``elpd_waic``: higher is better) and its standard error where defined.
+        One row per (covariance, K) fitted, in the order (covariance, K): ``covariance``
+        (mclust's name of the family), ``k``, then for bic/aic/icl ``loglik``,
+        ``n_parameters``, ``bic`` (and ``aic`` or ``icl``), all lower-is-better; for loo/waic
+        ``elpd_loo``/``elpd_waic`` (higher is better), its ``se`` (and ``max_pareto_k``),
+        ``n_parameters``; last ``converged``. A fit whose covariance degenerates (an error, or
+        a component whose covariance is the ``reg_covar`` ridge alone in some direction:
+        collapsed on a few points or on tied values) is a row of NaN, as mclust's NA. Indexed by ``n_components`` when ``covariance`` was one
+        name, else by 0, 1, ...
     best : int
         The selected number of components.
-    fits : dict of int to Fit
+    fits : dict
+        K -> Fit when ``covariance`` was one name, (covariance, K) -> Fit otherwise (mclust
+        names); failed fits are left out.
+    best_covariance : str or None
+        mclust's name of the selected covariance family.
     """
 
     criterion: str
     table: object
     best: int
     fits: dict = field(repr=False)
+    best_covariance: str | None = None
+
+    @property
+    def column(self) -> str:
+        """The table column of the criterion."""
+        column = COLUMNS.get(self.criterion, self.criterion)
+        return column if column in self.table.columns else self.table.columns[0]
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.criterion in LIKELIHOOD_CRITERIA
+
+    @property
+    def best_fit(self):
+        """The Fit of the selected (covariance, K)."""
+        for key in ((self.best_covariance, self.best), self.best):
+            if key in self.fits:
+                return self.fits[key]
+        raise KeyError(f"no fit stored for covariance={self.best_covariance!r}, K={self.best}.")
+
+    def top(self, n: int = 3):
+        """The ``n`` best rows of the table, best first (failed fits last), as mclust's summary."""
+        return self.table.sort_values(self.column, ascending=self.lower_is_better,
+                                      na_position="last", kind="stable").head(n)
 
 
-def select(x, n_components=range(1, 9), *, criterion: str = "bic", covariance="full",
-           prior="default", engine: str | None = None, seed: int = 0, **options) -> Selection:
-    """Choose the number of components of a GaussianMixture.
+def _candidate_ks(n_components) -> list[int]:
+    """The candidate K, sorted; a ValueError naming n_components for anything else."""
+    if isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool):
+        n_components = [n_components]
+    if isinstance(n_components, (str, bytes)) or not hasattr(n_components, "__iter__"):
+        raise ValueError("n_components must be an iterable of positive integers, e.g. "
+                         f"range(1, 10) or [2, 3, 5]; got {n_components!r}.")
+    values = list(n_components)
+    bad = [v for v in values
+           if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1]
+    if bad or not values:
+        raise ValueError("n_components must be positive integers, e.g. range(1, 10); got "
+                         f"{values!r}" + (f" ({bad[0]!r} is not one)." if bad else "."))
+    if len(set(values)) < len(values):
+        raise ValueError(f"n_components lists a K twice; got {values!r}.")
+    return sorted(int(v) for v in values)
+
+
+def _families(covariance) -> list:
+    """[(mclust name, family)] of ``covariance``: one name, a list of names, or "all"."""
+    from probmix.model.covariance import MCLUST_MODELS, get_family, mclust_name
+
+    if isinstance(covariance, str) and covariance == "all":
+        covariance = MCLUST_MODELS
+    names = [covariance] if isinstance(covariance, str) or not hasattr(covariance, "__iter__") \
+        else list(covariance)
+    if not names:
+        raise ValueError("covariance must be a name, a list of names or 'all'; got an empty list.")
+    found = [(mclust_name(get_family(c)), get_family(c)) for c in names]
+    labels = [label for label, _ in found]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"covariance names a family twice (aliases count: full is VVV, diag "
+                         f"VVI, spherical VII, tied EEE); got {names!r}.")
+    return found
+
+
+def _collapsed(fit) -> bool:
+    """Whether a component's covariance is the ridge alone in some direction: its scatter was
+    singular (a component on a few points or on tied values), so only ``reg_covar`` bounds
+    the likelihood. mclust calls such a fit singular and reports NA; so does :func:`select`.
+    """
+    reg = fit.options.get("reg_covar")
+    if fit.engine != "map" or not reg:
+        return False
+    cov = np.asarray(fit.covariances, dtype=np.float64)  # (K, D, D)
+    return bool(np.linalg.eigvalsh(cov).min() <= reg * (1 + 1e-3))
+
+
+def _fit_one(run, model, x, label: str, k: int, **options):
+    """One fit of the search: None when its covariance degenerates (an error, or a component
+    held up by the ridge alone); its warnings re-emitted naming (covariance, K); any other
+    error gets a note saying which fit raised it."""
+    from probmix.exceptions import DegenerateCovarianceError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = run(model, x, **options)
+            fit = None if _collapsed(fit) else fit
+        except DegenerateCovarianceError:
+            fit = None
+        except Exception as error:
+            error.add_note(f"(raised while probmix.select fitted covariance={label!r}, K={k})")
+            raise
+    for w in caught:
+        warnings.warn(f"select, covariance={label!r}, K={k}: {w.message}", w.category,
+                      stacklevel=3)
+    return fit
+
+
+def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
+    """The table row of one fit (NaN where it failed)."""
+    row = {"covariance": label, "k": k}
+    nan = math.nan
+    if criterion in LIKELIHOOD_CRITERIA:
+        n = x.shape[0]
+        loglik = nan if fit is None else fit.score(x) * n
+        row.update(loglik=loglik, n_parameters=model.n_parameters(x.shape[1]),
+                   bic=nan if fit is None else fit.bic(x))
+        if criterion == "aic":
+            row["aic"] = nan if fit is None else fit.aic(x)
+        elif criterion == "icl":  # BIC plus twice the entropy of the hard classification
+            top = nan if fit is None else float(np.log(fit.predict_proba(x).max(1)).sum())
+            row["icl"] = row["bic"] - 2.0 * top
+    elif criterion == "waic":
+        w = {"elpd_waic": nan, "se": nan} if fit is None else waic(fit)
+        row.update(elpd_waic=w["elpd_waic"], se=w["se"])
+    else:
+        row.update(elpd_loo=nan, se=nan, max_pareto_k=nan)
+        if fit is not None:
+            import arviz_stats
+
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Pareto.*")
+                loo = arviz_stats.loo(fit.to_arviz())
+            row.update(elpd_loo=float(loo.elpd), se=float(loo.se),
+                       max_pareto_k=float(np.max(loo.pareto_k)))
+    if criterion not in LIKELIHOOD_CRITERIA:
+        row["n_parameters"] = model.n_parameters(x.shape[1])
+    row["converged"] = False if fit is None else bool(fit.converged)
+    return row
+
+
+def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "bic",
+           prior=None, engine: str | None = None, seed: int = 0, progress: bool = False,
+           **options) -> Selection:
+    """Choose the covariance family and number of components of a GaussianMixture.
+
+    With the defaults this is mclust's ``Mclust(X)``: its 14 covariance models × K = 1..9,
+    maximum-likelihood EM, the best BIC (here lower is better: probmix's BIC is minus mclust's).
 
     Parameters
     ----------
     x : array-like (N, D)
-    n_components : iterable of int
+    n_components : int or iterable of int
         Candidate K values.
-    criterion : {"bic", "aic", "loo", "waic"}
-        BIC/AIC from MAP fits (lower is better), or PSIS-LOO / WAIC from posterior draws
-        (higher elpd is better).
-    covariance, prior
-        Passed to :class:`probmix.GaussianMixture`.
+    covariance : str, list of str, or "all"
+        One family (``"full"``, ``"VVV"``, ...), a list of them, or ``"all"``: mclust's 14
+        (:data:`probmix.model.covariance.MCLUST_MODELS`). Default ``"all"`` for bic/aic/icl,
+        ``"full"`` for loo/waic (the posterior engines fit only VII, VVI, EEE and VVV).
+    criterion : {"bic", "aic", "icl", "loo", "waic"}
+        BIC/AIC/ICL from MAP fits (lower is better; ICL = BIC - 2 Σ_n log max_k p(z_n = k |
+        x_n), mclust's), or PSIS-LOO / WAIC from posterior draws (higher elpd is better).
+    prior
+        Passed to :class:`probmix.GaussianMixture`. Default ``"flat"`` (maximum likelihood, as
+        mclust and as BIC assumes) for bic/aic/icl, ``"default"`` for loo/waic.
     engine : str, optional
-        Default "map" for bic/aic and "mcmc" (``method="gibbs"``) for loo/waic.
+        Default "map" for bic/aic/icl and "mcmc" (``method="gibbs"``) for loo/waic.
     seed : int or None
+    progress : bool
+        One progress bar over the fits.
     **options
-        Options of the engine's method (e.g. ``num_samples``, ``num_chains``, ``tol``), checked
+        Options of the engine's method (e.g. ``init``, ``max_iter``, ``num_samples``), checked
         against the engine registry (:mod:`probmix.infer.registry`) before the first fit.
 
     Returns
     -------
     Selection
+        Fits whose covariance degenerates (:class:`~probmix.exceptions.DegenerateCovarianceError`,
+        or a component's covariance no larger than the ``reg_covar`` ridge in some direction:
+        a likelihood spike on a few points, which would otherwise win every BIC) are NaN
+        rows; warnings raised inside a fit are re-emitted with its (covariance, K) in front.
     """
     import pandas as pd
+    from tqdm import tqdm
 
-    from probmix.io.data import as_data
     from probmix.infer.dispatch import fit as run
     from probmix.infer.registry import resolve
+    from probmix.io.data import as_data
     from probmix.model.gaussian_mixture import GaussianMixture
 
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}; got {criterion!r}.")
-    ks = [int(k) for k in n_components]
-    if not ks or min(ks) < 1:
-        raise ValueError(f"n_components must be positive integers; got {list(n_components)!r}.")
+    ks = _candidate_ks(n_components)
+    likelihood = criterion in LIKELIHOOD_CRITERIA
+    covariance = ("all" if likelihood else "full") if covariance is None else covariance
+    one = covariance != "all" if isinstance(covariance, str) else \
+        not hasattr(covariance, "__iter__")  # one family: the table and fits by K, as before
+    families = _families(covariance)
+    prior = ("flat" if likelihood else "default") if prior is None else prior
     x = as_data(x, min_samples=max(ks))
     if engine is None:
-        engine = "map" if criterion in ("bic", "aic") else "mcmc"
+        engine = "map" if likelihood else "mcmc"
         if engine == "mcmc" and "kernel" not in options:
             options.setdefault("method", "gibbs")
-    entry, options = resolve(GaussianMixture(ks[0], covariance=covariance, prior=prior), engine,
-                             options, stacklevel=2)
+    entry, options = resolve(GaussianMixture(ks[0], covariance=families[0][1], prior=prior),
+                             engine, options, stacklevel=2)
     options["method"] = entry.method
-    if entry.options.get("progress"):
-        options.setdefault("progress", False)  # one bar per K would scroll the table away
+    if entry.accepts("progress"):
+        options["progress"] = False  # one bar over the fits, not one per fit
     fits, rows = {}, []
-    for k in ks:
-        fits[k] = run(GaussianMixture(k, covariance=covariance, prior=prior), x, engine=engine,
-                      seed=seed, **options)
-        if criterion in ("bic", "aic"):
-            rows.append({"n_components": k, criterion: getattr(fits[k], criterion)(x)})
-        elif criterion == "waic":
-            w = waic(fits[k])
-            rows.append({"n_components": k, "elpd_waic": w["elpd_waic"], "se": w["se"]})
-        else:
-            import arviz_stats
-
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*Pareto.*")
-                loo = arviz_stats.loo(fits[k].to_arviz())
-            rows.append({"n_components": k, "elpd_loo": float(loo.elpd), "se": float(loo.se),
-                         "max_pareto_k": float(np.max(loo.pareto_k))})
-    table = pd.DataFrame(rows).set_index("n_components")
-    column = table.columns[0]
-    best = int(table[column].idxmin() if criterion in ("bic", "aic") else table[column].idxmax())
-    return Selection(criterion=criterion, table=table, best=best, fits=fits)
+    grid = [(k, label, family) for k in ks for label, family in families]  # small K first
+    for k, label, family in tqdm(grid, desc=f"select ({criterion})", disable=not progress,
+                                 leave=False):
+        model = GaussianMixture(k, covariance=family, prior=prior)
+        fit = _fit_one(run, model, x, label, k, engine=engine, seed=seed, **options)
+        if fit is not None:
+            fits[k if one else (label, k)] = fit
+        rows.append(_row(fit, model, x, label, k, criterion))
+    order = {label: i for i, (label, _) in enumerate(families)}
+    table = pd.DataFrame(rows).sort_values(["covariance", "k"], key=lambda c: c.map(order)
+                                           if c.name == "covariance" else c, kind="stable")
+    table = table.set_index(pd.Index(table["k"], name="n_components")) if one \
+        else table.reset_index(drop=True)
+    column = COLUMNS[criterion]
+    if table[column].isna().all():
+        raise ValueError(f"every fit failed with a degenerate covariance ({len(rows)} fits); "
+                         "raise reg_covar or use fewer components.")
+    best = table.loc[table[column].idxmin() if likelihood else table[column].idxmax()]
+    return Selection(criterion=criterion, table=table, best=int(best["k"]), fits=fits,
+                     best_covariance=str(best["covariance"]))
