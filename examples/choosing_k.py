@@ -52,12 +52,17 @@ def _out_dir(out, fast: bool) -> Path:
 
 
 def one_se_rule(selection) -> int:
-    """Smallest K whose elpd is within one standard error of the best K's."""
-    table = selection.table
-    best = table.loc[selection.best]
-    column = selection.column  # elpd_loo or elpd_waic
-    within = table.index[table[column] >= best[column] - best["se"]]
-    return int(min(within))
+    """Smallest K whose elpd is within one standard error of the best K's.
+
+    The standard error is that of the *difference* of elpd to the best K (ArviZ's ``dse``,
+    from the paired pointwise values): the elpd's own se includes how hard every point is to
+    predict, which all the K share, and lets far worse models through.
+    """
+    table = probmix.compare_models({str(k): f for k, f in selection.fits.items()},
+                                   criterion=selection.criterion)
+    within = [int(name) for name in table.index
+              if table.loc[name, "elpd_diff"] <= table.loc[name, "dse"]]
+    return min(within)
 
 
 def occupied_components(assignment_draws, n_components: int, *, min_share: float) -> np.ndarray:

@@ -50,7 +50,8 @@ def test_flat_prior_equals_sklearn_from_the_same_start(covariance, max_iter, tol
     init = _init(covariance, x)
     sk = _quiet(_sklearn(covariance, init, max_iter=max_iter, tol=tol).fit, x)
     model = probmix.GaussianMixture(3, covariance=covariance, prior="flat")
-    fit = _quiet(probmix.fit, model, x, init=init, max_iter=max_iter, tol=tol, stop="change")
+    fit = _quiet(probmix.fit, model, x, init=init, max_iter=max_iter, tol=tol, stop="change",
+                 reg_covar_relative=False)  # scikit-learn's stopping rule and absolute ridge
     assert fit.n_iter == sk.n_iter_
     np.testing.assert_allclose(fit.score(x), sk.score(x), rtol=1e-8)
     np.testing.assert_allclose(fit.score_samples(x), sk.score_samples(x), rtol=1e-8)
@@ -210,8 +211,8 @@ def test_equivariant_to_translation_and_scaling(blobs):
     base = probmix.fit(model, x, init=init, reg_covar=1e-6, tol=1e-12, max_iter=500)
     c, b = 1e3, np.array([-7e4, 3e5])
     moved_init = dict(init, means=init["means"] * c + b, covariances=init["covariances"] * c**2)
-    moved = probmix.fit(model, x * c + b, init=moved_init, reg_covar=1e-6 * c**2, tol=1e-12,
-                        max_iter=500)
+    moved = probmix.fit(model, x * c + b, init=moved_init, reg_covar=1e-6, tol=1e-12,
+                        max_iter=500)  # reg_covar is relative to each feature's variance
     np.testing.assert_allclose(moved.means, base.means * c + b, rtol=1e-9)
     np.testing.assert_allclose(moved.covariances, base.covariances * c**2, rtol=1e-7)
     np.testing.assert_allclose(moved.weights, base.weights, atol=1e-10)

@@ -220,7 +220,9 @@ def test_student_t_means_resist_gross_outliers():
     g_clean, g_dirty = (probmix.fit(probmix.GaussianMixture(2), d, seed=0, init=g_start)
                         for d in (x, dirty))
     np.testing.assert_allclose(means(t_clean), truth["locs"], atol=0.2)  # both fit clean data
-    np.testing.assert_allclose(means(g_clean), truth["locs"], atol=0.2)
+    # the GMM's converged mode on t-distributed clusters is 0.21 from the t locations (an
+    # early stop at 0.18 once hid it); the point is the shifts below
+    np.testing.assert_allclose(means(g_clean), truth["locs"], atol=0.25)
     t_shift = np.abs(means(t_dirty) - means(t_clean)).max()
     g_shift = np.abs(means(g_dirty) - means(g_clean)).max()
     assert t_shift < 0.1 and g_shift > 0.1, (t_shift, g_shift)

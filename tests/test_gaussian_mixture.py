@@ -30,8 +30,9 @@ def test_program_default_prior_is_scaled_to_the_data():
     x = torch.randn(500, 2, dtype=torch.float64) * torch.tensor([1.0, 10.0]) + 100
     prior = model.resolve_prior(x)
     torch.testing.assert_close(prior.mean_loc, x.mean(0))
-    torch.testing.assert_close(prior.scale, torch.cov(x.T), rtol=1e-6, atol=1e-8)
-    assert float(prior.dof) == 2 and float(prior.mean_precision) == 1
+    # Fraley & Raftery's: Ψ₀ = cov / K^(2/D) (here / 2), ν₀ = D + 2, β₀ = 0.01
+    torch.testing.assert_close(prior.scale, torch.cov(x.T) / 2, rtol=1e-6, atol=1e-8)
+    assert float(prior.dof) == 4 and float(prior.mean_precision) == 0.01
     assert model.resolve_prior(x) is not None and probmix.GaussianMixture(
         2, prior="flat").resolve_prior(x) is None
 

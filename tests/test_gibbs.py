@@ -167,7 +167,7 @@ def test_chains_started_in_permuted_modes_need_relabelling(blobs):
     p = probmix.fit(model, x, seed=0).params
     perms = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1]])  # one component order per chain
     init = {key: p[key][perms] for key in ("weights", "means", "covariances")}  # (C, K, ...)
-    kw = dict(num_samples=200, num_warmup=50, num_chains=3, init=init, seed=1, progress=False)
+    kw = dict(num_samples=400, num_warmup=50, num_chains=3, init=init, seed=1, progress=False)
     with pytest.warns(ConvergenceDiagnosticWarning, match="r_hat"):
         raw = fit_gibbs(model, x, relabel=False, **kw)
     assert _rhat(raw).max() > 1.1 and not raw.options["relabelled"]

@@ -106,10 +106,10 @@ def test_other_numeric_forms_give_the_same_clusters(case):
 
 @pytest.mark.parametrize("factor", [1e150, 1e-150])
 def test_huge_and_tiny_magnitudes_fit_correctly(factor):
-    """Equivariance: x · c gives means · c and covariances · c² (the ridge scaled with c²)."""
+    """Equivariance: x · c gives means · c and covariances · c² (the ridge is relative to
+    each feature's variance, so it scales with c² by itself)."""
     base = _map(BASE)
-    fit = probmix.fit(probmix.GaussianMixture(2), BASE * factor, seed=0,
-                      reg_covar=1e-6 * factor**2)
+    fit = probmix.fit(probmix.GaussianMixture(2), BASE * factor, seed=0)
     np.testing.assert_allclose(fit.means / factor, base.means, rtol=1e-9)
     np.testing.assert_allclose(fit.covariances / factor**2, base.covariances, rtol=1e-9)
     np.testing.assert_allclose(fit.predict_proba(BASE * factor), base.predict_proba(BASE),
@@ -122,8 +122,13 @@ def test_huge_and_tiny_magnitudes_fit_correctly(factor):
 
 
 def test_a_ridge_that_swamps_tiny_data_is_reported():
+    # the default ridge is relative to each feature's variance: tiny data fit (test above);
+    # an absolute ridge larger than the data's variance is reported
     with pytest.warns(UserWarning, match="reg_covar=1e-06 is at least the variance"):
-        _map(BASE * 1e-150)
+        probmix.fit(probmix.GaussianMixture(2), BASE * 1e-150, seed=0,
+                    reg_covar_relative=False)
+    with pytest.warns(UserWarning, match="reg_covar=2 adds at least each feature's variance"):
+        probmix.fit(probmix.GaussianMixture(2), BASE, seed=0, reg_covar=2.0)
 
 
 def test_squares_that_overflow_get_a_rescaling_advice():
@@ -161,7 +166,8 @@ def test_zero_variance_feature():
         p = fit.predict_proba(x)
         assert np.isfinite(p).all() and _labels_match(p.argmax(1))
     flat = probmix.fit(probmix.GaussianMixture(2, prior="flat"), x, seed=0)
-    np.testing.assert_allclose(flat.covariances[:, 1, 1], 1e-6, rtol=1e-6)  # the ridge alone
+    # the ridge alone: 1e-6 of a variance, the other feature's for a constant one
+    np.testing.assert_allclose(flat.covariances[:, 1, 1], 1e-6 * BASE[:, 0].var(), rtol=1e-6)
     assert _labels_match(probmix.KMeans(2, seed=0).fit(x).labels_)
     assert _labels_match(probmix.MeanShift(seed=0).fit(x).labels_)
 

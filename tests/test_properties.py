@@ -79,7 +79,7 @@ def test_translation_and_scaling_move_the_fit_along(case, log_c, shift, flip):
     base = _fit(x, k, covariance, reg_covar=1e-6, init=start)  # both from one start
     moved_start = {"weights": start["weights"], "means": start["means"] * c + b,
                    "covariances": start["covariances"] * c**2}
-    moved = _fit(x * c + b, k, covariance, reg_covar=1e-6 * c**2, init=moved_start)
+    moved = _fit(x * c + b, k, covariance, reg_covar=1e-6, init=moved_start)  # relative ridge
     scale = np.abs(x).max() + 1
     np.testing.assert_allclose(moved.weights, base.weights, atol=1e-6)
     np.testing.assert_allclose((moved.means - b) / c, base.means, atol=1e-6 * scale)

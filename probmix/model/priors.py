@@ -17,6 +17,8 @@ distorting the components:
   means are barely pulled towards the centre (β₀ n_k / (β₀ + n_k) ≈ 0.01);
 - ``scale`` Ψ₀ = cov(x) / K^(2/D): the covariance of one of K clusters that share the data's
   volume, not the whole data's covariance (which holds the spread *between* clusters);
+  (with Dirichlet-process weights, whose K is only a truncation, the default stays
+  scikit-learn's ``BayesianGaussianMixture`` one: Ψ₀ = cov(x), β₀ = 1, ν₀ = D);
 - ``dof`` ν₀ = D + 2 for the Wishart families, so that the MAP covariance is
   (Ψ₀ + S_k + B_k) / (n_k + 2): Ψ₀ counts as two pseudo-observations; the diag and
   spherical families take the ν₀ that gives them the same n_k + 2
@@ -178,11 +180,15 @@ def resolve_prior(
     mean_loc = mean_loc.to(**opts).reshape(-1)
     if mean_loc.shape != (D,):
         raise ValueError(f"Prior.mean_loc must have shape ({D},); got {tuple(mean_loc.shape)}.")
-    beta = torch.as_tensor(DEFAULT_MEAN_PRECISION if prior.mean_precision is None
-                           else prior.mean_precision, **opts)
+    # Dirichlet-process weights keep scikit-learn's BayesianGaussianMixture defaults (Ψ₀ =
+    # cov(x), β₀ = 1, ν₀ = D): its K is a truncation, not a number of clusters, and the
+    # sparsity of its posterior was measured with them
+    beta = torch.as_tensor((1.0 if stick_breaking else DEFAULT_MEAN_PRECISION)
+                           if prior.mean_precision is None else prior.mean_precision, **opts)
     if beta.ndim != 0 or not float(beta) > 0:
         raise ValueError(f"Prior.mean_precision must be a float > 0; got {prior.mean_precision!r}.")
-    default_dof = D + 2.0 if family is None else family.default_prior_dof(D)
+    default_dof = float(D) if stick_breaking else (
+        D + 2.0 if family is None else family.default_prior_dof(D))
     min_dof = D - 1.0 if family is None else family.min_prior_dof(D)
     dof = torch.as_tensor(default_dof if prior.dof is None else prior.dof, **opts)
     if dof.ndim != 0 or not float(dof) > min_dof:
@@ -191,7 +197,8 @@ def resolve_prior(
             + (f" (n_features - 1 for a Wishart prior)" if min_dof == D - 1 else "")
             + f"; got {prior.dof!r}."
         )
-    scale = data_cov / K ** (2.0 / D) if prior.scale is None else torch.as_tensor(
+    clusters = 1 if stick_breaking else K  # K clusters share the data's volume
+    scale = data_cov / clusters ** (2.0 / D) if prior.scale is None else torch.as_tensor(
         np.asarray(prior.scale, dtype=np.float64))
     scale = scale.to(**opts)
     if scale.ndim == 0:

@@ -46,8 +46,8 @@ def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
     "change": |ℓ_t - ℓ_{t-1}| < tol. "aitken": with a = (ℓ_t - ℓ_{t-1}) / (ℓ_{t-1} - ℓ_{t-2})
     the rate of EM's linear convergence, the limit is ℓ_∞ = ℓ_{t-1} + (ℓ_t - ℓ_{t-1}) / (1 - a)
     and the distance still to go ℓ_∞ - ℓ_t = (ℓ_t - ℓ_{t-1}) a / (1 - a); stop when it is
-    below tol while 0 <= a < 1 (or when ℓ no longer moves beyond rounding; tol=0 runs every
-    iteration). ℓ is per unit weight, so differences of ℓ are in nats per point whatever the
+    below tol while 0 <= a < 1, or when ℓ stops increasing (a step in [-tol, 0] is rounding
+    at the mode; tol=0 runs every iteration). ℓ is per unit weight, so differences of ℓ are in nats per point whatever the
     units of x: the rule, and so the fit, is the same for rescaled data.
     """
     step = current - previous
@@ -57,8 +57,9 @@ def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
     rate = step / torch.where(last != 0, last, torch.ones_like(last))
     valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
     gap = step * rate / (1 - torch.where(valid, rate, torch.zeros_like(rate)))
-    still = (step.abs() <= 4e-16 * (1 + current.abs())) & (tol > 0)  # converged to rounding
-    return (valid & (gap <= tol) & (step <= tol)) | still
+    # EM never decreases the objective: a step <= 0 within tol is rounding at the mode
+    stalled = (step <= 0) & (step.abs() <= tol)
+    return ((valid & (gap <= tol) & (step <= tol)) | stalled) & (tol > 0)
 
 
 def _worst_rows(data, w, count):

@@ -51,7 +51,8 @@ def feature_variances(cov: torch.Tensor, scale: float) -> torch.Tensor:
 def prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed, device,
              dtype):
     """(data, sample, prior, variances): the rows EM iterates over, the rows it initialises
-    on, the prior, and the per-feature variances (D,) of the data (original units).
+    on, the prior, and the per-feature variances (D,) of the data (original units; divided
+    by N, the same in memory, streamed and sharded).
 
     In memory on one process the sample is the data itself; a streamed or distributed fit
     scans the rows once first for their moments (standardisation, data-scaled prior) and a
@@ -73,7 +74,7 @@ def prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed
                             n_total=found.n, reducer=reducer)
         prior = model.resolve_prior(moments=(found.mean, found.cov))
         sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
-        return data, sample, prior, feature_variances(found.cov, found.scale)
+        return data, sample, prior, feature_variances(found.cov * ((found.n - 1) / found.n), found.scale)
     x = as_data(x, device=device, dtype=dtype, min_samples=1 if reducer.distributed else k)
     sw = as_sample_weight(sample_weight, x.shape[0], device=x.device, dtype=x.dtype)
     if not reducer.distributed:
@@ -92,4 +93,4 @@ def prepare(model, x, *, sample_weight, chunk_size, init_size, distributed, seed
     data = em_steps.PreparedData(x, family, shift=found.mean, scale=found.scale, reducer=reducer)
     sample = em_steps.PreparedData(found.sample, family, shift=data.shift, scale=data.scale)
     return (data, sample, model.resolve_prior(moments=(found.mean, found.cov)),
-            feature_variances(found.cov, found.scale))
+            feature_variances(found.cov * ((found.n - 1) / found.n), found.scale))
