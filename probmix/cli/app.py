@@ -25,6 +25,7 @@ from probmix.cli.commands_demo import demo_command
 from probmix.cli.commands_fit import BASELINES, fit_command
 from probmix.cli.common import ENGINES, METHODS
 from probmix.infer.registry import REGISTRY, methods
+from probmix.model.covariance.registry import MCLUST_MODELS
 
 __all__ = ["main"]
 
@@ -37,6 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"probmix: error: {message} (see `{self.prog} --help`)\n")
+
+COVARIANCE_CHOICES = ("full", "diag", "spherical", "tied") + MCLUST_MODELS
 
 
 def _data_arguments(p) -> None:
@@ -53,8 +56,10 @@ def _data_arguments(p) -> None:
 
 
 def _model_arguments(p) -> None:
-    p.add_argument("--covariance", choices=("full", "diag", "spherical", "tied"),
-                   help="covariance family of the Gaussian mixture (default full)")
+    p.add_argument("--covariance", choices=COVARIANCE_CHOICES, metavar="NAME",
+                   help="covariance model of the Gaussian mixture: full, diag, spherical, "
+                   "tied, or one of mclust's EII VII EEI VEI EVI VVI EEE VEE EVE VVE EEV VEV "
+                   "EVV VVV (the constrained ones fit with --engine map only; default full)")
     p.add_argument("--prior", choices=("default", "flat"),
                    help="default: weakly informative, scaled to the data; flat: maximum "
                    "likelihood")
