@@ -39,7 +39,7 @@ def test_default_stopping_reaches_the_mode_of_an_overlapping_pair(prior):
     fit = _fit(model, x)
     # the mode itself: the same start, iterated until the objective stops moving at all
     mode = _fit(model, x, init={k: fit.params[k] for k in ("weights", "means", "covariances")},
-                stop="change", tol=0.0, max_iter=20000)
+                stop="change", tol=1e-15, max_iter=20000)
     gap = (mode.lower_bounds[-1] - fit.lower_bounds[-1]) * len(x)  # nats
     assert fit.converged
     assert gap < 1e-3, gap

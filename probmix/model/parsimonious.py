@@ -43,6 +43,10 @@ ITERATIVE = ("VEI", "VEE", "VEV", "EVE", "VVE")
 
 _INNER_MAX_ITER = 100
 _INNER_TOL = 1e-10  # relative change of f between sweeps
+_ANGLE_TOL = 1e-10  # EVE/VVE: a sweep whose plane rotations are all smaller changes nothing
+# EVE/VVE inside EM, started at EM's current orientation: a few sweeps lower f enough for a
+# generalised EM step (f never increases), and EM's own iterations finish the job
+_WARM_SWEEPS = 5
 
 
 def n_covariance_parameters(model: str, k: int, d: int) -> int:
@@ -105,7 +109,10 @@ def _eig_descending(w: torch.Tensor):
 
 
 def _converged(new, old) -> bool:
-    return bool(((new - old).abs() <= _INNER_TOL * new.abs().clamp_min(1.0)).all())
+    """Whether every batch member's f settled (a non-finite one, a collapsed restart that EM
+    drops, counts as settled rather than holding the others to the last sweep)."""
+    settled = (new - old).abs() <= _INNER_TOL * new.abs().clamp_min(1.0)
+    return bool((settled | ~torch.isfinite(new)).all())
 
 
 def _variable_volume_common_shape(values, counts, d):
@@ -148,13 +155,17 @@ def _vee(scatter, counts, d):
     return volume[..., None, None] * common[..., None, :, :]
 
 
-def _common_orientation(scatter, counts, d, equal_volume: bool):
+def _common_orientation(scatter, counts, d, equal_volume: bool, start=None):
     """EVE / VVE: Σ_k = λ_(k) D A_k Dᵀ with one orientation D for every component.
 
     The objective is not convex in D, and one start can end in a local minimum (on wine,
     13-D, 30 nats worse than mclust's fit). So the iteration runs from K + 1 starts at once:
     the eigenvectors of the pooled scatter Σ_k W_k and those of each W_k; the best is kept.
     """
+    if start is not None:  # the current orientation: the eigenvectors of any one Σ_k
+        orientation = torch.linalg.eigh(start[..., 0, :, :])[1]  # (..., D, D)
+        return _common_orientation_from(scatter, counts, d, equal_volume, orientation,
+                                        sweeps=_WARM_SWEEPS)
     _, pooled = _eig_descending(scatter.sum(-3))  # (..., D, D)
     _, own = _eig_descending(scatter)  # (..., K, D, D)
     starts = torch.cat([pooled[..., None, :, :], own], -3).movedim(-3, 0)  # (K + 1, ..., D, D)
@@ -166,7 +177,8 @@ def _common_orientation(scatter, counts, d, equal_volume: bool):
     return cov.gather(0, index)[0]
 
 
-def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation):
+def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation,
+                             sweeps: int = _INNER_MAX_ITER):
     """One start of the EVE / VVE iteration from ``orientation`` (..., D, D).
 
     Alternates the closed-form volume and shape updates given D (A_k ∝ diag(Dᵀ W_k D)) with
@@ -180,7 +192,8 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
         @ orientation[..., None, :, :]  # (..., K, D, D): B_k = Dᵀ W_k D
     orientation = orientation.clone()
     previous = None
-    for _ in range(_INNER_MAX_ITER):
+    largest = torch.full((), torch.inf)
+    for _ in range(sweeps):
         diag = _diagonal(rotated_w)  # (..., K, D)
         root = _geometric_mean(diag)  # (..., K)
         shape = diag / root[..., None]  # (..., K, D), |A_k| = 1
@@ -189,10 +202,11 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
         else:
             volume = root / counts
         value = (counts * d * torch.log(volume) + d * root / volume).sum(-1)
-        if previous is not None and _converged(value, previous):
+        if previous is not None and (_converged(value, previous) or bool(largest < _ANGLE_TOL)):
             break
         previous = value
         m = 1.0 / (volume[..., None] * shape)  # (..., K, D): diagonal of M_k
+        largest = torch.zeros(())  # the largest rotation of this sweep: none left: converged
         for i in range(d - 1):
             for j in range(i + 1, d):
                 a, e = rotated_w[..., i, i], rotated_w[..., j, j]  # (..., K)
@@ -201,6 +215,8 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
                 half_diff = 0.5 * ((mi * a + mj * e) - (mi * e + mj * a)).sum(-1)  # (...,)
                 cross = (b * (mi - mj)).sum(-1)  # (...,)
                 theta = 0.5 * torch.atan2(-cross, -half_diff)  # (...,): the exact minimum
+                theta = torch.where(torch.isfinite(theta), theta, torch.zeros_like(theta))
+                largest = torch.maximum(largest, theta.abs().amax())
                 c, s_ = torch.cos(theta), torch.sin(theta)
                 # rotate columns i, j of D and rows/columns i, j of every B_k
                 col_i, col_j = orientation[..., :, i].clone(), orientation[..., :, j].clone()
@@ -216,8 +232,8 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
     return _compose(volume, shape, orientation[..., None, :, :])
 
 
-def constrained_covariances(model: str, scatter: torch.Tensor,
-                            counts: torch.Tensor) -> torch.Tensor:
+def constrained_covariances(model: str, scatter: torch.Tensor, counts: torch.Tensor, *,
+                            start: torch.Tensor | None = None) -> torch.Tensor:
     """The covariances of ``model`` that minimise Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)].
 
     Parameters
@@ -229,6 +245,10 @@ def constrained_covariances(model: str, scatter: torch.Tensor,
         variable orientation or an inverse, or the estimate is singular).
     counts : Tensor (..., K)
         Positive n_k.
+    start : Tensor (..., K, D, D), optional
+        Covariances of the model to start the iterated models from (EM passes its current
+        ones): EVE and VVE then run from their common orientation alone, which keeps EM
+        monotone and the M-step to a few sweeps; without it they run from K + 1 starts.
 
     Returns
     -------
@@ -276,4 +296,5 @@ def constrained_covariances(model: str, scatter: torch.Tensor,
         return _compose(volume, shape.expand_as(values), vectors)
     if model == "VEE":
         return _vee(scatter, counts, d)
-    return _common_orientation(scatter, counts, d, equal_volume=vol == "E")  # EVE, VVE
+    return _common_orientation(scatter, counts, d, equal_volume=vol == "E",
+                               start=start)  # EVE, VVE

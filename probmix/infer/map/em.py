@@ -120,6 +120,20 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
     return lp + family.log_prior_density(prior, means, prec)
 
 
+def _ridge_held(family, cov, reg, k: int, d: int) -> torch.Tensor:
+    """Which restarts (R,) have a component whose covariance is the ridge alone in some
+    direction (Σ = S + ridge with S singular): the smallest eigenvalue of Σ in units of the
+    ridge is 1 there (it is at least 1 always)."""
+    if not isinstance(reg, torch.Tensor) and reg <= 0:
+        return torch.zeros(cov.shape[0], dtype=torch.bool, device=cov.device)
+    full = family.to_full(cov, k, d)  # (R, K, D, D)
+    ridge = torch.diagonal(family.to_full(family.add_ridge(torch.zeros_like(cov), reg), k, d),
+                           dim1=-2, dim2=-1)  # (R, K, D)
+    scale = torch.rsqrt(ridge.clamp_min(torch.finfo(cov.dtype).tiny))  # (R, K, D)
+    unit = full * scale[..., :, None] * scale[..., None, :]
+    return (torch.linalg.eigvalsh(unit)[..., 0] <= 1 + 1e-3).any(-1)  # (R,)
+
+
 def fit_em(
     model: GaussianMixture,
     x,
@@ -246,8 +260,9 @@ def fit_em(
     previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
     before = previous.clone()  # the objective two iterations back (Aitken's rule)
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
+    held = torch.zeros(r, dtype=torch.bool, device=x.device)  # collapsing onto the ridge
     bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
-    for _ in range(max_iter):
+    for t in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
         stats = em_steps.e_step(data, w)
         prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
@@ -257,7 +272,7 @@ def fit_em(
         objective = torch.where(ok, objective, torch.full_like(objective, -math.inf))
         current = torch.where(active, objective, previous)
         history.append(current)
-        new = em_steps.m_step(family, stats.s, prior=prior_s, reg_covar=reg_s)
+        new = em_steps.m_step(family, stats.s, prior=prior_s, reg_covar=reg_s, start=cov)
         new_weights, new_means, new_cov, new_prec_chol, new_ok, nk = new
         empty = (nk < min_count) & active[:, None]
         if bool(empty.any()):
@@ -275,6 +290,9 @@ def fit_em(
         done = step & _stopped(stop, tol, current, previous, before) & ~empty.any(-1)
         converged |= done
         before, previous = previous, current
+        if r > 1 and t % 10 == 9 and bool(active.any()):  # restarts on a singularity stop
+            held |= active & _ridge_held(family, cov, reg_s, k, data.d)
+            active = active & ~held
         active = active & ~done & ok
         bar.update(1)
         bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
@@ -284,7 +302,10 @@ def fit_em(
     raise_if_degenerate(ok, reg_covar)
 
     final = torch.stack(history)  # (T, R)
-    best = int(torch.where(ok, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
+    # a restart whose component collapsed onto the ridge loses to any healthy one (its
+    # likelihood only grows without bound as the component shrinks: mclust reports NA)
+    usable = ok & ~held if bool((ok & ~held).any()) else ok
+    best = int(torch.where(usable, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
     in_memory = isinstance(data, em_steps.PreparedData) and not data.reducer.distributed
     distinct = None if bool(converged[best]) or not in_memory else distinct_rows(data.x, k)
     if distinct is not None and distinct < k:  # the reason it could not converge

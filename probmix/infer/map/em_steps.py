@@ -183,7 +183,7 @@ def factorise(family: CovarianceFamily, cov: torch.Tensor):
     return prec_chol, ok.reshape(ok.shape[0], -1).all(-1)
 
 
-def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float):
+def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float, start=None):
     """Closed-form MAP parameters from summed statistics (maximum likelihood when ``prior`` is None).
 
     Parameters
@@ -193,6 +193,9 @@ def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float
     prior : ResolvedPrior or None (in the standardised coordinates)
     reg_covar : float
         Ridge in the standardised coordinates.
+    start : Tensor, native covariance shape, optional
+        The current covariances: families whose M-step iterates start there (EM's previous
+        step), which keeps EM monotone and the M-step short.
 
     Returns
     -------
@@ -203,6 +206,6 @@ def m_step(family: CovarianceFamily, s: torch.Tensor, *, prior, reg_covar: float
     nk_raw = s[..., 0]
     nk = nk_raw + 10 * torch.finfo(s.dtype).eps  # as scikit-learn: never divide by an empty count
     sx, sq = s[..., 1:1 + d], s[..., 1 + d:]
-    means, cov = family.posterior_mode(nk, sx, sq, prior=prior, reg_covar=reg_covar)
+    means, cov = family.posterior_mode(nk, sx, sq, prior=prior, reg_covar=reg_covar, start=start)
     prec_chol, ok = factorise(family, cov)
     return weights_from_counts(nk, prior), means, cov, prec_chol, ok, nk_raw

@@ -261,7 +261,8 @@ class CovarianceFamily(ABC):
         shape, inv = conjugate.update(prior, nk, self.scatter(n_div, sx, sq), self.outer(delta), d)
         return ComponentPosterior(means, beta, shape, inv)
 
-    def posterior_mode(self, nk, sx, sq, *, prior: ResolvedPrior | None, reg_covar: float):
+    def posterior_mode(self, nk, sx, sq, *, prior: ResolvedPrior | None, reg_covar: float,
+                       start=None):
         """Means and covariances at the posterior's joint mode (EM's closed-form M-step).
 
         Parameters
@@ -274,6 +275,9 @@ class CovarianceFamily(ABC):
             None: maximum likelihood.
         reg_covar : float
             Ridge added to every covariance estimate.
+        start : Tensor, native shape, optional
+            The current covariances; used by families whose M-step iterates (closed forms
+            ignore it).
 
         Returns
         -------

@@ -60,7 +60,7 @@ class ParsimoniousCovariance(FullCovariance):
     def column_scaled(self):
         return get_family(_COLUMN_SCALED[self.name])
 
-    def posterior_mode(self, nk, sx, sq, *, prior, reg_covar):
+    def posterior_mode(self, nk, sx, sq, *, prior, reg_covar, start=None):
         """Means and constrained covariances at the posterior mode (EM's M-step).
 
         As :meth:`CovarianceFamily.posterior_mode`; the covariances solve
@@ -75,8 +75,8 @@ class ParsimoniousCovariance(FullCovariance):
             post = self.posterior(nk, sx, sq, prior, conjugate=_WISHART)
             means, scatter, counts = post.means, post.inv, post.shape - d
         scatter = 0.5 * (scatter + scatter.transpose(-1, -2))
-        return means, self.add_ridge(constrained_covariances(self.name, scatter, counts),
-                                     reg_covar)
+        return means, self.add_ridge(
+            constrained_covariances(self.name, scatter, counts, start=start), reg_covar)
 
     def log_prior_density(self, prior, means, prec):
         """The unconstrained full family's log density at the constrained parameters: the
