@@ -8,8 +8,9 @@ in the standardised coordinates of the data (leading dimension R):
 - ``"k-means++"`` / ``"kmeans"``: responsibilities from the nearest k-means++ seed, or from
   Lloyd's iterations started there (``n_init`` restarts);
 - ``"random"``: uniform random responsibilities; ``"random_from_data"``: means at random rows;
-- ``"auto"`` (the default): the hierarchical start plus ``n_init`` k-means++ starts, all
-  batched, so EM keeps whichever reaches the best objective;
+- ``"auto"`` (the default): the hierarchical start plus ``n_init`` k-means++ starts (about
+  half in the data's own scale, half on columns of unit variance), all batched, so EM keeps
+  whichever reaches the best objective;
 - a dict of parameters (optionally with a leading (R,) dimension), or a previous Fit.
 """
 
