@@ -194,7 +194,7 @@ def resolve_prior(
     if dof.ndim != 0 or not float(dof) > min_dof:
         raise ValueError(
             f"Prior.dof must be a float > {min_dof:g}"
-            + (f" (n_features - 1 for a Wishart prior)" if min_dof == D - 1 else "")
+            + (" (n_features - 1 for a Wishart prior)" if min_dof == D - 1 else "")
             + f"; got {prior.dof!r}."
         )
     clusters = 1 if stick_breaking else K  # K clusters share the data's volume
