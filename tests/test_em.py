@@ -37,6 +37,19 @@ def _sklearn(covariance, init, **kw):
         means_init=init["means"], precisions_init=prec, random_state=0, **kw)
 
 
+def _full_precisions_cholesky(sk, covariance):
+    """scikit-learn's precisions_cholesky_ as (K, D, D) upper factors, for every family."""
+    k, d = sk.means_.shape
+    pc = np.asarray(sk.precisions_cholesky_)
+    if covariance == "full":
+        return pc
+    if covariance == "tied":
+        return np.broadcast_to(pc, (k, d, d))
+    if covariance == "diag":
+        return np.stack([np.diag(row) for row in pc])
+    return np.stack([v * np.eye(d) for v in pc])  # spherical
+
+
 def _quiet(fn, *a, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -58,8 +71,8 @@ def test_flat_prior_equals_sklearn_from_the_same_start(covariance, max_iter, tol
     np.testing.assert_allclose(fit.weights, sk.weights_, atol=1e-6)
     np.testing.assert_allclose(fit.means, sk.means_, atol=1e-6)
     np.testing.assert_allclose(fit.params["covariances"], sk.covariances_, atol=1e-6)
-    np.testing.assert_allclose(fit.precisions_cholesky,
-                               probmix.Fit(**{**fit.__dict__}).precisions_cholesky)
+    np.testing.assert_allclose(fit.precisions_cholesky, _full_precisions_cholesky(sk, covariance),
+                               rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(fit.lower_bounds[-1], sk.lower_bound_, rtol=1e-8)
 
 
@@ -147,7 +160,8 @@ def test_batched_restarts_equal_the_best_single_restart(blobs):
     assert best.lower_bounds[-1] >= max(finals) - 1e-12
     winner = singles[int(np.argmax(finals))]
     np.testing.assert_allclose(best.means, winner.means, atol=1e-12)
-    # and the string initialisations: n_init restarts are never worse than their first one
+    # and the string initialisations: six k-means++ restarts (seeds other than the single
+    # run's: a property of this data, not a guarantee) reach at least one restart's optimum
     many = probmix.fit(model, x, init="k-means++", n_init=6, seed=0)
     one = probmix.fit(model, x, init="k-means++", n_init=1, seed=0)
     assert many.lower_bounds[-1] >= one.lower_bounds[-1] - 1e-12

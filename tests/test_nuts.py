@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import probmix
+from programs import one_d_mixture
 from probmix.io.datasets import THREE_CLUSTERS, three_clusters
 from probmix.results.diagnostics import ConvergenceDiagnosticWarning
 
@@ -111,12 +112,6 @@ def test_bad_options(kw, match):
 
 
 def test_custom_program_generic_path():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_svi import one_d_mixture
-
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(-3, 1, 60), rng.normal(3, 1, 60)])[:, None]
     with warnings.catch_warnings():

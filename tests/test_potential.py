@@ -63,11 +63,7 @@ def test_transforms_round_trip():
 
 
 def test_jit_traced_program_potential_equals_the_plain_one():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_svi import one_d_mixture
+    from programs import one_d_mixture
 
     x = torch.linspace(-4, 4, 50, dtype=torch.float64)[:, None]
     values = {"weights": torch.tensor([0.3, 0.7], dtype=torch.float64),

@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
 import probmix
+from programs import one_d_mixture
 from probmix.io.datasets import three_clusters
 
 MODEL = probmix.GaussianMixture(3)
@@ -47,10 +47,12 @@ def test_posterior_sd_shrinks_as_one_over_sqrt_n(walkthrough):
     assert np.all((ratio > 1.5) & (ratio < 2.6)), ratio
 
 
-def test_elbo_within_one_percent_of_cavi(walkthrough):
+def test_elbo_within_a_few_nats_of_cavi(walkthrough):
     x, _, fit = walkthrough
     cavi = probmix.fit(MODEL, x, engine="svi", method="cavi", seed=0)
-    assert abs(fit.options["elbo"] - cavi.options["elbo"]) < 0.01 * abs(cavi.options["elbo"])
+    # different variational families (CAVI's Normal-Wishart, SVI's guide): measured 0.97
+    # nats apart on these 3000 points
+    assert abs(fit.options["elbo"] - cavi.options["elbo"]) < 5.0
     np.testing.assert_allclose(fit.means, cavi.means, atol=0.05)
 
 
@@ -59,9 +61,10 @@ def test_mini_batches_reach_the_full_batch_solution(walkthrough):
     mini = _svi(x, batch_size=300, steps=3000)
     assert mini.options["batch_size"] == 300
     np.testing.assert_allclose(mini.means, full.means, atol=0.06)  # stated tolerance
-    sd_full = full.draws["means"].std(axis=(0, 1))
-    sd_mini = mini.draws["means"].std(axis=(0, 1))
-    np.testing.assert_allclose(sd_mini, sd_full, rtol=0.4)
+    # the same cluster in both: components ordered by the first coordinate of their mean
+    sd_full = full.draws["means"].std(axis=(0, 1))[np.argsort(full.means[:, 0])]
+    sd_mini = mini.draws["means"].std(axis=(0, 1))[np.argsort(mini.means[:, 0])]
+    np.testing.assert_allclose(sd_mini, sd_full, rtol=0.25)  # measured 0.93-1.17
 
 
 def test_same_seed_same_result_and_no_shared_state():
@@ -114,17 +117,6 @@ def test_dirichlet_process_weights_switch_components_off():
         fit = probmix.fit(model, x, engine="svi", seed=0, steps=800, progress=False)
     assert "sticks" not in fit.draws and fit.draws["weights"].shape == (1, 1000, 6)
     assert np.sort(fit.weights)[-3:].sum() > 0.95
-
-
-def one_d_mixture(x):
-    """A custom program: two 1-D Gaussian components with a shared scale."""
-    weights = pyro.sample("weights", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
-    scale = pyro.sample("scale", dist.LogNormal(torch.zeros((), dtype=x.dtype), 1.0))
-    with pyro.plate("components", 2):
-        locs = pyro.sample("locs", dist.Normal(torch.zeros((), dtype=x.dtype), 10.0))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-        pyro.sample("obs", dist.Normal(locs[z], scale), obs=x[:, 0])
 
 
 def test_custom_program():
