@@ -3,26 +3,15 @@
 import warnings
 
 import numpy as np
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
 import probmix
 from probmix.model.interface import MixtureModel, ProgramModel, as_model
+from programs import one_d_mixture as two_locs
 
 X, _ = probmix.three_clusters(60, seed=0)
-
-
-def two_locs(x):
-    """Two 1-D Gaussian components with a shared scale."""
-    weights = pyro.sample("weights", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
-    scale = pyro.sample("scale", dist.LogNormal(torch.zeros((), dtype=x.dtype), 1.0))
-    with pyro.plate("components", 2):
-        locs = pyro.sample("locs", dist.Normal(torch.zeros((), dtype=x.dtype), 10.0))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-        pyro.sample("obs", dist.Normal(locs[z], scale), obs=x[:, 0])
 
 
 def test_as_model_gives_the_interface():

@@ -204,21 +204,13 @@ def _families(covariance) -> list:
     return found
 
 
-def _collapsed(fit, x) -> bool:
+def _collapsed(fit) -> bool:
     """Whether a component's covariance is the ridge alone in some direction: its scatter was
     singular (a component on a few points or on tied values), so only ``reg_covar`` bounds
     the likelihood. mclust calls such a fit singular and reports NA; so does :func:`select`.
-    The ridge is diag(reg_covar · var(x_j)) (relative, EM's default) or reg_covar · I.
+    EM measures it on its own ridge (``fit.options["ridge_held"]``).
     """
-    reg = fit.options.get("reg_covar")
-    if fit.engine != "map" or not reg:
-        return False
-    cov = np.asarray(fit.covariances, dtype=np.float64)  # (K, D, D)
-    if fit.options.get("reg_covar_relative", False):
-        data = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-        sd = np.sqrt(np.maximum(data.var(0), np.finfo(np.float64).tiny))  # (D,)
-        cov = cov / np.outer(sd, sd)  # the ridge is now reg_covar · I
-    return bool(np.linalg.eigvalsh(cov).min() <= reg * (1 + 1e-3))
+    return bool(fit.options.get("ridge_held", False))
 
 
 def _fit_one(run, model, x, label: str, k: int, **options):
@@ -231,7 +223,7 @@ def _fit_one(run, model, x, label: str, k: int, **options):
         warnings.simplefilter("always")
         try:
             fit = run(model, x, **options)
-            fit = None if _collapsed(fit, x) else fit
+            fit = None if _collapsed(fit) else fit
         except DegenerateCovarianceError:
             fit = None
         except Exception as error:

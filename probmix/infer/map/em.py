@@ -219,6 +219,9 @@ def fit_em(
     Fit
         ``engine="map"``, ``converged``, ``n_iter`` and ``lower_bounds`` (objective per unit
         weight before each M-step, of the best restart).
+        ``options["ridge_held"]`` says whether a component of the returned fit is the ridge
+        alone in some direction (a singular scatter: the likelihood is bounded by
+        ``reg_covar`` only; mclust reports such fits as NA).
     """
     if not isinstance(model, GaussianMixture):
         raise TypeError(f"model must be a probmix.GaussianMixture; got {type(model).__name__}.")
@@ -334,6 +337,8 @@ def fit_em(
         options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
                      max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
                      reg_covar_relative=reg_covar_relative, seed=seed,
+                     ridge_held=bool(_ridge_held(family, cov[best:best + 1], reg_s, k,
+                                                 data.d)[0]),
                      **({} if chunk_size is None and not isinstance(data, StreamedData)
                         else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
                      **({"world_size": data.reducer.world_size} if data.reducer.distributed
