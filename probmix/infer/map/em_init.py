@@ -65,19 +65,17 @@ def _initial_stats(init, data, k, n_init, seed, dtype):
         labels = _hierarchical_labels(data, k, seed)  # (1, N)
         if int(labels.max()) + 1 < k:  # ties or duplicate rows: fewer clusters than asked
             init = "k-means++"
-        elif init == "auto":  # the tree's start and n_init k-means++ starts, batched
-            # in two frames: the data's (one scale for all columns: a feature that separates
-            # the clusters keeps its large spread) and columns of unit variance (as the tree:
-            # starts that follow any rescaling of each feature)
-            z = x / x.std(0).clamp_min(torch.finfo(x.dtype).tiny)  # (N, D)
-            for frame, count in ((x, n_init - n_init // 2), (z, n_init // 2)):
-                if count:
-                    centers = kmeans_plusplus(frame, k, n_init=count, generator=gen,
-                                              sample_weight=data.sample_weight)  # (r, K, D)
-                    labels = torch.cat([labels, torch.cdist(frame, centers).argmin(-1)])
-            return em_steps.stats_from_responsibilities(
-                data, _hard_responsibilities(labels, k, dtype))
         else:
+            if init == "auto":  # the tree's start and n_init k-means++ starts, batched,
+                # in two frames: the data's (one scale for all columns: a feature that
+                # separates the clusters keeps its large spread) and columns of unit variance
+                # (as the tree: starts that follow any rescaling of each feature)
+                z = x / x.std(0).clamp_min(torch.finfo(x.dtype).tiny)  # (N, D)
+                for frame, count in ((x, n_init - n_init // 2), (z, n_init // 2)):
+                    if count:
+                        centers = kmeans_plusplus(frame, k, n_init=count, generator=gen,
+                                                  sample_weight=data.sample_weight)  # (r, K, D)
+                        labels = torch.cat([labels, torch.cdist(frame, centers).argmin(-1)])
             return em_steps.stats_from_responsibilities(
                 data, _hard_responsibilities(labels, k, dtype))
     if init in ("k-means++", "kmeans"):
