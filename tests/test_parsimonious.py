@@ -135,3 +135,22 @@ def test_parameter_counts_follow_the_decomposition():
     expected = {"EII": 1, "VII": 3, "EEI": 4, "VEI": 6, "EVI": 10, "VVI": 12, "EEE": 10,
                 "VEE": 12, "EVE": 16, "VVE": 18, "EEV": 22, "VEV": 24, "EVV": 28, "VVV": 30}
     assert {m: n_covariance_parameters(m, 3, 4) for m in MODELS} == expected
+
+
+@pytest.mark.parametrize("model", ["EVE", "VVE"])
+def test_warm_started_common_orientation_never_increases_f(model):
+    """EM's M-step starts EVE/VVE at its current covariances (a few compiled sweeps): f must not
+    increase from any start, so EM stays monotone; the dtype of the input comes back."""
+    scatter, counts = _scatter(7)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        rotation = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))[0]
+        start = rotation @ torch.diag_embed(torch.rand(K, D, generator=g, dtype=torch.float64)
+                                            + 0.5) @ rotation.mT  # one orientation
+        # the start's f with its own best volumes and shapes is >= the warm step's f
+        before = constrained_covariances(model, scatter, counts, start=start)
+        after = constrained_covariances(model, scatter, counts, start=before)
+        assert float(objective(after, scatter, counts)) <= \
+            float(objective(before, scatter, counts)) + 1e-12
+    low = constrained_covariances(model, scatter.float(), counts.float(), start=start.float())
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()

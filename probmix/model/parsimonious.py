@@ -187,49 +187,26 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
     minimum is exact (the Jacobi-type coordinate descent of Flury & Gautschi 1986 for common
     principal components). Every step decreases f, and far fewer sweeps are needed than
     majorisation-minimisation steps (Browne & McNicholas 2014), which crawl near the optimum.
+    The sweeps run in a compiled kernel (:mod:`probmix.model._orientation_kernel`), in float64
+    on the CPU (the matrices are D×D per component), each batch member until it settles.
     """
-    rotated_w = orientation.transpose(-1, -2)[..., None, :, :] @ scatter \
+    from probmix.model._orientation_kernel import orientation_sweeps
+
+    batch = scatter.shape[:-3]
+    k = scatter.shape[-3]
+    rotated = orientation.transpose(-1, -2)[..., None, :, :] @ scatter \
         @ orientation[..., None, :, :]  # (..., K, D, D): B_k = Dᵀ W_k D
-    orientation = orientation.clone()
-    previous = None
-    largest = torch.full((), torch.inf)
-    for _ in range(sweeps):
-        diag = _diagonal(rotated_w)  # (..., K, D)
-        root = _geometric_mean(diag)  # (..., K)
-        shape = diag / root[..., None]  # (..., K, D), |A_k| = 1
-        if equal_volume:
-            volume = (root.sum(-1) / counts.sum(-1))[..., None].expand_as(root)  # (..., K)
-        else:
-            volume = root / counts
-        value = (counts * d * torch.log(volume) + d * root / volume).sum(-1)
-        if previous is not None and (_converged(value, previous) or bool(largest < _ANGLE_TOL)):
-            break
-        previous = value
-        m = 1.0 / (volume[..., None] * shape)  # (..., K, D): diagonal of M_k
-        largest = torch.zeros(())  # the largest rotation of this sweep: none left: converged
-        for i in range(d - 1):
-            for j in range(i + 1, d):
-                a, e = rotated_w[..., i, i], rotated_w[..., j, j]  # (..., K)
-                b = rotated_w[..., i, j]
-                mi, mj = m[..., i], m[..., j]
-                half_diff = 0.5 * ((mi * a + mj * e) - (mi * e + mj * a)).sum(-1)  # (...,)
-                cross = (b * (mi - mj)).sum(-1)  # (...,)
-                theta = 0.5 * torch.atan2(-cross, -half_diff)  # (...,): the exact minimum
-                theta = torch.where(torch.isfinite(theta), theta, torch.zeros_like(theta))
-                largest = torch.maximum(largest, theta.abs().amax())
-                c, s_ = torch.cos(theta), torch.sin(theta)
-                # rotate columns i, j of D and rows/columns i, j of every B_k
-                col_i, col_j = orientation[..., :, i].clone(), orientation[..., :, j].clone()
-                orientation[..., :, i] = c[..., None] * col_i + s_[..., None] * col_j
-                orientation[..., :, j] = -s_[..., None] * col_i + c[..., None] * col_j
-                ck, sk = c[..., None, None], s_[..., None, None]
-                row_i, row_j = rotated_w[..., i, :].clone(), rotated_w[..., j, :].clone()
-                rotated_w[..., i, :] = ck * row_i + sk * row_j
-                rotated_w[..., j, :] = -sk * row_i + ck * row_j
-                col_i, col_j = rotated_w[..., :, i].clone(), rotated_w[..., :, j].clone()
-                rotated_w[..., :, i] = ck * col_i + sk * col_j
-                rotated_w[..., :, j] = -sk * col_i + ck * col_j
-    return _compose(volume, shape, orientation[..., None, :, :])
+    as_np = dict(dtype=torch.float64, device="cpu")
+    rotated = rotated.to(**as_np).reshape(-1, k, d, d).numpy().copy()
+    rot = orientation.to(**as_np).expand(*batch, d, d).reshape(-1, d, d).numpy().copy()
+    n = counts.to(**as_np).expand(*batch, k).reshape(-1, k).numpy().copy()
+    volume, shape = orientation_sweeps(rotated, rot, n, equal_volume, int(sweeps), _INNER_TOL,
+                                       _ANGLE_TOL)
+    back = dict(dtype=scatter.dtype, device=scatter.device)
+    volume = torch.from_numpy(volume).to(**back).reshape(*batch, k)
+    shape = torch.from_numpy(shape).to(**back).reshape(*batch, k, d)
+    rot = torch.from_numpy(rot).to(**back).reshape(*batch, d, d)
+    return _compose(volume, shape, rot[..., None, :, :])
 
 
 def constrained_covariances(model: str, scatter: torch.Tensor, counts: torch.Tensor, *,
