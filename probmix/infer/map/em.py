@@ -47,19 +47,25 @@ def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
     the rate of EM's linear convergence, the limit is ℓ_∞ = ℓ_{t-1} + (ℓ_t - ℓ_{t-1}) / (1 - a)
     and the distance still to go ℓ_∞ - ℓ_t = (ℓ_t - ℓ_{t-1}) a / (1 - a); stop when it is
     below tol while 0 <= a < 1, or when ℓ stops increasing (a step in [-tol, 0] is rounding
-    at the mode; tol=0 runs every iteration). ℓ is per unit weight, so differences of ℓ are in nats per point whatever the
-    units of x: the rule, and so the fit, is the same for rescaled data.
+    at the mode; tol=0 runs every iteration). ℓ is per unit weight, so differences of ℓ are in
+    nats per point whatever the units of x: the rule, and so the fit, is the same for rescaled
+    data. Computed in NumPy on R numbers (a dozen tiny torch operations cost more than the
+    E-step on small data).
     """
-    step = current - previous
-    if rule == "change":
-        return step.abs() < tol
-    last = previous - before
-    rate = step / torch.where(last != 0, last, torch.ones_like(last))
-    valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
-    gap = step * rate / (1 - torch.where(valid, rate, torch.zeros_like(rate)))
-    # EM never decreases the objective: a step <= 0 within tol is rounding at the mode
-    stalled = (step <= 0) & (step.abs() <= tol)
-    return ((valid & (gap <= tol) & (step <= tol)) | stalled) & (tol > 0)
+    cur, prev, bef = torch.stack([current, previous, before]).cpu().numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = cur - prev
+        if rule == "change":
+            out = np.abs(step) < tol
+        else:
+            last = prev - bef
+            rate = step / np.where(last != 0, last, 1.0)
+            valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
+            gap = step * rate / (1 - np.where(valid, rate, 0.0))
+            # EM never decreases the objective: a step <= 0 within tol is rounding at the mode
+            stalled = (step <= 0) & (np.abs(step) <= tol)
+            out = ((valid & (gap <= tol) & (step <= tol)) | stalled) & (tol > 0)
+    return torch.from_numpy(out).to(current.device)
 
 
 def _worst_rows(data, w, count):
@@ -268,10 +274,12 @@ def fit_em(
     for t in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
         stats = em_steps.e_step(data, w)
-        prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
-        objective = (stats.log_lik + data.log_jacobian()
-                     + _log_prior(model, prior, weights, means * data.scale + data.shift, prec_o)
-                     ) / data.total_weight
+        objective = stats.log_lik + data.log_jacobian()
+        if prior is not None:
+            prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
+            objective = objective + _log_prior(model, prior, weights,
+                                               means * data.scale + data.shift, prec_o)
+        objective = objective / data.total_weight
         objective = torch.where(ok, objective, torch.full_like(objective, -math.inf))
         current = torch.where(active, objective, previous)
         history.append(current)
@@ -297,8 +305,9 @@ def fit_em(
             held |= active & _ridge_held(family, cov, reg_s, k, data.d)
             active = active & ~held
         active = active & ~done & ok
-        bar.update(1)
-        bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
+        if progress:
+            bar.update(1)
+            bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
         if not bool(active.any()):
             break
     bar.close()

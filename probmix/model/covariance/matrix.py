@@ -50,10 +50,10 @@ def _vech_layout(d: int, dtype: torch.dtype, device: str):
 
 def unvech(vech: torch.Tensor, d: int) -> torch.Tensor:
     """(..., d(d+1)/2) upper-triangle entries -> symmetric (..., d, d)."""
-    iu = torch.triu_indices(d, d, device=vech.device)
+    rows, cols, _ = _vech_layout(d, vech.dtype, str(vech.device))
     out = vech.new_zeros(*vech.shape[:-1], d, d)
-    out[..., iu[0], iu[1]] = vech
-    out[..., iu[1], iu[0]] = vech
+    out[..., rows, cols] = vech
+    out[..., cols, rows] = vech
     return out
 
 
