@@ -243,7 +243,7 @@ def test_select_over_all_covariance_models(tmp_path, capsys, figures):
     table = pd.read_csv(tmp_path / "o" / "selection.csv")
     assert len(table) == 14 * 3 and set(table["k"]) == {1, 2, 3}
     assert list(table.columns) == ["covariance", "k", "loglik", "n_parameters", "bic",
-                                   "converged"]
+                                   "converged", "refined"]
     best = table.loc[table["bic"].idxmin()]
     assert f"best model: covariance {best['covariance']}, {best['k']} components" in out
     fig = figures["criterion.png"]
@@ -295,8 +295,14 @@ def test_optimizer_flags_reach_the_engines(tmp_path, capsys, engine_calls):
     engine_calls.clear()
     code, _, err = _run(capsys, "select", data, "--k", "1:2", *flags)
     assert code == 0, err
-    assert len(engine_calls) == 2 * 14 and all(  # K = 1, 2 × mclust's 14 models
-        (c["tol"], c["n_init"], c["max_iter"]) == (1e-4, 2, 50) for c in engine_calls)
+    # K = 1, 2 × mclust's 14 models screened with the loose stop, then the fits near the best
+    # refined (warm-started) with the flags' stopping rule
+    screened = [c for c in engine_calls if "warm_start" not in c]
+    refined = [c for c in engine_calls if "warm_start" in c]
+    assert len(screened) == 2 * 14 and refined
+    assert all((c["stop"], c["tol"]) == ("change", 1e-5) for c in screened)
+    assert all(c["tol"] == 1e-4 and "stop" not in c for c in refined)
+    assert all((c["n_init"], c["max_iter"]) == (2, 50) for c in engine_calls)
     engine_calls.clear()
     code, _, err = _run(capsys, "compare", data, "-k", 3, "--draws", 20, "--tol", "1e-4",
                         "--max-iter", "50", "--quiet")

@@ -88,7 +88,7 @@ def test_select_all_is_at_least_as_good_as_mclust(faithful):
         sel = probmix.select(x, range(1, 4), covariance="all", **EM)
     table = sel.table
     assert len(table) == 14 * 3 and list(table.columns) == [
-        "covariance", "k", "loglik", "n_parameters", "bic", "converged"]
+        "covariance", "k", "loglik", "n_parameters", "bic", "converged", "refined"]
     assert list(table["covariance"].unique()) == list(probmix.model.covariance.MCLUST_MODELS)
     mclust = entry["default"]
     best_bic = table["bic"].min()
@@ -169,3 +169,29 @@ def test_one_hierarchical_tree_per_data_set(monkeypatch):
         warnings.simplefilter("ignore")
         sel = probmix.select(x, [2, 3], covariance=["VVV", "EEE", "EII"], init="hc")
     assert len(sel.table) == 6 and len(calls) == 1
+
+
+def test_screening_keeps_the_pick_and_the_refined_values(faithful):
+    """select's default screens every (covariance, K) with a loose stop, then refines every fit
+    within SCREEN_WINDOW of the best: the pick, its BIC and every refined row are those of the
+    search run to the full stopping rule; unrefined rows are lower bounds (EM is monotone from
+    the same start) and lie outside the window."""
+    from probmix.results.selection import SCREEN_WINDOW
+
+    x, _ = faithful
+    families = ["EII", "EEE", "VEV", "VVV"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = probmix.select(x, range(1, 6), covariance=families, screen=False)
+        fast = probmix.select(x, range(1, 6), covariance=families)
+    assert full.table["refined"].all() and 0 < fast.table["refined"].sum() < len(fast.table)
+    assert (fast.best_covariance, fast.best) == (full.best_covariance, full.best)
+    assert fast.best_fit.bic(x) == pytest.approx(full.best_fit.bic(x), abs=1e-6)
+    refined = fast.table["refined"].to_numpy()
+    a, b = full.table["bic"].to_numpy(), fast.table["bic"].to_numpy()
+    np.testing.assert_allclose(b[refined], a[refined], atol=1e-4)
+    assert (b[~refined] >= a[~refined] - 1e-6).all()
+    assert (b[~refined] > np.nanmin(b) + SCREEN_WINDOW).all()
+    for (label, k), fit in fast.fits.items():
+        row = fast.table[(fast.table["covariance"] == label) & (fast.table["k"] == k)].iloc[0]
+        assert fit.options["stop"] == ("aitken" if row["refined"] else "change"), (label, k)

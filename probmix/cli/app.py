@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     select.add_argument("--prior", choices=("default", "flat"),
                         help="flat: maximum likelihood (default for bic/aic/icl, as mclust); "
                         "default: weakly informative (default for loo/waic)")
+    select.add_argument("--no-screen", dest="screen", action="store_false",
+                        help="run every fit to the full stopping rule (by default every "
+                        "(model, K) is screened with a loose stop and only those within 30 "
+                        "BIC units of the best are refined)")
     _sampling_arguments(select)
     _optimizer_arguments(select)
     select.set_defaults(run=select_command)

@@ -119,7 +119,8 @@ def select_command(args) -> int:
         options.update(num_samples=args.draws, num_warmup=args.draws)
     selection = probmix.select(data, ks, criterion=args.criterion,
                                covariance=_covariance(args.covariance), prior=args.prior,
-                               seed=args.seed, progress=not args.quiet, **options)
+                               seed=args.seed, progress=not args.quiet, screen=args.screen,
+                               **options)
     table = selection.table
     if center is not None:  # densities of z -> of x: a constant per fit, the ranking is unchanged
         shift = len(x) * log_jacobian(sd)
