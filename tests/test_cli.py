@@ -311,7 +311,9 @@ def test_optimizer_flags_reach_the_engines(tmp_path, capsys, engine_calls):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["fit", "-k", "2", "--engine", "mcmc", "--tol", "1e-3"],
+    (["fit", "-k", "2", "--engine", "mcmc", "--tol", "1e-3"],  # Gibbs: the default, as compare's
+     "--tol does not apply to --engine mcmc --method gibbs"),
+    (["fit", "-k", "2", "--engine", "mcmc", "--method", "nuts", "--tol", "1e-3"],
      "--tol does not apply to --engine mcmc --method nuts"),
     (["fit", "-k", "2", "--method", "online", "--max-iter", "5"],
      "--max-iter does not apply to --engine map --method online"),
@@ -329,6 +331,17 @@ def test_flags_an_engine_does_not_take_are_errors_naming_it(tmp_path, capsys, ar
     code, _, err = _run(capsys, argv[0], data, *argv[1:])
     assert code == 2 and err.count("\n") == 1, err
     assert expected in err
+
+
+def test_fit_and_compare_default_to_the_same_closed_forms(tmp_path, capsys):
+    from probmix.results.compare import DEFAULT_METHODS
+
+    data = _csv(tmp_path / "d.csv", extra=False)
+    for engine in ("svi", "mcmc"):
+        code, out, err = _run(capsys, "fit", data, "-k", "2", "--engine", engine, "--draws",
+                              "20", "--quiet")
+        assert code == 0, err
+        assert f"{engine} fit ({DEFAULT_METHODS[engine]['method']})" in out
 
 
 # ----------------------------------------------------------------------------- errors
