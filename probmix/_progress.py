@@ -49,8 +49,12 @@ class LineReporter:
         self._start = time.perf_counter()
         self._closed = False
         cap = "at most " if at_most else ""
-        of = f" ({cap}{total} {self.unit})" if total is not None else ""
+        of = f" ({cap}{self._count(total)})" if total is not None else ""
         self._write(f"{desc}: started{of}")
+
+    def _count(self, n: int) -> str:
+        plural = "s" if n != 1 and self.unit != "it" and not self.unit.endswith("s") else ""
+        return f"{n} {self.unit}{plural}"
 
     def _write(self, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -76,7 +80,7 @@ class LineReporter:
         self._closed = True
         seconds = time.perf_counter() - self._start
         post = f", {self._postfix}" if self._postfix else ""
-        self._write(f"{self.desc}: done, {self.n} {self.unit} in {seconds:.1f} s{post}")
+        self._write(f"{self.desc}: done, {self._count(self.n)} in {seconds:.1f} s{post}")
 
     def __enter__(self):
         return self
