@@ -44,13 +44,6 @@ def _check_gmm(fit) -> None:
                         "custom Pyro program (plot its fit.params yourself).")
 
 
-def _Projection(x: np.ndarray):
-    """The plane of a one-panel figure of x alone (see :meth:`Projection.plane`)."""
-    from probmix.plot.projection import Projection
-
-    return Projection.plane(x)
-
-
 LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 """Legend keywords that put it right of the axes, where it covers no point."""
 

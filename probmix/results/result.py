@@ -324,19 +324,14 @@ class Fit:
         return cls(model=context.models["model"], **fields)
 
     # --- display ---------------------------------------------------------------------------------
-    def parameter_table(self, *, precision: int = 3) -> str:
-        """A plain-text table: one row per component with weight, mean and covariance."""
-        lines = [f"engine={self.engine}  converged={self.converged}  n_iter={self.n_iter}"]
-        header = f"{'k':>3}  {'weight':>8}  {'mean':<28}  covariance (row-major)"
-        lines.append(header)
-        cov = self.covariances
-        for k in range(self.n_components):
-            mean = np.array2string(np.asarray(self.means[k]), precision=precision,
-                                   suppress_small=True, separator=", ")
-            c = np.array2string(cov[k].reshape(-1), precision=precision, suppress_small=True,
-                                separator=", ")
-            lines.append(f"{k:>3}  {float(self.weights[k]):>8.{precision}f}  {mean:<28}  {c}")
-        return "\n".join(lines)
+    def parameter_table(self, *, max_columns: int = 8) -> str:
+        """A plain-text table: weights and means per component, each covariance's column sds
+        and strongest correlations, by column name
+        (:func:`probmix.results.table.component_table`)."""
+        from probmix.results.table import component_table
+
+        head = f"engine={self.engine}  converged={self.converged}  n_iter={self.n_iter}"
+        return head + "\n" + component_table(self, max_columns=max_columns)
 
     def __repr__(self) -> str:
         return (f"Fit(engine={self.engine!r}, model={self.model!r}, n_features={self.n_features}, "
