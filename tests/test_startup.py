@@ -22,6 +22,13 @@ def test_import_loads_no_heavy_library():
     assert loaded == ""
 
 
+def test_command_line_parses_without_torch():
+    # `probmix --help` and argument errors answer before torch is imported
+    loaded = _run("import sys; from probmix.cli import app; app._parser(); print(' '.join("
+                  "m for m in ('torch', 'pyro', 'numba', 'matplotlib') if m in sys.modules))")
+    assert loaded == ""
+
+
 def test_every_public_name_resolves():
     for name in probmix.__all__:
         assert getattr(probmix, name) is not None, name

@@ -25,7 +25,7 @@ from probmix.cli.commands_demo import demo_command
 from probmix.cli.commands_fit import BASELINES, fit_command
 from probmix.cli.common import ENGINES, METHODS
 from probmix.infer.registry import CLOSED_FORM, REGISTRY, methods
-from probmix.model.covariance.registry import MCLUST_MODELS
+from probmix.model.covariance_names import MCLUST_MODELS
 
 __all__ = ["main"]
 
