@@ -116,6 +116,7 @@ def test_size_rule_keeps_small_data_on_the_torch_code(monkeypatch):
     n = fused._MIN_ELEMENTS // 4
     assert not fused.enabled(torch.zeros(n - 1, 4, dtype=torch.float64))
     assert fused.enabled(torch.zeros(n, 4, dtype=torch.float64))
+    assert fused.enabled(torch.zeros(600, 2, dtype=torch.float64), work=600 * 600)  # mean shift
     monkeypatch.setenv("PROBMIX_FUSED", "1")
     assert fused.enabled(torch.zeros(3, 2, dtype=torch.float64))
 

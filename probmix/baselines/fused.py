@@ -9,7 +9,7 @@ probmix's KMeans faster than scikit-learn's on the CPU.
 
 A kernel runs when :func:`enabled` says so: CPU tensor, float32 or float64,
 numba importable, and either at least ``_MIN_ELEMENTS`` data values (rows ×
-features) or the environment variable ``PROBMIX_FUSED=1``; ``PROBMIX_FUSED=0``
+features; for mean shift rows × seeds) or the environment variable ``PROBMIX_FUSED=1``; ``PROBMIX_FUSED=0``
 switches the kernels off. Otherwise callers use their torch code (GPUs always do).
 The first call of each kernel and dtype compiles it (about 6 s per kernel on a
 2-core machine, once: numba caches it on disk). Below the size rule the torch code
@@ -57,17 +57,18 @@ def _load():
     return _kernels or None
 
 
-def enabled(t: torch.Tensor) -> bool:
+def enabled(t: torch.Tensor, *, work: int | None = None) -> bool:
     """Whether the fused kernels serve the tensor ``t``.
 
-    ``t`` (N, D) or (N,): CPU, float32/float64, numba importable, and at least
-    ``_MIN_ELEMENTS`` values unless ``PROBMIX_FUSED=1`` (``0``: never).
+    ``t`` (N, D) or (N,): CPU, float32/float64, numba importable, and ``work`` (default
+    ``t.numel()``; mean shift passes N × seeds, its cost per step) at least
+    ``_MIN_ELEMENTS`` unless ``PROBMIX_FUSED=1`` (``0``: never).
     """
     switch = os.environ.get("PROBMIX_FUSED", "")
     if switch == "0" or not (t.device.type == "cpu" and not t.requires_grad
                              and t.dtype in (torch.float32, torch.float64)):
         return False
-    if switch != "1" and t.numel() < _MIN_ELEMENTS:
+    if switch != "1" and (t.numel() if work is None else work) < _MIN_ELEMENTS:
         return False
     return _load() is not None
 
