@@ -35,6 +35,8 @@ def test_standardize_refuses_a_custom_program(data):
 
     with pytest.raises(TypeError, match="standardize"):
         probmix.fit(one_d_mixture, data[0][:, :1], standardize=True)
+    with pytest.raises(TypeError, match="standardize must be True or False; got 'yes'"):
+        probmix.fit(probmix.GaussianMixture(2), data[0], standardize="yes")
 
 
 def test_sample_draws_from_the_fitted_mixture(data):

@@ -75,6 +75,8 @@ def fit(model, x, engine: str = "map", *, standardize: bool = False, **options) 
     """
     from probmix.io.feature_names import feature_names_of
 
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"standardize must be True or False; got {standardize!r}.")
     entry, options = resolve(model, engine, options, stacklevel=2)
     run = entry.load()
     size = _size(x)
