@@ -15,9 +15,10 @@ __all__ = ["progress_bar"]
 
 def _interactive() -> bool:
     """Whether bars can redraw in place: stderr is a terminal, or tqdm.auto found a notebook."""
-    from tqdm.autonotebook import tqdm as auto
+    from tqdm.auto import tqdm as auto
 
-    if auto.__module__ == "tqdm.notebook":  # tqdm found a notebook front end
+    notebook = sys.modules.get("tqdm.notebook")  # tqdm.auto imports it only in a notebook
+    if notebook is not None and issubclass(auto, notebook.tqdm_notebook):
         return True
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())

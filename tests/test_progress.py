@@ -38,3 +38,21 @@ def test_demo_log_stays_short(tmp_path):
     assert "\r" not in text
     assert len(text.splitlines()) < 200
     assert np.any(["Gibbs (sampling): done" in line for line in text.splitlines()])
+
+
+def test_terminal_gets_a_redrawing_bar(monkeypatch):
+    import io
+
+    from tqdm import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = progress_bar(total=3, enabled=True, desc="job")
+    assert isinstance(bar, tqdm) and not isinstance(bar, LineReporter)
+    bar.update(3)
+    bar.close()
+    assert "\r" in terminal.getvalue()
