@@ -2,59 +2,61 @@
 
 Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
 infer with :func:`fit`; every engine returns a :class:`Fit`.
+
+The names below are imported on first use (PEP 562): ``import probmix`` loads no
+torch, Pyro, numba, ArviZ or matplotlib, so a command line or a script that only
+needs a part starts fast. ``from probmix import fit`` works as usual.
 """
 
-from probmix.results.compare import Comparison, compare
-from probmix.model.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
-                                SphericalCovariance, TiedCovariance)
-from probmix.io.data import as_data
-from probmix.io.datasets import three_clusters
-from probmix.exceptions import ConvergenceWarning, DegenerateCovarianceError
-from probmix.infer.dispatch import fit
-from probmix.model.gaussian_mixture import GaussianMixture
-from probmix.baselines.kmeans import KMeans
-from probmix.baselines.kmeans_streaming import MiniBatchKMeans
-from probmix.baselines.meanshift import MeanShift, estimate_bandwidth
-from probmix.io.persistence import load
-from probmix.model.priors import Prior
-from probmix.model.program_check import check_program
-from probmix.results.result import Fit
-from probmix.results.selection import Selection, compare_models, select
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Comparison",
-    "ConvergenceWarning",
-    "CovarianceFamily",
-    "DegenerateCovarianceError",
-    "DiagCovariance",
-    "Fit",
-    "FullCovariance",
-    "GaussianMixture",
-    "KMeans",
-    "MeanShift",
-    "MiniBatchKMeans",
-    "Prior",
-    "Selection",
-    "SphericalCovariance",
-    "TiedCovariance",
-    "as_data",
-    "check_program",
-    "compare",
-    "compare_models",
-    "estimate_bandwidth",
-    "fit",
-    "load",
-    "select",
-    "three_clusters",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "Comparison": "probmix.results.compare",
+    "compare": "probmix.results.compare",
+    "CovarianceFamily": "probmix.model.covariance",
+    "DiagCovariance": "probmix.model.covariance",
+    "FullCovariance": "probmix.model.covariance",
+    "SphericalCovariance": "probmix.model.covariance",
+    "TiedCovariance": "probmix.model.covariance",
+    "as_data": "probmix.io.data",
+    "three_clusters": "probmix.io.datasets",
+    "ConvergenceWarning": "probmix.exceptions",
+    "DegenerateCovarianceError": "probmix.exceptions",
+    "fit": "probmix.infer.dispatch",
+    "GaussianMixture": "probmix.model.gaussian_mixture",
+    "KMeans": "probmix.baselines.kmeans",
+    "MiniBatchKMeans": "probmix.baselines.kmeans_streaming",
+    "MeanShift": "probmix.baselines.meanshift",
+    "estimate_bandwidth": "probmix.baselines.meanshift",
+    "load": "probmix.io.persistence",
+    "Prior": "probmix.model.priors",
+    "check_program": "probmix.model.program_check",
+    "Fit": "probmix.results.result",
+    "Selection": "probmix.results.selection",
+    "compare_models": "probmix.results.selection",
+    "select": "probmix.results.selection",
+}
+_SUBMODULES = ("sklearn", "plot")
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    """``probmix.sklearn`` (the scikit-learn drop-in estimators) is imported on first use."""
-    if name == "sklearn":
-        import importlib
+    """Import a public name's module on first use and keep the name in the namespace."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"probmix.{name}")
+    else:
+        raise AttributeError(f"module 'probmix' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module("probmix.sklearn")
-    raise AttributeError(f"module 'probmix' has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -65,7 +65,8 @@ def test_fit_map_on_a_csv_writes_labels_parameters_and_figures(tmp_path, capsys,
     code, out, err = _run(capsys, "fit", data, "-k", 3, "--columns", "alpha,beta", "--out",
                           tmp_path / "o", "--quiet")
     assert code == 0, err
-    assert "means[2,1]" in out and "BIC" in out
+    assert "weights and means" in out and "BIC" in out
+    assert "alpha~beta" in out  # the table names the correlated columns
     params = json.loads((tmp_path / "o" / "parameters.json").read_text())
     assert params["estimate"] == "posterior mode" and params["columns"] == ["alpha", "beta"]
     means, order = _matched(np.array(params["parameters"]["means"]))
@@ -77,8 +78,9 @@ def test_fit_map_on_a_csv_writes_labels_parameters_and_figures(tmp_path, capsys,
     np.testing.assert_array_equal(table[:, 0], direct.predict(X))
     np.testing.assert_allclose(table[:, 1:].sum(1), 1, atol=1e-4)
     assert np.mean(np.asarray(order)[SOURCE] == table[:, 0]) > 0.97
-    assert set(figures) == {"clusters.png"}
+    assert set(figures) == {"clusters.png", "pairs.png", "classification_uncertainty.png"}
     _assert_has_data(figures["clusters.png"])
+    assert figures["clusters.png"].axes[0].get_xlabel() == "alpha"
     assert (tmp_path / "o" / "clusters.png").stat().st_size > 0
 
 
@@ -317,7 +319,9 @@ def test_optimizer_flags_reach_the_engines(tmp_path, capsys, engine_calls):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["fit", "-k", "2", "--engine", "mcmc", "--tol", "1e-3"],
+    (["fit", "-k", "2", "--engine", "mcmc", "--tol", "1e-3"],  # Gibbs: the default, as compare's
+     "--tol does not apply to --engine mcmc --method gibbs"),
+    (["fit", "-k", "2", "--engine", "mcmc", "--method", "nuts", "--tol", "1e-3"],
      "--tol does not apply to --engine mcmc --method nuts"),
     (["fit", "-k", "2", "--method", "online", "--max-iter", "5"],
      "--max-iter does not apply to --engine map --method online"),
@@ -335,6 +339,17 @@ def test_flags_an_engine_does_not_take_are_errors_naming_it(tmp_path, capsys, ar
     code, _, err = _run(capsys, argv[0], data, *argv[1:])
     assert code == 2 and err.count("\n") == 1, err
     assert expected in err
+
+
+def test_fit_and_compare_default_to_the_same_closed_forms(tmp_path, capsys):
+    from probmix.results.compare import DEFAULT_METHODS
+
+    data = _csv(tmp_path / "d.csv", extra=False)
+    for engine in ("svi", "mcmc"):
+        code, out, err = _run(capsys, "fit", data, "-k", "2", "--engine", engine, "--draws",
+                              "20", "--quiet")
+        assert code == 0, err
+        assert f"{engine} fit ({DEFAULT_METHODS[engine]['method']})" in out
 
 
 # ----------------------------------------------------------------------------- errors
@@ -382,7 +397,7 @@ def test_cli_end_to_end_in_subprocesses(tmp_path):
                for name, argv in runs.items()}
     fit = results.pop("fit")
     assert fit.returncode == 0, fit.stderr
-    assert "means[0,0]" in fit.stdout and "Traceback" not in fit.stderr
+    assert "weights and means" in fit.stdout and "Traceback" not in fit.stderr
     for name in ("labels.csv", "parameters.json", "clusters.png"):
         assert (tmp_path / "o" / name).stat().st_size > 0
     for name, run in results.items():

@@ -10,6 +10,12 @@ from probmix.baselines.kmeans import KMeans, lloyd
 pytestmark = pytest.mark.skipif(fused._load() is None, reason="numba not installed")
 
 
+@pytest.fixture(autouse=True)
+def _kernels_at_any_size(monkeypatch):
+    """The tests' small data would run the torch code under the size rule: force the kernels."""
+    monkeypatch.setenv("PROBMIX_FUSED", "1")
+
+
 def _blobs(n, d, k, seed=0, dtype=np.float64):
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=4.0, size=(k, d))
@@ -21,7 +27,7 @@ def _both(monkeypatch, fn):
     with_fused = fn()
     monkeypatch.setenv("PROBMIX_FUSED", "0")
     plain = fn()
-    monkeypatch.delenv("PROBMIX_FUSED")
+    monkeypatch.setenv("PROBMIX_FUSED", "1")
     return with_fused, plain
 
 
@@ -102,6 +108,17 @@ def test_enabled_only_where_the_kernels_apply(monkeypatch):
     assert not fused.enabled(x.requires_grad_())
     monkeypatch.setenv("PROBMIX_FUSED", "0")
     assert not fused.enabled(torch.zeros(3, 2))
+
+
+def test_size_rule_keeps_small_data_on_the_torch_code(monkeypatch):
+    # unset: the kernels (and their compile) only from _MIN_ELEMENTS values on
+    monkeypatch.delenv("PROBMIX_FUSED")
+    n = fused._MIN_ELEMENTS // 4
+    assert not fused.enabled(torch.zeros(n - 1, 4, dtype=torch.float64))
+    assert fused.enabled(torch.zeros(n, 4, dtype=torch.float64))
+    assert fused.enabled(torch.zeros(600, 2, dtype=torch.float64), work=600 * 600)  # mean shift
+    monkeypatch.setenv("PROBMIX_FUSED", "1")
+    assert fused.enabled(torch.zeros(3, 2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("kernel", ["flat", "gaussian"])

@@ -8,9 +8,14 @@ reduction and accumulation while the block is in cache), which is what makes
 probmix's KMeans faster than scikit-learn's on the CPU.
 
 A kernel runs when :func:`enabled` says so: CPU tensor, float32 or float64,
-numba importable, and the environment variable ``PROBMIX_FUSED`` not ``0``.
-Otherwise callers use their torch code (GPUs always do). The first call of each
-kernel and dtype compiles it (a few seconds, once: numba caches it on disk).
+numba importable, and either at least ``_MIN_ELEMENTS`` data values (rows ×
+features; for mean shift rows × seeds) or the environment variable ``PROBMIX_FUSED=1``; ``PROBMIX_FUSED=0``
+switches the kernels off. Otherwise callers use their torch code (GPUs always do).
+The first call of each kernel and dtype compiles it (about 6 s per kernel on a
+2-core machine, once: numba caches it on disk). Below the size rule the torch code
+takes milliseconds, so a small first fit on a fresh install never waits for a
+compile; the rule depends on the data's shape only, so a run's result does not
+depend on what is in the cache.
 
 Results do not depend on the thread count: rows are cut into chunks by a rule of
 (N, R, K, D) only, and per-chunk partial sums are added in chunk order.
@@ -34,6 +39,7 @@ _MAX_BLOCK, _MIN_BLOCK = 256, 16
 _MIN_CHUNK_BLOCKS = 16                 # rows per chunk >= 16 blocks: amortises a task
 _PARTIAL_ELEMENTS = 1 << 22            # bound on the per-chunk partial sums (32 MiB in float64)
 _LOOP_FEATURES = 4                     # up to this many features: no BLAS in the kernels
+_MIN_ELEMENTS = 1 << 18               # rows × features from which a compile pays (see above)
 _LOCK = threading.Lock()               # numba's workqueue layer must not be entered concurrently
 _kernels = None
 
@@ -51,11 +57,20 @@ def _load():
     return _kernels or None
 
 
-def enabled(t: torch.Tensor) -> bool:
-    """Whether the fused kernels serve the tensor ``t`` (CPU, float32/float64, numba present)."""
-    return (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
-            and not t.requires_grad and os.environ.get("PROBMIX_FUSED", "1") != "0"
-            and _load() is not None)
+def enabled(t: torch.Tensor, *, work: int | None = None) -> bool:
+    """Whether the fused kernels serve the tensor ``t``.
+
+    ``t`` (N, D) or (N,): CPU, float32/float64, numba importable, and ``work`` (default
+    ``t.numel()``; mean shift passes N × seeds, its cost per step) at least
+    ``_MIN_ELEMENTS`` unless ``PROBMIX_FUSED=1`` (``0``: never).
+    """
+    switch = os.environ.get("PROBMIX_FUSED", "")
+    if switch == "0" or not (t.device.type == "cpu" and not t.requires_grad
+                             and t.dtype in (torch.float32, torch.float64)):
+        return False
+    if switch != "1" and (t.numel() if work is None else work) < _MIN_ELEMENTS:
+        return False
+    return _load() is not None
 
 
 def layout(n: int, r: int, k: int, d: int) -> tuple[int, int, int]:

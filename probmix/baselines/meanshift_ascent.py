@@ -127,7 +127,7 @@ def _ascend(x, seeds, *, bandwidth: float, kernel, max_iter: int, keep_path: boo
     # axis lets each seed (or block of seeds) look at a window of points.
     axis = int(x.var(0, correction=0).argmax())  # population variance: defined for one row
     xs = x[torch.argsort(x[:, axis])] if flat else x  # (N, D), sorted on the axis if flat
-    if fused.enabled(x) and not keep_path:
+    if fused.enabled(x, work=n * s) and not keep_path:
         pos, support, n_iter, converged = fused.meanshift_ascend(
             xs, seeds, axis=axis, bandwidth=bandwidth, flat=flat, max_iter=max_iter,
             stop_shift=1e-3 * bandwidth)

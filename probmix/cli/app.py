@@ -24,8 +24,8 @@ from probmix.cli.commands_data import compare_command, select_command
 from probmix.cli.commands_demo import demo_command
 from probmix.cli.commands_fit import BASELINES, fit_command
 from probmix.cli.common import ENGINES, METHODS
-from probmix.infer.registry import REGISTRY, methods
-from probmix.model.covariance.registry import MCLUST_MODELS
+from probmix.infer.registry import CLOSED_FORM, REGISTRY, methods
+from probmix.model.covariance_names import MCLUST_MODELS
 
 __all__ = ["main"]
 
@@ -82,8 +82,10 @@ def _optimizer_arguments(p) -> None:
 def _method_help() -> str:
     """``--method``'s help, from the engine registry."""
     listed = "; ".join(f"{e}: {'|'.join(methods(e))}" for e in ENGINES)
-    defaults = ", ".join(m for (e, m), entry in REGISTRY.items() if "gmm" in entry.default_for)
-    return f"algorithm of the engine ({listed}; default {defaults}; gradient for a --model)"
+    defaults = ", ".join(CLOSED_FORM[e] for e in ENGINES)
+    generic = ", ".join(m for (e, m), entry in REGISTRY.items() if "program" in entry.default_for)
+    return (f"algorithm of the engine ({listed}; default for the Gaussian mixture {defaults}, "
+            f"the closed forms; for a --model {generic})")
 
 
 def _parser() -> argparse.ArgumentParser:

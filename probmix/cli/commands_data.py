@@ -11,6 +11,8 @@ __all__ = ["compare_command", "select_command"]
 
 
 def compare_command(args) -> int:
+    import dataclasses
+
     import probmix
     from probmix.results.compare import DEFAULT_METHODS
     from probmix.results.units import to_original_units
@@ -36,6 +38,9 @@ def compare_command(args) -> int:
                              progress=not args.quiet, **per_engine)
     if center is not None:
         result = result.with_fits({k: to_original_units(f, x, center, sd)
+                                   for k, f in result.fits.items()}, x)
+    if not args.model and len(names) == x.shape[1]:  # the CSV header names the figure's axes
+        result = result.with_fits({k: dataclasses.replace(f, feature_names=list(names))
                                    for k, f in result.fits.items()}, x)
     print(f"{model!r} on {len(x)} points × {x.shape[1]} columns ({', '.join(names)}); "
           "components in the order of the first fit; posterior mean ± sd"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -36,13 +37,20 @@ def fit_command(args) -> int:
     fit = run(model, data, engine=args.engine, seed=args.seed, **options)
     seconds = time.perf_counter() - start
     shown = to_original_units(fit, x, center, sd) if center is not None else fit
+    if len(names) == shown.n_features:  # the CSV header: on the tables, figures and saved fit
+        shown = dataclasses.replace(shown, feature_names=list(names))
     n = len(x)
     print(f"{args.engine} fit ({options['method']}) of {model!r} on {n} points × {x.shape[1]} "
           f"columns ({', '.join(names)}): {seconds:.2f} s, {output.status(fit)}")
     if center is not None:
         print("fitted on standardised columns; parameters below are in the original units")
     summary = parameter_summary(shown)
-    output.print_parameters(summary)
+    if shown.mixture.gaussian:  # weights, means, sds and correlations; all values in the JSON
+        from probmix.results.table import component_table
+
+        print(component_table(shown, names))
+    else:
+        output.print_parameters(summary)
     labels = shown.predict(x)
     k = shown.n_components if "weights" in shown.params else 0
     print(f"cluster sizes: {np.bincount(labels, minlength=k).tolist()}")

@@ -53,8 +53,9 @@ def build_model(args, k: int | None):
 
 
 def method_for(engine: str, method: str | None, model) -> Method:
-    """The registry entry that ``--engine`` and ``--method`` (or the default) name."""
-    return lookup(engine, method or default_method(engine, model))
+    """The registry entry that ``--engine`` and ``--method`` name; without ``--method``, the
+    closed form for a GaussianMixture (EM, CAVI, Gibbs, as ``compare``), else the generic one."""
+    return lookup(engine, method or default_method(engine, model, closed_form=True))
 
 
 def set_option(options: dict, entry: Method, flag: str, name: str, value) -> None:

@@ -93,20 +93,25 @@ def _print_site(name, value, interval) -> None:
 
 
 def fit_figures(fit, x, out: Path, written: list) -> None:
-    """clusters.png (and uncertainty.png, loss.png, trace.png where they apply)."""
+    """clusters.png, pairs.png, classification_uncertainty.png (and uncertainty.png, loss.png,
+    trace.png where they apply)."""
     from probmix import plot
 
     if getattr(fit.model, "family", None) is not None:
         save_figure(plot.clusters(fit, x), out / "clusters.png", written)
+        save_figure(plot.pairs(fit, x), out / "pairs.png", written)
         if fit.draws and x.shape[1] >= 2:
             save_figure(plot.uncertainty(fit, x), out / "uncertainty.png", written)
     else:
         labels = fit.predict(x)
         centers = np.stack([x[labels == k].mean(0) if np.any(labels == k) else
                             np.full(x.shape[1], np.nan) for k in range(labels.max() + 1)])
-        save_figure(labels_figure(x, labels, centers, [str(i) for i in range(x.shape[1])],
+        save_figure(labels_figure(x, labels, centers, fit.feature_names
+                                  or [str(i) for i in range(x.shape[1])],
                                   f"{fit.engine} fit of the program: points by predicted "
                                   "component"), out / "clusters.png", written)
+    save_figure(plot.classification_uncertainty(fit, x), out / "classification_uncertainty.png",
+                written)
     if len(fit.losses):
         save_figure(plot.loss_curve(fit), out / "loss.png", written)
     if fit.engine == "mcmc":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ from probmix.results.result import Fit
 __all__ = ["fit", "ENGINES"]
 
 
-def fit(model, x, engine: str = "map", **options) -> Fit:
+def fit(model, x, engine: str = "map", *, standardize: bool = False, **options) -> Fit:
     """Fit a declared mixture model to data.
 
     Parameters
@@ -44,6 +45,11 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
           Gibbs for a GaussianMixture: :func:`probmix.infer.mcmc.gibbs.fit_gibbs`).
 
         The table of engines, methods and their options is :mod:`probmix.infer.registry`.
+    standardize : bool
+        Fit a :class:`probmix.GaussianMixture` on columns scaled to mean 0 and sd 1 and
+        report the fit in the data's own units (the command line's ``--standardize``; see
+        :func:`probmix.results.units.to_original_units`): the prior and the ridge then act on
+        every column alike, whatever its units. In-memory data only.
     **options
         Keyword-only options of the method (``method=`` among them); every method takes
         ``seed`` (an int, or None for fresh OS entropy: the seed used is recorded in
@@ -60,18 +66,46 @@ def fit(model, x, engine: str = "map", **options) -> Fit:
     Returns
     -------
     Fit
+        With ``feature_names`` the columns of a DataFrame ``x`` (checked at predict time).
 
     Notes
     -----
     Small problems (N · D · K below two million values) run with one torch thread: on few
     cores two threads fight over the many small operations and run several times slower.
     """
+    from probmix.io.feature_names import feature_names_of
+
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"standardize must be True or False; got {standardize!r}.")
     entry, options = resolve(model, engine, options, stacklevel=2)
     run = entry.load()
     size = _size(x)
+    names = feature_names_of(x)
     with (contextlib.nullcontext() if size is None
           else threads_for(size * getattr(model, "n_components", 1))):
-        return run(model, x, **options)
+        result = _standardized(run, model, x, size, options) if standardize else \
+            run(model, x, **options)
+    if names is not None and len(names) == result.n_features:
+        result = dataclasses.replace(result, feature_names=names)
+    return result
+
+
+def _standardized(run, model, x, size, options) -> Fit:
+    """``run`` on (x - column means) / column sds, the fit put back in the units of x."""
+    from probmix.io.data import as_data
+    from probmix.model.gaussian_mixture import GaussianMixture
+    from probmix.results.units import standardize_columns, to_original_units
+
+    if not isinstance(model, GaussianMixture):
+        raise TypeError("standardize=True rescales a probmix.GaussianMixture's parameters; got "
+                        f"{type(model).__name__}. Standardise the data yourself for a custom "
+                        "program, or drop standardize.")
+    if size is None:
+        raise ValueError("standardize=True needs data in memory (an array or DataFrame); got a "
+                         "streaming source. Load the data, or drop standardize.")
+    data = as_data(x).cpu().numpy()  # (N, D) float64
+    z, center, sd = standardize_columns(data)
+    return to_original_units(run(model, z, **options), data, center, sd)
 
 
 def _size(x) -> int | None:

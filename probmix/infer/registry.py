@@ -21,8 +21,8 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
-__all__ = ["ENGINES", "MODEL_KINDS", "Method", "REGISTRY", "default_method", "lookup",
-           "methods", "model_kind", "resolve"]
+__all__ = ["CLOSED_FORM", "ENGINES", "MODEL_KINDS", "Method", "REGISTRY", "default_method",
+           "lookup", "methods", "model_kind", "resolve"]
 
 ENGINES = ("map", "svi", "mcmc")
 #: "gmm": a :class:`probmix.GaussianMixture`; "program": any other Pyro mixture program.
@@ -131,9 +131,21 @@ def model_kind(model) -> str:
                     f"got {type(model).__name__}.")
 
 
-def default_method(engine: str, model) -> str:
-    """The method ``engine`` runs for ``model`` when none is given."""
+#: The closed-form method of each engine for a GaussianMixture: what the command line
+#: (``probmix fit --engine``, ``compare``) and :func:`probmix.compare` run by default.
+CLOSED_FORM = {"map": "em", "svi": "cavi", "mcmc": "gibbs"}
+
+
+def default_method(engine: str, model, *, closed_form: bool = False) -> str:
+    """The method ``engine`` runs for ``model`` when none is given.
+
+    ``closed_form=True`` (the command line and :func:`probmix.compare`): the exact closed
+    forms of :data:`CLOSED_FORM` for a GaussianMixture (EM, CAVI, Gibbs), the generic
+    methods for other programs.
+    """
     kind = model_kind(model)
+    if closed_form and kind == "gmm":
+        return CLOSED_FORM[engine]
     return next(m for m in methods(engine) if kind in REGISTRY[engine, m].default_for)
 
 

@@ -1,4 +1,4 @@
-"""What every figure module shares: colours, axes, the 2-D projection and σ-ellipses."""
+"""What every figure module shares: colours, axes, legends and σ-ellipses."""
 
 from __future__ import annotations
 
@@ -44,34 +44,8 @@ def _check_gmm(fit) -> None:
                         "custom Pyro program (plot its fit.params yourself).")
 
 
-class _Projection:
-    """The plane the figures show: the data's own axes for D == 2, else the first two
-    principal axes of the data (PCA by SVD of the centred data)."""
-
-    def __init__(self, x: np.ndarray):
-        d = x.shape[1]
-        if d == 2:
-            self.center = np.zeros(2)
-            self.axes = np.eye(2)                                 # (2, D)
-            self.labels = ("feature 1", "feature 2")
-        else:
-            self.center = x.mean(0)                               # (D,)
-            _, s, vt = np.linalg.svd(x - self.center, full_matrices=False)
-            self.axes = vt[:2]                                    # (2, D)
-            share = s**2 / np.sum(s**2)
-            self.labels = tuple(f"PC{i + 1} ({100 * share[i]:.0f}% var)" for i in range(2))
-
-    def points(self, x: np.ndarray) -> np.ndarray:
-        """(..., D) -> (..., 2)."""
-        return (x - self.center) @ self.axes.T
-
-    def covariances(self, cov: np.ndarray) -> np.ndarray:
-        """(..., D, D) -> P Σ Pᵀ (..., 2, 2)."""
-        return self.axes @ cov @ self.axes.T
-
-    def label(self, ax) -> None:
-        ax.set_xlabel(self.labels[0])
-        ax.set_ylabel(self.labels[1])
+LEGEND_OUTSIDE = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+"""Legend keywords that put it right of the axes, where it covers no point."""
 
 
 def _ellipse(ax, mean, cov, n_sigma: float, *, gid: str, **kwargs):

@@ -6,7 +6,8 @@ import pathlib
 
 import numpy as np
 
-from probmix.plot._common import _as_points, _new_axes, _palette, _Projection
+from probmix.plot._common import _as_points, _new_axes, _palette
+from probmix.plot.projection import Projection, feature_labels
 
 __all__ = ["meanshift_paths", "meanshift_animation"]
 
@@ -16,10 +17,11 @@ def _meanshift_view(ms, x):
     path = getattr(ms, "path_", None)
     if path is None:
         raise ValueError("the MeanShift has no path: fit probmix.MeanShift(keep_path=True).")
+    names = feature_labels(None, x, path.shape[-1])  # a DataFrame's columns name the axes
     x = _as_points(x, path.shape[-1])
     if x.shape[1] < 2:
         raise ValueError("mean-shift path plots need D >= 2 features.")
-    return x, path, _Projection(x)
+    return x, path, Projection.plane(x, None, names)
 
 
 def _seed_colors(ms, path):

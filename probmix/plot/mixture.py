@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from probmix.plot._common import (_as_points, _check_gmm, _ellipse, _new_axes, _palette,
-                                  _Projection, _require_draws)
+from probmix.plot._common import (LEGEND_OUTSIDE, _as_points, _check_gmm, _ellipse, _new_axes,
+                                  _palette, _require_draws)
+from probmix.plot.projection import Projection, feature_labels
 
 __all__ = ["clusters", "uncertainty", "compare", "guessed_vs_true"]
 
@@ -50,7 +51,7 @@ def _draw_clusters(ax, fit, x, proj, *, point_colors, component_colors, sigmas=(
     proj.label(ax)
     ax.autoscale_view()
     if legend:
-        ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+        ax.legend(handles=handles, fontsize="small", **LEGEND_OUTSIDE)
 
 
 def _draw_spaghetti(ax, fit, proj, *, n_draws: int, seed, component_colors, alpha=0.25):
@@ -70,7 +71,7 @@ def _draw_spaghetti(ax, fit, proj, *, n_draws: int, seed, component_colors, alph
     return len(idx)
 
 
-def _density_1d(ax, fit, x, labels, component_colors):
+def _density_1d(ax, fit, x, labels, component_colors, name="x"):
     """Histogram of one feature, mixture density and weighted component densities."""
     values = x[:, 0]
     ax.hist(values, bins="auto", density=True, color="0.8", edgecolor="white", label="data")
@@ -89,9 +90,9 @@ def _density_1d(ax, fit, x, labels, component_colors):
     ax.scatter(values, np.zeros_like(values), marker="|", s=60,
                c=[component_colors[int(lab) % len(component_colors)] for lab in labels],
                label="points (by label)")
-    ax.set_xlabel("x")
+    ax.set_xlabel(name)
     ax.set_ylabel("density")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", **LEGEND_OUTSIDE)
 
 
 def clusters(fit, x, *, labels=None, ax=None, title=None):
@@ -103,6 +104,7 @@ def clusters(fit, x, *, labels=None, ax=None, title=None):
         A fit of a :class:`probmix.GaussianMixture` (any engine); uses ``fit.means`` (K, D),
         ``fit.covariances`` (K, D, D) and ``fit.weights`` (K,) (posterior means for SVI/MCMC).
     x : array-like (N, D)
+        A DataFrame's column names label the axes (else ``fit.feature_names``).
     labels : array-like of int (N,), optional
         Colours of the points; default ``fit.predict(x)``.
     ax : matplotlib Axes, optional
@@ -114,19 +116,24 @@ def clusters(fit, x, *, labels=None, ax=None, title=None):
 
     Notes
     -----
-    D == 2 is drawn as is. For D > 2 the data, means and covariances are projected on the
-    first two principal axes P (2, D) of ``x`` (means: P(μ - x̄), covariances: P Σ Pᵀ) and the
-    axes are labelled "PC1 (xx% var)". D == 1 gives a histogram with the mixture density.
+    D == 2 is drawn as is, axes named by the columns. For D > 2 the data, means and
+    covariances are projected on the first two principal axes P (2, D) of ``x`` in the units
+    the model was fitted in (standardised columns for ``standardize=True``; means:
+    P(μ - x̄), covariances: P Σ Pᵀ), and each axis label says its share of the variance and
+    its largest loadings by column name: "PC1 (36% var): +0.49 flavanoids, …". D == 1 gives
+    a histogram with the mixture density. :func:`probmix.plot.pairs` shows every pair of
+    columns.
     """
     _check_gmm(fit)
+    names = feature_labels(fit, x, fit.n_features)
     x = _as_points(x, fit.n_features)
     labels = fit.predict(x) if labels is None else np.asarray(labels).astype(int)
-    fig, ax = _new_axes(ax)
+    fig, ax = _new_axes(ax, figsize=(7.5, 5.0))
     colors = [_palette(k) for k in range(max(fit.n_components, int(labels.max()) + 1))]
     if x.shape[1] == 1:
-        _density_1d(ax, fit, x, labels, colors)
+        _density_1d(ax, fit, x, labels, colors, names[0])
     else:
-        _draw_clusters(ax, fit, x, _Projection(x),
+        _draw_clusters(ax, fit, x, Projection.plane(x, fit, names),
                        point_colors=[colors[i] for i in labels], component_colors=colors)
     ax.set_title(title if title is not None else
                  f"{fit.n_components} components ({fit.engine} fit), points by predicted cluster")
@@ -161,13 +168,14 @@ def uncertainty(fit, x, *, n_draws: int = 50, seed=0, ax=None, title=None):
     """
     _check_gmm(fit)
     _require_draws(fit, "uncertainty()")
+    names = feature_labels(fit, x, fit.n_features)
     x = _as_points(x, fit.n_features)
     if x.shape[1] < 2:
         raise ValueError("uncertainty() draws ellipses and needs D >= 2 features; use clusters().")
-    fig, ax = _new_axes(ax)
+    fig, ax = _new_axes(ax, figsize=(7.5, 5.0))
     labels = fit.predict(x)
     colors = [_palette(k) for k in range(fit.n_components)]
-    proj = _Projection(x)
+    proj = Projection.plane(x, fit, names)
     xy = proj.points(x)
     ax.scatter(xy[:, 0], xy[:, 1], c=[colors[i] for i in labels], s=10, alpha=0.35, linewidths=0,
                zorder=1)
@@ -176,7 +184,8 @@ def uncertainty(fit, x, *, n_draws: int = 50, seed=0, ax=None, title=None):
 
     handles = [Line2D([], [], color=colors[k], label=f"component {k}")
                for k in range(fit.n_components)]
-    ax.legend(handles=handles, title=f"1σ ellipse of {shown} draws", fontsize="small")
+    ax.legend(handles=handles, title=f"1σ ellipse of {shown} draws", fontsize="small",
+              **LEGEND_OUTSIDE)
     proj.label(ax)
     ax.autoscale_view()
     ax.set_title(title if title is not None else
@@ -209,20 +218,22 @@ def compare(fits: dict, x, *, n_draws: int = 30, seed=0, draws: bool = True, fig
 
     if not isinstance(fits, dict) or not fits:
         raise TypeError("fits must be a non-empty dict of name -> Fit.")
+    first = next(iter(fits.values()))
+    names = feature_labels(first, x, _as_points(x).shape[1])
     x = _as_points(x)
     if x.shape[1] < 2:
         raise ValueError("compare() draws ellipses and needs D >= 2 features.")
-    proj = _Projection(x)
+    proj = Projection.plane(x, first, names)
     n = len(fits)
-    fig = Figure(figsize=figsize or (5.0 * n, 4.8), layout="constrained")
+    fig = Figure(figsize=figsize or (5.0 * n + 2.0, 4.8), layout="constrained")
     axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
-    for ax, (name, fit) in zip(axes, fits.items()):
+    for panel, (ax, (name, fit)) in enumerate(zip(axes, fits.items())):
         _check_gmm(fit)
         _as_points(x, fit.n_features)
         labels = fit.predict(x)
         colors = [_palette(k) for k in range(fit.n_components)]
         _draw_clusters(ax, fit, x, proj, point_colors=[colors[i] for i in labels],
-                       component_colors=colors)
+                       component_colors=colors, legend=panel == n - 1)
         extra = ""
         if draws and fit.draws:
             shown = _draw_spaghetti(ax, fit, proj, n_draws=n_draws, seed=seed,
@@ -270,6 +281,7 @@ def guessed_vs_true(fit, x, true_labels, *, figsize=(11.0, 4.8)):
     from matplotlib.lines import Line2D
 
     _check_gmm(fit)
+    names = feature_labels(fit, x, fit.n_features)
     x = _as_points(x, fit.n_features)
     truth = np.asarray(true_labels)
     if truth.shape != (x.shape[0],):
@@ -280,12 +292,12 @@ def guessed_vs_true(fit, x, true_labels, *, figsize=(11.0, 4.8)):
     fig = Figure(figsize=figsize, layout="constrained")
     left, right = fig.subplots(1, 2, sharex=True, sharey=True)
     if x.shape[1] == 1:
-        _density_1d(left, fit, x, pred, comp_colors)
+        _density_1d(left, fit, x, pred, comp_colors, names[0])
         right.scatter(x[:, 0], np.zeros(len(x)), c=[_palette(j) for j in truth_idx], marker="|",
                       s=60)
-        right.set_xlabel("x")
+        right.set_xlabel(names[0])
     else:
-        proj = _Projection(x)
+        proj = Projection.plane(x, fit, names)
         _draw_clusters(left, fit, x, proj, point_colors=[comp_colors[i] for i in pred],
                        component_colors=comp_colors)
         xy = proj.points(x)
@@ -294,7 +306,7 @@ def guessed_vs_true(fit, x, true_labels, *, figsize=(11.0, 4.8)):
         proj.label(right)
     right.legend(handles=[Line2D([], [], color=_palette(j), marker="o", linestyle="none",
                                  label=f"true {c}") for j, c in enumerate(classes)],
-                 fontsize="small")
+                 fontsize="small", **LEGEND_OUTSIDE)
     agree = float(np.mean(mapping[pred] == truth_idx))
     left.set_title(f"guessed source ({fit.engine} fit)")
     right.set_title("true association")

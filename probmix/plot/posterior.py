@@ -10,19 +10,22 @@ __all__ = ["loss_curve", "criterion", "trace", "rank"]
 
 
 def loss_curve(fit, *, window: int | None = None, ax=None):
-    """SVI loss (negative ELBO) per step with its running mean.
+    """The objective per step: SVI's loss with its running mean, CAVI's ELBO per iteration.
 
     Parameters
     ----------
     fit : Fit
-        A fit with ``fit.losses`` (n_steps,) (engine="svi" with stochastic steps).
+        A fit with ``fit.losses`` (n_steps,): engine="svi", stochastic (the loss, negative
+        ELBO, per step) or CAVI (the ELBO, ``-losses``, per iteration, drawn with markers:
+        coordinate ascent takes few iterations and never decreases it).
     window : int, optional
-        Running-mean width; default max(1, n_steps // 20).
+        Running-mean width of the SVI loss; default max(1, n_steps // 20).
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib.figure.Figure
+        Titled by the method; the y axis shows plain values (no offset).
 
     Raises
     ------
@@ -32,21 +35,33 @@ def loss_curve(fit, *, window: int | None = None, ax=None):
     losses = np.asarray(fit.losses, dtype=float)
     if losses.size == 0:
         raise ValueError(f"this fit (engine={fit.engine!r}) recorded no losses: loss curves exist "
-                         "for engine='svi' with stochastic optimisation (not method='cavi').")
+                         "for engine='svi' (stochastic SVI or CAVI).")
     window = max(1, losses.size // 20) if window is None else int(window)
     if window < 1:
         raise ValueError(f"window must be a positive integer; got {window}.")
+    method = (fit.options or {}).get("method", "stochastic")
     fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
     steps = np.arange(1, losses.size + 1)
-    ax.plot(steps, losses, color="0.6", linewidth=0.8, label="loss per step")
-    if losses.size >= window:
-        running = np.convolve(losses, np.ones(window) / window, mode="valid")   # (n - w + 1,)
-        ax.plot(steps[window - 1:], running, color="C3", linewidth=2,
-                label=f"running mean ({window} steps)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (negative ELBO)")
-    ax.set_title(f"SVI loss, {losses.size} steps, last {losses[-1]:.4g}")
-    ax.legend()
+    if method == "cavi":
+        elbo = -losses
+        ax.plot(steps, elbo, color="C0", marker="o", label="ELBO after each iteration")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("ELBO (evidence lower bound)")
+        ax.set_title(f"CAVI: ELBO over {losses.size} iteration{'s' * (losses.size != 1)}, "
+                     f"last {elbo[-1]:.6g}")
+        if losses.size <= 20:
+            ax.set_xticks(steps)
+    else:
+        ax.plot(steps, losses, color="0.6", linewidth=0.8, label="loss per step")
+        if losses.size >= window:
+            running = np.convolve(losses, np.ones(window) / window, mode="valid")  # (n - w + 1,)
+            ax.plot(steps[window - 1:], running, color="C3", linewidth=2,
+                    label=f"running mean ({window} steps)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (negative ELBO)")
+        ax.set_title(f"SVI ({method}): loss over {losses.size} steps, last {losses[-1]:.6g}")
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.legend(loc="best")
     return fig
 
 

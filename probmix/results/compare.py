@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probmix.infer.registry import RENAMED, model_kind
+from probmix.infer.registry import CLOSED_FORM, RENAMED, model_kind
 
 __all__ = ["compare", "Comparison", "DEFAULT_METHODS"]
 
 #: Engine -> default options for a GaussianMixture: the fast closed-form algorithms.
-DEFAULT_METHODS = {"map": {"method": "em"}, "svi": {"method": "cavi"},
-                   "mcmc": {"method": "gibbs", "num_samples": 500, "num_warmup": 500,
-                            "num_chains": 2}}
+DEFAULT_METHODS = {"map": {"method": CLOSED_FORM["map"]}, "svi": {"method": CLOSED_FORM["svi"]},
+                   "mcmc": {"method": CLOSED_FORM["mcmc"], "num_samples": 500,
+                            "num_warmup": 500, "num_chains": 2}}
 _NAMES = {"em": "MAP (EM)", "gradient": "MAP (gradient)", "online": "MAP (online EM)",
           "cavi": "SVI (CAVI)", "stochastic": "SVI", "gibbs": "MCMC (Gibbs)",
           "nuts": "MCMC (NUTS)"}

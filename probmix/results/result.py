@@ -13,6 +13,7 @@ import torch
 from probmix._versions import runtime_versions
 from probmix.io import persistence
 from probmix.io.data import as_data, check_n_features
+from probmix.io.feature_names import check_feature_names
 from probmix.model.covariance import get_family
 from probmix.model.interface import MixtureModel, as_model
 from probmix.results import diagnostics
@@ -65,6 +66,9 @@ class Fit:
     versions : dict of str to str
         The probmix, torch, pyro, numpy and python versions that made the fit (the seed is
         in ``options["seed"]``).
+    feature_names : list of str or None
+        The column names seen at fit time (a DataFrame's columns, a CSV header); a DataFrame
+        passed to :meth:`predict` and the other methods must have them, in this order.
     """
 
     engine: str
@@ -85,6 +89,7 @@ class Fit:
     data: np.ndarray | None = None
     assignment_draws: np.ndarray | None = None
     versions: dict = field(default_factory=runtime_versions)
+    feature_names: list | None = None
 
     # --- the model behind the mixture interface ----------------------------------------------
     @property
@@ -148,6 +153,7 @@ class Fit:
 
     # --- predictions -----------------------------------------------------------------------------
     def _x(self, x) -> torch.Tensor:
+        check_feature_names(self.feature_names, x)
         x = as_data(x, device=self.device, dtype=getattr(torch, self.dtype))
         check_n_features(x, self.n_features)
         return x
@@ -247,6 +253,37 @@ class Fit:
         n = self._x(x).shape[0]
         return -2.0 * self.score(x) * n + 2.0 * self.n_parameters
 
+    def sample(self, n: int = 1, *, seed: int | None = 0):
+        """Draw n points from the fitted mixture, as scikit-learn's ``GaussianMixture.sample``.
+
+        A "map" fit draws from the mixture at its mode; a fit with posterior draws (SVI,
+        MCMC) from the posterior predictive that :meth:`score_samples` evaluates: each
+        point takes a random posterior draw of the parameters, then a component, then x.
+
+        Parameters
+        ----------
+        n : int
+        seed : int or None
+
+        Returns
+        -------
+        x : ndarray (n, D)
+        labels : ndarray (n,) int
+            The component of each point, in increasing order.
+        """
+        from probmix.results.sampling import sample_mixture
+
+        self._gaussian()
+        if self.draws and "weights" in self.draws and "means" in self.draws:
+            w = np.asarray(self.draws["weights"]).reshape(-1, self.n_components)
+            mu = np.asarray(self.draws["means"]).reshape(-1, self.n_components, self.n_features)
+            cov = self.covariance_draws.reshape(len(w), self.n_components, self.n_features,
+                                                self.n_features)
+        else:
+            w, mu, cov = self.weights[None], self.means[None], self.covariances[None]
+        return sample_mixture(np.asarray(w, dtype=np.float64), np.asarray(mu, dtype=np.float64),
+                              np.asarray(cov, dtype=np.float64), n, seed=seed)
+
     # --- ArviZ ---------------------------------------------------------------------------------
     def to_arviz(self, *, log_likelihood: bool = True):
         """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`)."""
@@ -287,19 +324,14 @@ class Fit:
         return cls(model=context.models["model"], **fields)
 
     # --- display ---------------------------------------------------------------------------------
-    def parameter_table(self, *, precision: int = 3) -> str:
-        """A plain-text table: one row per component with weight, mean and covariance."""
-        lines = [f"engine={self.engine}  converged={self.converged}  n_iter={self.n_iter}"]
-        header = f"{'k':>3}  {'weight':>8}  {'mean':<28}  covariance (row-major)"
-        lines.append(header)
-        cov = self.covariances
-        for k in range(self.n_components):
-            mean = np.array2string(np.asarray(self.means[k]), precision=precision,
-                                   suppress_small=True, separator=", ")
-            c = np.array2string(cov[k].reshape(-1), precision=precision, suppress_small=True,
-                                separator=", ")
-            lines.append(f"{k:>3}  {float(self.weights[k]):>8.{precision}f}  {mean:<28}  {c}")
-        return "\n".join(lines)
+    def parameter_table(self, *, max_columns: int = 8) -> str:
+        """A plain-text table: weights and means per component, each covariance's column sds
+        and strongest correlations, by column name
+        (:func:`probmix.results.table.component_table`)."""
+        from probmix.results.table import component_table
+
+        head = f"engine={self.engine}  converged={self.converged}  n_iter={self.n_iter}"
+        return head + "\n" + component_table(self, max_columns=max_columns)
 
     def __repr__(self) -> str:
         return (f"Fit(engine={self.engine!r}, model={self.model!r}, n_features={self.n_features}, "
@@ -332,4 +364,6 @@ _FIELD_CHECKS = {  # what a loaded field must be (the file is not trusted)
     "scale": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     and math.isfinite(v) and v > 0,
     "versions": lambda v: isinstance(v, dict),
+    "feature_names": lambda v: v is None or (isinstance(v, list)
+                                             and all(isinstance(n, str) for n in v)),
 }

@@ -274,8 +274,8 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
         rows; warnings raised inside a fit are re-emitted with its (covariance, K) in front.
     """
     import pandas as pd
-    from tqdm import tqdm
 
+    from probmix._progress import progress_bar
     from probmix.infer.dispatch import fit as run
     from probmix.infer.registry import resolve
     from probmix.io.data import as_data
@@ -304,8 +304,8 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
     grid = [(k, label, family) for k in ks for label, family in families]  # small K first
-    for k, label, family in tqdm(grid, desc=f"select ({criterion})", disable=not progress,
-                                 leave=False):
+    for k, label, family in progress_bar(grid, desc=f"select ({criterion})", enabled=progress,
+                                         unit="fit"):
         model = GaussianMixture(k, covariance=family, prior=prior)
         fit = _fit_one(run, model, x, label, k, engine=engine, seed=seed, **stage)
         if fit is not None:

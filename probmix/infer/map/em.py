@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 import torch
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
@@ -270,7 +270,7 @@ def fit_em(
     before = previous.clone()  # the objective two iterations back (Aitken's rule)
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     held = torch.zeros(r, dtype=torch.bool, device=x.device)  # collapsing onto the ridge
-    bar = tqdm(total=max_iter, desc="EM", disable=not progress, leave=False)
+    bar = progress_bar(total=max_iter, desc="EM", enabled=progress, at_most=True)
     for t in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
         stats = em_steps.e_step(data, w)

@@ -18,7 +18,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
@@ -179,7 +179,8 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
             return loss.detach()
 
         converged = False
-        bar = tqdm(total=max_iter, desc="gradient MAP", disable=not progress, leave=False)
+        bar = progress_bar(total=max_iter, desc="gradient MAP", enabled=progress,
+                           at_most=True)
         for _ in range(max_iter):
             loss = float(optim.step(closure))
             if not math.isfinite(loss):

@@ -18,7 +18,7 @@ initialise on them).
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
@@ -113,7 +113,7 @@ def fit_online_em(model: GaussianMixture, x, *, chunk_size: int = 4096, n_epochs
     known = n_total if n_total is not None else source.n_rows
 
     seen, t, history = 0, 0, []
-    bar = tqdm(desc="online EM", unit="chunk", disable=not progress, leave=False)
+    bar = progress_bar(desc="online EM", unit="chunk", enabled=progress)
 
     def chunks_of_all_epochs():
         yield head  # the first rows are data too

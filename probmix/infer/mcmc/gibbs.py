@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import generator, resolve_seed
 from probmix._validation import check_int
@@ -293,8 +293,8 @@ def fit_gibbs(
     z_draws = torch.empty(chains, num_samples, data.n, dtype=z_dtype, device=x.device) \
         if keep_assignments else None
     work = _Workspace(data, chains, k, x.dtype)
-    bar = tqdm(total=total, desc="Gibbs (warmup)" if warmup else "Gibbs (sampling)",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="Gibbs (warmup)" if warmup else "Gibbs (sampling)",
+                       enabled=progress)
     for t in range(total):
         if t == warmup and warmup:
             bar.set_description("Gibbs (sampling)")

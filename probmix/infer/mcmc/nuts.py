@@ -301,7 +301,7 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
         None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
     progress : bool
-        A tqdm bar over all chains' iterations.
+        A progress bar over all chains' iterations.
 
     Returns
     -------
@@ -310,8 +310,7 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
         ESS and divergences), draws (chain, draw, ...), ``sample_stats`` (diverging, n_steps,
         tree_depth, step_size, acceptance_rate), ``options["seconds"]`` the sampling time.
     """
-    from tqdm.auto import tqdm
-
+    from probmix._progress import progress_bar
     from probmix.results.diagnostics import check_convergence
     from probmix.infer.mcmc.potential import gmm_potential
     from probmix.results.posterior import fit_from_draws
@@ -358,8 +357,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
                   target_accept_prob=target_accept_prob,
                   max_tree_depth=max_tree_depth, inverse_mass=inverse_mass, dense_mass=dense_mass)
     workers = min(chains, os.cpu_count() or 1)
-    bar = tqdm(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
+                       enabled=progress)
     t0 = time.perf_counter()
     if chain_method == "parallel" and workers > 1 and x.device.type == "cpu":
         results = _run_parallel(potential, inits, seeds, kwargs, workers, bar)

@@ -81,7 +81,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import generator, resolve_seed
 from probmix._threads import threads_for
@@ -301,7 +301,7 @@ def _iterate(family, data: em_steps.PreparedData, resp0: torch.Tensor,
         q = mixture_posterior.update(family, s, prior, ridge=reg_covar)  # (K, F) statistics -> q
     ex = _expectations(family, q, prior.stick_breaking)
     history, converged = [], False
-    bar = tqdm(total=max_iter, desc="CAVI", disable=not verbose, leave=False)
+    bar = progress_bar(total=max_iter, desc="CAVI", enabled=verbose, at_most=True)
     for _ in range(max_iter):
         stats = em_steps.e_step(data, ex.w[None])  # local update: q(z) and its statistics
         s = stats.s[0]  # (K, F)

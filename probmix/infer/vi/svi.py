@@ -34,7 +34,7 @@ from pyro.infer import SVI, Predictive, TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoMultivariateNormal, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
 from pyro.optim import ClippedAdam
-from tqdm.auto import tqdm
+from probmix._progress import progress_bar
 
 from probmix._random import generator, quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
@@ -151,7 +151,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         None draws one from the OS (recorded in ``fit.options["seed"]``).
     device, dtype
     progress : bool
-        Show a tqdm progress bar with the smoothed loss.
+        Show a progress bar with the smoothed loss.
 
     Returns
     -------
@@ -201,7 +201,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         g = _make_guide(guide, program, sites, values, init_scale)
         optim = ClippedAdam({"lr": lr, "lrd": lr_decay ** (1.0 / steps), "clip_norm": 10.0})
         svi = SVI(program, g, optim, loss=elbo)
-        bar = tqdm(range(steps), desc="SVI", disable=not progress, leave=False)
+        bar = progress_bar(range(steps), desc="SVI", enabled=progress, unit="step")
         averager, stop_at = None, steps
         for step in bar:
             if batch_size is None or batch_size == n:

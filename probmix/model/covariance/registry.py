@@ -7,14 +7,9 @@ family, so any family module may look others up through it.
 from __future__ import annotations
 
 from probmix.model.covariance.base import CovarianceFamily
+from probmix.model.covariance_names import ALIASES, MCLUST_MODELS
 
 __all__ = ["FAMILIES", "ALIASES", "MCLUST_MODELS", "register_family", "get_family", "mclust_name"]
-
-#: mclust's names of the four built-in families
-ALIASES = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
-#: mclust's 14 models, in its order
-MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV",
-                 "VEV", "EVV", "VVV")
 
 #: the registered families by name
 FAMILIES: dict[str, CovarianceFamily] = {}
