@@ -41,7 +41,7 @@ _EXPORTS = {
     "compare_models": "probmix.results.selection",
     "select": "probmix.results.selection",
 }
-_SUBMODULES = ("sklearn", "plot")
+_SUBMODULES = ("sklearn", "plot", "model", "infer", "io", "results", "baselines", "cli")
 
 __all__ = sorted(_EXPORTS)
 
