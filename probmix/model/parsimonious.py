@@ -32,6 +32,7 @@ restarts) are allowed everywhere; every function returns covariances (..., K, D,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["MODELS", "ITERATIVE", "constrained_covariances", "n_covariance_parameters",
@@ -108,50 +109,42 @@ def _eig_descending(w: torch.Tensor):
     return values.flip(-1).clamp_min(0.0), vectors.flip(-1)
 
 
-def _converged(new, old) -> bool:
-    """Whether every batch member's f settled (a non-finite one, a collapsed restart that EM
-    drops, counts as settled rather than holding the others to the last sweep)."""
-    settled = (new - old).abs() <= _INNER_TOL * new.abs().clamp_min(1.0)
-    return bool((settled | ~torch.isfinite(new)).all())
+def _to_numpy(t: torch.Tensor, batch, *tail) -> np.ndarray:
+    """A float64 NumPy copy of ``t`` broadcast to batch + tail, batch flattened: (B, *tail)."""
+    return t.to(dtype=torch.float64, device="cpu").expand(*batch, *tail).reshape(
+        -1, *tail).numpy().copy()
+
+
+def _to_torch(a: np.ndarray, ref: torch.Tensor, *shape) -> torch.Tensor:
+    return torch.from_numpy(a).to(dtype=ref.dtype, device=ref.device).reshape(*shape)
 
 
 def _variable_volume_common_shape(values, counts, d):
     """VEI / VEV: minimise Σ_k [n_k D log λ_k + Σ_j v_kj / (λ_k a_j)] with |A| = 1.
 
     ``values`` (..., K, D) are the diagonals of W_k (VEI) or its eigenvalues in decreasing
-    order (VEV). Returns λ (..., K) and a (..., 1, D).
+    order (VEV). Returns λ (..., K) and a (..., 1, D). Iterated in a compiled kernel
+    (:func:`probmix.model._parsimonious_kernels.volume_shape_sweeps`).
     """
-    volume = values.sum(-1) / (d * counts)  # (..., K): start from A = I
-    shape = torch.ones_like(values[..., :1, :])  # (..., 1, D)
-    previous = None
-    for _ in range(_INNER_MAX_ITER):
-        pooled = (values / volume[..., None]).sum(-2, keepdim=True)  # (..., 1, D)
-        shape = pooled / _geometric_mean(pooled)[..., None]
-        volume = (values / shape).sum(-1) / (d * counts)  # (..., K)
-        value = (counts * d * torch.log(volume)).sum(-1) + (values / (volume[..., None] * shape)
-                                                             ).sum((-1, -2))
-        if previous is not None and _converged(value, previous):
-            break
-        previous = value
-    return volume, shape
+    from probmix.model._parsimonious_kernels import volume_shape_sweeps
+
+    batch, k = values.shape[:-2], values.shape[-2]
+    volume, shape = volume_shape_sweeps(_to_numpy(values, batch, k, d),
+                                        _to_numpy(counts, batch, k), _INNER_MAX_ITER,
+                                        _INNER_TOL)
+    return _to_torch(volume, values, *batch, k), _to_torch(shape, values, *batch, 1, d)
 
 
 def _vee(scatter, counts, d):
-    """VEE: Σ_k = λ_k C with |C| = 1: alternate C ∝ Σ_k W_k / λ_k and λ_k = tr(C⁻¹ W_k) / (D n_k)."""
-    volume = _diagonal(scatter).sum(-1) / (d * counts)  # (..., K)
-    previous = None
-    for _ in range(_INNER_MAX_ITER):
-        pooled = (scatter / volume[..., None, None]).sum(-3)  # (..., D, D)
-        chol = torch.linalg.cholesky_ex(pooled)[0]
-        log_det = 2.0 * torch.log(_diagonal(chol).clamp_min(_tiny(chol))).sum(-1)  # (...,)
-        common = pooled * torch.exp(-log_det / d)[..., None, None]  # |C| = 1
-        chol = chol * torch.exp(-0.5 * log_det / d)[..., None, None]
-        trace = _diagonal(torch.cholesky_solve(scatter, chol[..., None, :, :])).sum(-1)  # (..., K)
-        volume = trace / (d * counts)
-        value = (counts * d * torch.log(volume) + trace / volume).sum(-1)
-        if previous is not None and _converged(value, previous):
-            break
-        previous = value
+    """VEE: Σ_k = λ_k C with |C| = 1: alternate C ∝ Σ_k W_k / λ_k and λ_k = tr(C⁻¹ W_k) / (D n_k),
+    in a compiled kernel (:func:`probmix.model._parsimonious_kernels.vee_sweeps`)."""
+    from probmix.model._parsimonious_kernels import vee_sweeps
+
+    batch, k = scatter.shape[:-3], scatter.shape[-3]
+    volume, common = vee_sweeps(_to_numpy(scatter, batch, k, d, d), _to_numpy(counts, batch, k),
+                                _INNER_MAX_ITER, _INNER_TOL)
+    volume = _to_torch(volume, scatter, *batch, k)
+    common = _to_torch(common, scatter, *batch, d, d)
     return volume[..., None, None] * common[..., None, :, :]
 
 
@@ -187,26 +180,21 @@ def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation
     minimum is exact (the Jacobi-type coordinate descent of Flury & Gautschi 1986 for common
     principal components). Every step decreases f, and far fewer sweeps are needed than
     majorisation-minimisation steps (Browne & McNicholas 2014), which crawl near the optimum.
-    The sweeps run in a compiled kernel (:mod:`probmix.model._orientation_kernel`), in float64
+    The sweeps run in a compiled kernel (:mod:`probmix.model._parsimonious_kernels`), in float64
     on the CPU (the matrices are D×D per component), each batch member until it settles.
     """
-    from probmix.model._orientation_kernel import orientation_sweeps
+    from probmix.model._parsimonious_kernels import orientation_sweeps
 
     batch = scatter.shape[:-3]
     k = scatter.shape[-3]
     rotated = orientation.transpose(-1, -2)[..., None, :, :] @ scatter \
         @ orientation[..., None, :, :]  # (..., K, D, D): B_k = Dᵀ W_k D
-    as_np = dict(dtype=torch.float64, device="cpu")
-    rotated = rotated.to(**as_np).reshape(-1, k, d, d).numpy().copy()
-    rot = orientation.to(**as_np).expand(*batch, d, d).reshape(-1, d, d).numpy().copy()
-    n = counts.to(**as_np).expand(*batch, k).reshape(-1, k).numpy().copy()
-    volume, shape = orientation_sweeps(rotated, rot, n, equal_volume, int(sweeps), _INNER_TOL,
-                                       _ANGLE_TOL)
-    back = dict(dtype=scatter.dtype, device=scatter.device)
-    volume = torch.from_numpy(volume).to(**back).reshape(*batch, k)
-    shape = torch.from_numpy(shape).to(**back).reshape(*batch, k, d)
-    rot = torch.from_numpy(rot).to(**back).reshape(*batch, d, d)
-    return _compose(volume, shape, rot[..., None, :, :])
+    rotated = _to_numpy(rotated, batch, k, d, d)
+    rot = _to_numpy(orientation, batch, d, d)
+    volume, shape = orientation_sweeps(rotated, rot, _to_numpy(counts, batch, k), equal_volume,
+                                       int(sweeps), _INNER_TOL, _ANGLE_TOL)
+    return _compose(_to_torch(volume, scatter, *batch, k), _to_torch(shape, scatter, *batch, k, d),
+                    _to_torch(rot, scatter, *batch, 1, d, d))
 
 
 def constrained_covariances(model: str, scatter: torch.Tensor, counts: torch.Tensor, *,
