@@ -2,8 +2,8 @@
 
 The reference values were made by benchmarks/mclust_reference.py (Rscript, not in CI) and
 stored in tests/data/mclust_reference.json. For every covariance model of mclust and
-K = 1..6: with prior="flat" and EM's defaults (the hierarchical start plus five k-means++
-starts, Aitken stopping), probmix's log-likelihood is at least mclust's minus 0.01 nats (higher is fine:
+K = 1..6: with prior="flat" and EM's defaults (the Ward and VVV hierarchical starts plus
+k-means++ starts, Aitken stopping), probmix's log-likelihood is at least mclust's minus 0.01 nats (higher is fine:
 another, better optimum, or a tighter stop), and the parameter counts (BIC's df) are
 mclust's. (model, K) pairs where probmix is still below mclust are listed in KNOWN_MISSES as
 strict expected failures (issue 16 stays open for them): each fails the suite the day it
@@ -23,10 +23,11 @@ from probmix.model.covariance import MCLUST_MODELS
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())
-FAST = ("faithful", "iris", "diabetes")  # 2-4 columns: every model and K in CI
-SLOW = ("banknote", "wine")  # 6 and 13 columns: make test-slow
+FAST = ("faithful", "iris", "diabetes", "banknote", "wine")  # every model and K in CI (~50 s)
 KNOWN_MISSES = {  # measured on this commit: below mclust by about the nats given
-    ("faithful", "VVV", 6): 2.9, ("diabetes", "EVV", 5): 1.2,
+    ("faithful", "VVV", 6): 1.3, ("diabetes", "EVV", 5): 1.2, ("banknote", "VVE", 5): 0.7,
+    ("banknote", "VEV", 6): 1.4, ("wine", "VII", 4): 39.9, ("wine", "EEV", 4): 10.7,
+    ("wine", "VEV", 4): 4.2,
 }
 
 
@@ -66,12 +67,6 @@ def _check(name, model, k):
 
 @pytest.mark.parametrize("name, model, k", _cases(FAST))
 def test_flat_em_reaches_mclusts_likelihood(name, model, k):
-    _check(name, model, k)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, model, k", _cases(SLOW))
-def test_flat_em_reaches_mclusts_likelihood_in_more_dimensions(name, model, k):
     _check(name, model, k)
 
 

@@ -31,6 +31,8 @@ from collections import OrderedDict
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from probmix.infer.map.hierarchical_vvv import partition, vvv_merges
+
 __all__ = ["MAX_POINTS", "svd_transform", "hierarchical_partitions"]
 
 MAX_POINTS = 2000  # the condensed distances of 2,000 rows take 16 MB and the tree 0.1 s
@@ -49,8 +51,9 @@ def svd_transform(x: np.ndarray) -> np.ndarray:
 
 
 def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
-                            rng: np.random.Generator | None = None):
-    """Labels of the Ward/SVD tree cut at each K, on at most ``max_points`` rows.
+                            rng: np.random.Generator | None = None, model: str = "EII"):
+    """Labels of the Ward/SVD tree (or the VVV one) cut at each K, on at most ``max_points``
+    rows.
 
     Parameters
     ----------
@@ -61,6 +64,9 @@ def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
         Above this many rows the tree is built on a uniform random subsample of this size.
     rng : numpy Generator
         Draws the subsample (needed only when N > max_points).
+    model : {"EII", "VVV"}
+        The tree's criterion: Ward's (EII, scipy's linkage) or the unconstrained model's
+        (:mod:`probmix.infer.map.hierarchical_vvv`, mclust's default ``hc``).
 
     Returns
     -------
@@ -69,16 +75,22 @@ def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
     labels : dict of int to ndarray (M,)
         The partition into K clusters of those rows, for each K.
     """
-    rows, tree = _tree(np.ascontiguousarray(x), max_points, rng)
+    if model not in ("EII", "VVV"):
+        raise ValueError(f"model must be 'EII' or 'VVV'; got {model!r}.")
+    rows, tree = _tree(np.ascontiguousarray(x), max_points, rng, model)
     labels = {}
     for k in ks:
+        if model == "VVV":
+            labels[int(k)] = partition(tree, min(int(k), len(rows)))
+            continue
         found = fcluster(tree, t=int(k), criterion="maxclust")  # 1..K (fewer on ties)
         labels[int(k)] = np.unique(found, return_inverse=True)[1]
     return rows, labels
 
 
-def _tree(x: np.ndarray, max_points: int, rng):
-    """(rows, Ward linkage of their SVD transform), from the cache when this data was seen.
+def _tree(x: np.ndarray, max_points: int, rng, model: str = "EII"):
+    """(rows, the tree of their SVD transform: Ward's linkage or the VVV merges), from the
+    cache when this data was seen.
 
     A cached subsampled tree also puts ``rng`` in the state drawing the subsample left it in,
     so a hit and a miss leave the caller's generator alike.
@@ -88,7 +100,7 @@ def _tree(x: np.ndarray, max_points: int, rng):
         raise ValueError(f"hierarchical initialisation of {n} rows > max_points="
                          f"{max_points} needs rng= to draw its subsample.")
     digest = hashlib.blake2b(x.data, digest_size=16).hexdigest()
-    key = (digest, x.shape, x.dtype.str, max_points,
+    key = (model, digest, x.shape, x.dtype.str, max_points,
            repr(rng.bit_generator.state) if n > max_points else None)
     with _lock:
         hit = _cache.get(key)
@@ -103,7 +115,8 @@ def _tree(x: np.ndarray, max_points: int, rng):
     if n > max_points:
         rows = np.sort(rng.choice(n, size=max_points, replace=False))
         state = rng.bit_generator.state
-    tree = linkage(svd_transform(np.asarray(x, dtype=np.float64)[rows]), method="ward")
+    z = svd_transform(np.asarray(x, dtype=np.float64)[rows])
+    tree = linkage(z, method="ward") if model == "EII" else vvv_merges(z)
     with _lock:
         _cache[key] = (rows, tree, state)
         while len(_cache) > _CACHE_SIZE:

@@ -1,0 +1,80 @@
+"""The hierarchical starts of EM: Ward's (EII) tree and mclust's unconstrained (VVV) tree."""
+
+import itertools
+
+import numpy as np
+
+from probmix.infer.map.hierarchical import hierarchical_partitions, svd_transform
+from probmix.infer.map.hierarchical_vvv import partition, vvv_merges
+
+
+def _adjusted_rand(a, b):
+    from sklearn.metrics import adjusted_rand_score
+
+    return adjusted_rand_score(a, b)
+
+
+def _brute_force_merges(z):
+    """The greedy VVV merges recomputed from scratch at every step (the oracle)."""
+    m, d = z.shape
+    ridge = np.trace(np.cov(z.T, bias=True).reshape(d, d)) / d * np.eye(d)
+    clusters = [[i] for i in range(m)]
+
+    def cost(rows):
+        x = z[rows]
+        w = (x - x.mean(0)).T @ (x - x.mean(0))
+        return len(rows) * (np.linalg.slogdet(w + ridge)[1] - d * np.log(len(rows)))
+
+    merges = []
+    while len(clusters) > 1:
+        best = min(itertools.combinations(range(len(clusters)), 2),
+                   key=lambda p: cost(clusters[p[0]] + clusters[p[1]]) - cost(clusters[p[0]])
+                   - cost(clusters[p[1]]))
+        a, b = best
+        merges.append((min(clusters[a]), min(clusters[b])))
+        clusters[a] = clusters[a] + clusters[b]
+        del clusters[b]
+    return merges
+
+
+def test_vvv_merges_equal_the_greedy_oracle():
+    z = np.random.default_rng(0).normal(size=(14, 2)) * [3.0, 0.5]
+    fast = vvv_merges(z)
+    slow = _brute_force_merges(z)
+    # the same clusters merge at every step (named by their smallest row here)
+    for k in range(1, 14):
+        labels = partition(fast, k)
+        groups = sorted(sorted(np.flatnonzero(labels == c).tolist()) for c in range(k))
+        parent = list(range(14))
+        for a, b in slow[:14 - k]:
+            for i, p in enumerate(parent):
+                if p == b:
+                    parent[i] = a
+        expect = sorted(sorted(i for i in range(14) if parent[i] == r) for r in set(parent))
+        assert groups == expect, k
+
+
+def test_vvv_tree_separates_a_tight_cluster_from_a_diffuse_one_where_ward_does_not():
+    """Ward's criterion (equal spherical clusters) cuts the diffuse cluster in pieces; the
+    VVV criterion lets each cluster keep its own spread (why mclust's hc is VVV)."""
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        n = 150
+        x = np.concatenate([rng.normal(size=(n, 2)) * 0.2,
+                            rng.normal(size=(n, 2)) * 2.0 + [2.5, 0.0]])
+        truth = np.repeat([0, 1], n)
+        _, vvv = hierarchical_partitions(x, [2], model="VVV")
+        _, ward = hierarchical_partitions(x, [2], model="EII")
+        assert _adjusted_rand(vvv[2], truth) > 0.85, seed
+        assert _adjusted_rand(ward[2], truth) < 0.5, seed
+
+
+def test_partitions_have_k_clusters_and_subsample_beyond_max_points():
+    x = np.random.default_rng(2).normal(size=(700, 3))
+    z = svd_transform(x)
+    assert np.allclose(z.T @ z, np.diag(np.diag(z.T @ z)), atol=1e-8)  # uncorrelated columns
+    rows, labels = hierarchical_partitions(x, [1, 4, 9], model="VVV", max_points=200,
+                                           rng=np.random.default_rng(0))
+    assert rows.shape == (200,) and len(np.unique(rows)) == 200
+    for k in (1, 4, 9):
+        assert labels[k].shape == (200,) and sorted(np.unique(labels[k])) == list(range(k))
