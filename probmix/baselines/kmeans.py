@@ -32,6 +32,7 @@ from probmix._validation import check_int, check_seed
 from probmix.baselines import fused
 from probmix.baselines.kmeans_init import _random_init, kmeans_plusplus
 from probmix.baselines.kmeans_streaming import streamed_lloyd
+from probmix.baselines.loaded import check_loaded_centres
 from probmix.baselines.lloyd import (_assign, _centred_transpose, _check_centers, _check_tol,
                                      _fits_squares, _lloyd, _rows_per_block, first_argmin, lloyd)
 from probmix.exceptions import ConvergenceWarning
@@ -292,3 +293,9 @@ class KMeans(persistence.AttributeState):
         ``device`` moves the fitted state (default: where it was saved).
         """
         return persistence.load_as(cls, path, device=device)
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "KMeans":
+        estimator = super()._from_probmix_state(fields, context)
+        check_loaded_centres(estimator, n_centres=estimator.n_clusters, mean=True)
+        return estimator

@@ -25,6 +25,7 @@ import torch
 
 from probmix.baselines.meanshift_ascent import (KERNELS, _ascend, _bin_seeds,
                                                 _estimate_bandwidth, _merge_modes, _nearest)
+from probmix.baselines.loaded import check_loaded_centres
 from probmix.io import persistence
 from probmix.io.data import as_data, check_n_features
 from probmix.exceptions import ConvergenceWarning
@@ -253,3 +254,9 @@ class MeanShift(persistence.AttributeState):
         ``device`` moves the fitted state (default: where it was saved).
         """
         return persistence.load_as(cls, path, device=device)
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "MeanShift":
+        estimator = super()._from_probmix_state(fields, context)
+        check_loaded_centres(estimator, n_centres=None, mean=False)
+        return estimator

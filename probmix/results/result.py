@@ -16,6 +16,7 @@ from probmix.io.data import as_data, check_n_features
 from probmix.model.covariance import get_family
 from probmix.model.interface import MixtureModel, as_model
 from probmix.results import diagnostics
+from probmix.results.fit_checks import check_loaded_fit
 
 __all__ = ["Fit"]
 
@@ -85,6 +86,16 @@ class Fit:
     data: np.ndarray | None = None
     assignment_draws: np.ndarray | None = None
     versions: dict = field(default_factory=runtime_versions)
+
+    def __post_init__(self):
+        # Plain Python scalars whatever an engine computed them with (a numpy.bool_ from a
+        # comparison, a numpy integer from a count): every field type an engine can produce
+        # is then one that save/load round-trips.
+        for name, kind in (("converged", bool), ("n_iter", int), ("n_features", int),
+                           ("scale", float)):
+            value = getattr(self, name)
+            if isinstance(value, (np.generic, torch.Tensor)):
+                object.__setattr__(self, name, kind(value.item()))
 
     # --- the model behind the mixture interface ----------------------------------------------
     @property
@@ -284,7 +295,9 @@ class Fit:
                 raise persistence.SavedFileError(f"Damaged probmix file: Fit field {name!r}.")
         if "device" in fields:
             fields["device"] = str(context.device(fields["device"]))
-        return cls(model=context.models["model"], **fields)
+        fit = cls(model=context.models["model"], **fields)
+        check_loaded_fit(fit)
+        return fit
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, precision: int = 3) -> str:
