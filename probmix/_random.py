@@ -8,6 +8,8 @@ import warnings
 
 import torch
 
+from probmix._global_state import PYRO_LOCK
+
 __all__ = ["seeded", "generator", "quiet_singular_samples", "resolve_seed"]
 
 
@@ -28,9 +30,10 @@ def resolve_seed(seed) -> int:
 def seeded(seed: int):
     """Run a block (e.g. Pyro inference, which draws from torch's global RNG) under ``seed``.
 
-    The global RNG state is saved before and restored after, so no state leaks out.
+    The global RNG state is saved before and restored after, so no state leaks out; the block
+    holds :data:`probmix._global_state.PYRO_LOCK`, so no other thread draws from it meanwhile.
     """
-    with torch.random.fork_rng(devices=[]):
+    with PYRO_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
 

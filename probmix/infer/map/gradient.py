@@ -20,6 +20,7 @@ from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
 from tqdm.auto import tqdm
 
+from probmix._global_state import holds_pyro_lock
 from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
 from probmix._validation import check_int
@@ -88,6 +89,7 @@ def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
             for name, v in init.items()}
 
 
+@holds_pyro_lock  # Pyro's state is per process: one Pyro fit at a time
 def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,
                      tol: float = 1e-9, seed: int | None = 0, device=None, dtype=None,
                      progress: bool = False) -> Fit:
