@@ -38,7 +38,7 @@ from probmix.baselines.lloyd import (_assign, _centred_transpose, _check_centers
 from probmix.exceptions import ConvergenceWarning
 from probmix.infer.distributed import reducer_for
 from probmix.io import persistence
-from probmix.io.data import as_data, as_sample_weight, check_n_features
+from probmix.io.data import as_data, as_sample_weight, check_n_features, check_squares_finite
 from probmix.io.scan import scan
 from probmix.io.sources import as_source, is_source
 
@@ -196,6 +196,7 @@ class KMeans(persistence.AttributeState):
 
     def _fit(self, x, sample_weight, *, stacklevel: int):
         x = as_data(x, name="x", device=self.device, dtype=self.dtype)
+        check_squares_finite(x, large=False)  # squared distances must not underflow
         n, d = x.shape
         k = self.n_clusters
         if k > n:

@@ -18,7 +18,8 @@ from torch.distributions import constraints
 
 from probmix._global_state import holds_pyro_lock
 
-__all__ = ["global_sites", "global_site_shapes", "data_constants", "enumerated_log_joint",
+__all__ = ["global_sites", "global_site_shapes", "require_global_sites", "data_constants",
+           "enumerated_log_joint",
            "marginal_log_joint", "component_axes", "labels_exchangeable", "count_parameters",
            "unconstrained_size"]
 
@@ -34,6 +35,17 @@ def global_sites(program, x: torch.Tensor) -> list[str]:
     return [name for name, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
             and not site_is_subsample(site) and not _in_data_plate(site)]
+
+
+def require_global_sites(sites, program) -> None:
+    """A ValueError when a program has no latent site outside the data plate to infer."""
+    if not sites:
+        name = getattr(program, "__name__", type(program).__name__)
+        raise ValueError(
+            f"the program {name} has no latent sample site outside pyro.plate('data') (no "
+            "weights, means, ...): there is nothing to infer. Declare the mixture's parameters "
+            "with pyro.sample; probmix.check_program(program, x) lists what a mixture program "
+            "needs.")
 
 
 @holds_pyro_lock

@@ -220,7 +220,16 @@ class Fit:
             part = torch.softmax(logp, dim=-1).sum(0)
             total = part if total is None else total + part
             count += logp.shape[0]
-        return (total / count).cpu().numpy()
+        proba = total / count
+        bad = ~torch.isfinite(proba).all(-1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).reshape(-1)
+            raise ValueError(
+                f"{len(rows)} row(s) of x (first: row {int(rows[0])}) cannot be assigned: their "
+                f"density under every component is not a finite number in {self.dtype} (values "
+                "far beyond the fitted data, e.g. |x| above 1e150, whose squares overflow). "
+                "Check those rows, or rescale x and refit.")
+        return proba.cpu().numpy()
 
     def predict(self, x) -> np.ndarray:
         """Most probable component of each row, shape (N,)."""

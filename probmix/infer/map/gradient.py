@@ -28,7 +28,8 @@ from probmix.io.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, as_params
 from probmix.infer.map.starts import location_starts
-from probmix.model.program import count_parameters, data_constants, global_sites
+from probmix.model.program import (count_parameters, data_constants, global_sites,
+                                   require_global_sites)
 from probmix.results.result import Fit
 
 __all__ = ["fit_gradient_map", "map_start"]
@@ -164,6 +165,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         init_to_sample if init == "sample" else init_to_median)
     with quiet_singular_samples():
         sites = global_sites(program, x)
+    require_global_sites(sites, program)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     history = []
     with pyro.get_param_store().scope(), seeded(seed), threads_for(x.numel() * k):

@@ -30,7 +30,7 @@ from pyro.infer.mcmc import NUTS
 from pyro.poutine.messenger import Messenger
 
 from probmix._global_state import holds_pyro_lock
-from probmix._random import quiet_singular_samples, resolve_seed, seeded
+from probmix._random import quiet_singular_samples, resolve_seed, seeded, torch_seed
 from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
 from probmix.infer.map.gradient import map_start
@@ -246,7 +246,7 @@ def _program_potential(program, x, start: dict, jit_compile: bool | None):
 def _initial_points(potential, values: dict | None, program, x, chains: int, jitter: float,
                     seed: int) -> list[dict]:
     """Unconstrained start of each chain: MAP + jitter, or prior draws when ``values`` is None."""
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    gen = torch.Generator(device=x.device).manual_seed(torch_seed(seed))
     inits = []
     for c in range(chains):
         if values is None:

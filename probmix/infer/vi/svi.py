@@ -45,7 +45,7 @@ from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 from probmix.infer.map.gradient import map_start
 from probmix.infer.standardize import Standardizer
-from probmix.model.program import global_site_shapes
+from probmix.model.program import global_site_shapes, require_global_sites
 from probmix.results.result import Fit
 
 __all__ = ["fit_svi", "GUIDES", "ScaleDataPlate"]
@@ -193,6 +193,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         program = model
     with quiet_singular_samples():
         shapes = global_site_shapes(program, x)
+    require_global_sites(shapes, program)
     sites = list(shapes)
     elbo = TraceEnum_ELBO(max_plate_nesting=1, num_particles=num_particles,
                           vectorize_particles=num_particles > 1)
