@@ -141,6 +141,14 @@ def test_crafted_kmeans_files_are_refused_at_load(case, tmp_path):
             probmix.load(path)
 
 
+def test_loading_onto_the_meta_device_is_refused(tmp_path):
+    probmix.KMeans(2, seed=0).fit(X).save(tmp_path / "km.npz")
+    probmix.fit(MODEL, X, seed=0).save(tmp_path / "fit.npz")
+    for name in ("km.npz", "fit.npz"):
+        with pytest.raises(ValueError, match="device='meta'.*'cpu'"):
+            probmix.load(tmp_path / name, device="meta")
+
+
 def test_crafted_meanshift_file_is_refused(tmp_path):
     path = tmp_path / "ms.npz"
     probmix.MeanShift(bandwidth=2.0).fit(X).save(path)

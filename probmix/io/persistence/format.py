@@ -361,6 +361,9 @@ def device_mapper(device):
     """Function: saved device string -> device to load onto (CPU when CUDA is missing)."""
     if device is not None:
         target = resolve_device(device)
+        if target.type == "meta":
+            raise ValueError("device='meta' holds shapes but no values, so a loaded fit could "
+                             "not predict; pass device='cpu' or a CUDA device.")
         return lambda saved: target
 
     def mapper(saved: str) -> torch.device:
