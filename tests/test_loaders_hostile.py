@@ -89,6 +89,16 @@ def test_wide_csv_parses_in_memory_proportional_to_the_file(tmp_path, n, d):
     assert len(names) == d and peak < 12 * path.stat().st_size
 
 
+def test_a_header_wider_than_the_sniffed_sample_is_read(tmp_path):
+    """20,000 columns: the header alone is ~200 KB, beyond the 64 KiB sample and csv's
+    131,072-character field limit for the delimiters that do not split it."""
+    path = tmp_path / "very_wide.csv"
+    x = _wide_csv(path, 3, 20_000)
+    got, names = load_data(path)
+    assert got.shape == (3, 20_000) and names[-1] == "c19999"
+    np.testing.assert_allclose(got, x, atol=1e-6)
+
+
 def test_wide_data_with_full_covariances_is_refused_before_allocating(monkeypatch):
     from probmix.infer.map import em_data, em_steps
 

@@ -32,16 +32,20 @@ _ID_NAMES = re.compile(r"^(id|idx|index|row|row_?id|row_?names?|rownames|sample_
 
 
 def _fields(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter), [])
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:  # one field above csv's limit (131,072 characters): not this delimiter
+        return [line]
 
 
 def _sample_lines(path) -> list[str]:
+    """The header, the first row (whole, however wide) and the rows in the next 64 KiB."""
     with open(path, "rb") as f:
+        first = f.readline() + f.readline()
         raw = f.read(_SNIFF_BYTES)
         more = bool(f.read(1))
-    text = raw.decode("utf-8-sig", errors="replace")
-    lines = text.splitlines()
-    if more and lines:
+    lines = (first + raw).decode("utf-8-sig", errors="replace").splitlines()
+    if more and raw and len(lines) > 2:
         lines = lines[:-1]  # the last line may be cut
     return [line for line in lines if line.strip()][:_SNIFF_LINES]
 
