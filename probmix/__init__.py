@@ -4,6 +4,10 @@ Declare a model (:class:`GaussianMixture`, or any Pyro mixture program), then
 infer with :func:`fit`; every engine returns a :class:`Fit`.
 """
 
+from probmix import _interrupt
+
+_interrupt.install()  # the ``probmix`` command: Ctrl-C while importing is one line (first)
+
 from probmix.results.compare import Comparison, compare
 from probmix.model.covariance import (CovarianceFamily, DiagCovariance, FullCovariance,
                                 SphericalCovariance, TiedCovariance)

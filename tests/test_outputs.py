@@ -172,3 +172,21 @@ def test_replaced_removes_its_temporary_on_failure(tmp_path):
             open(tmp, "w").write("half")
             raise RuntimeError
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["t.txt"]
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path):
+    """The console script imports torch and Pyro for about a second before main() runs."""
+    script = ("import os, signal, sys, threading\n"
+              "sys.argv[0] = '/usr/local/bin/probmix'\n"
+              "threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+              "import probmix\n"
+              "print('imported')\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120)
+    assert run.stdout == "" and run.stderr == "probmix: interrupted\n"
+    # any other program importing probmix keeps Python's usual traceback
+    other = subprocess.run([sys.executable, "-c", script.replace("/usr/local/bin/probmix",
+                                                                 "my_script.py")],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert "Traceback" in other.stderr and "KeyboardInterrupt" in other.stderr
