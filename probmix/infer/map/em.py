@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 
-import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -117,10 +116,7 @@ def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
             sticks.clamp(1e-300, 1 - 1e-16)).sum(-1)
     else:
         lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
-    # EM's own iterates are valid by construction: argument checks would only cost memory
-    # (a symmetry test of every (R, K, D, D) precision, several D² temporaries per component)
-    with pyro.validation_enabled(False):
-        return lp + family.log_prior_density(prior, means, prec)
+    return lp + family.log_prior_density(prior, means, prec)
 
 
 def _ridge_held(family, cov, reg, k: int, d: int) -> torch.Tensor:
