@@ -120,6 +120,41 @@ def test_wide_data_with_full_covariances_is_refused_before_allocating(monkeypatc
     assert fit.means.shape == (2, 800)
 
 
+def test_wide_data_is_featurised_in_bounded_pieces(monkeypatch):
+    """Φ(x) has ~D²/2 numbers per row: EM keeps it only up to 256 times x's size, and
+    predictions build it in pieces of at most 64 MiB (was 2,048 rows: 7 GB at D = 3,000)."""
+    import torch
+
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    full = get_family("full")
+    assert PreparedData(torch.as_tensor(RNG.normal(size=(50, 10))), full).blocks is not None
+    assert PreparedData(torch.as_tensor(RNG.normal(size=(50, 600))), full).blocks is None
+    x = RNG.normal(size=(300, 120))
+    fit = probmix.fit(probmix.GaussianMixture(2, covariance="diag"), x, seed=0)
+    widths = []
+    features = type(full).features
+
+    def spy(self, xt):
+        widths.append(xt.shape[1] * (1 + xt.shape[0] + self.n_quadratic(xt.shape[0])) * 8)
+        return features(self, xt)
+
+    monkeypatch.setattr(type(full), "features", spy)
+    model = probmix.GaussianMixture(2)
+    params = {"weights": fit.weights[None], "means": fit.means[None],
+              "covariances": fit.covariances[None]}
+    import probmix.model.gaussian_mixture as gm
+
+    monkeypatch.setattr(gm, "_MAX_CHUNK_BYTES", 2**20)  # 1 MiB pieces: 7,381 numbers a row
+    out = model.log_joint(params, torch.as_tensor(x))
+    assert out.shape == (1, 300, 2) and max(widths) <= 2**20 and len(widths) > 1
+    monkeypatch.setattr(gm, "_MAX_CHUNK_BYTES", 2**40)
+    widths.clear()
+    np.testing.assert_allclose(model.log_joint(params, torch.as_tensor(x)), out, rtol=1e-12)
+    assert len(widths) == 1
+
+
 def test_cli_reports_out_of_memory_in_one_line(tmp_path, capsys, monkeypatch):
     from probmix.infer.map import em_data
 
