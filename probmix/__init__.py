@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import importlib
 
+from probmix import _interrupt
+
+_interrupt.install()  # the ``probmix`` command: Ctrl-C while importing is one line
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it

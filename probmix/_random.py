@@ -8,7 +8,9 @@ import warnings
 
 import torch
 
-__all__ = ["seeded", "generator", "quiet_singular_samples", "resolve_seed"]
+from probmix._global_state import PYRO_LOCK
+
+__all__ = ["seeded", "generator", "quiet_singular_samples", "resolve_seed", "torch_seed"]
 
 
 def resolve_seed(seed) -> int:
@@ -24,14 +26,20 @@ def resolve_seed(seed) -> int:
     return check_int(seed, "seed", minimum=0)
 
 
+def torch_seed(seed: int) -> int:
+    """``seed`` as torch takes it (below 2**63): any Python int is a valid probmix seed."""
+    return int(seed) % 2**63
+
+
 @contextlib.contextmanager
 def seeded(seed: int):
     """Run a block (e.g. Pyro inference, which draws from torch's global RNG) under ``seed``.
 
-    The global RNG state is saved before and restored after, so no state leaks out.
+    The global RNG state is saved before and restored after, so no state leaks out; the block
+    holds :data:`probmix._global_state.PYRO_LOCK`, so no other thread draws from it meanwhile.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+    with PYRO_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_seed(seed))
         yield
 
 
@@ -41,7 +49,7 @@ def generator(seed: int | None, device="cpu") -> torch.Generator:
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(int(seed))
+        gen.manual_seed(torch_seed(seed))
     return gen
 
 

@@ -30,9 +30,9 @@ def figures(monkeypatch):
     saved = {}
     original = output.save_figure
 
-    def keep(fig, path, written):
-        saved[path.name] = fig
-        original(fig, path, written)
+    def keep(fig, out, name):
+        saved[name] = fig
+        original(fig, out, name)
 
     monkeypatch.setattr(output, "save_figure", keep)
     return saved

@@ -205,3 +205,170 @@ def test_data_on_another_device_than_requested():
     np.testing.assert_allclose(gpu_fit.means, _map(BASE).means, rtol=1e-4)
     assert _labels_match(gpu_fit.predict(on_gpu))  # a GPU tensor to a GPU fit
     assert _labels_match(_map(BASE).predict(on_gpu))  # a GPU tensor to a CPU fit
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_magnitudes_whose_squares_underflow_are_refused_with_the_factor(target):
+    """x · 1e-300: every column's spread squared is below the smallest normal float."""
+    if target == "as_data":
+        return  # a conversion, not a fit
+    with pytest.raises(ValueError, match=r"underflows.*Rescale x, e.g. x \* 1e\+299"):
+        TARGETS[target](BASE * 1e-300)
+
+
+def test_magnitudes_whose_squares_underflow_are_refused_by_every_engine():
+    model = probmix.GaussianMixture(2)
+    for options in (dict(engine="svi", method="cavi"),
+                    dict(engine="mcmc", method="gibbs", num_samples=5, num_warmup=5,
+                         progress=False),
+                    dict(engine="svi", steps=5, progress=False)):
+        with pytest.raises(ValueError, match="underflows"):
+            probmix.fit(model, BASE * 1e-300, **options)
+    with pytest.raises(ValueError, match="underflows"):
+        probmix.MiniBatchKMeans(2).fit(BASE * 1e-300)
+    from probmix.sklearn import BayesianGaussianMixture, GaussianMixture
+
+    for est in (GaussianMixture(2), BayesianGaussianMixture(n_components=2)):
+        with pytest.raises(ValueError, match="underflows"):
+            est.fit(BASE * 1e-300)
+
+
+def test_meanshift_on_huge_values_and_bandwidths_is_refused_not_merged():
+    with pytest.raises(ValueError, match="overflows"):
+        probmix.MeanShift(seed=0).fit(BASE * 1e300)
+    with pytest.raises(ValueError, match="bandwidth=1e\\+300.*overflows"):
+        probmix.MeanShift(bandwidth=1e300)
+
+
+def test_rows_that_cannot_be_scored_are_named_not_labelled_zero():
+    fit = _map(BASE)
+    rows = np.vstack([BASE[:3], [[1e160, 0.0]]])
+    with pytest.raises(ValueError, match="1 row.*row 3"):
+        fit.predict(rows)
+    assert np.isfinite(fit.predict_proba(BASE)).all()
+
+
+@pytest.mark.parametrize("weight", [1e308, 1e-320])
+def test_extreme_sample_weights_are_refused_with_the_fix(weight):
+    w = np.full(len(BASE), weight)
+    for fit in (lambda: probmix.KMeans(2, seed=0).fit(BASE, sample_weight=w),
+                lambda: probmix.fit(probmix.GaussianMixture(2), BASE, sample_weight=w)):
+        with pytest.raises(ValueError, match="sample_weight sums to.*sample_weight.max"):
+            fit()
+    # scaled to a sensible range the same relative weights fit, and KMeans does not care
+    km = probmix.KMeans(2, seed=0).fit(BASE, sample_weight=np.full(len(BASE), 1e50))
+    assert _labels_match(km.labels_)
+
+
+def test_masked_arrays_are_refused_unless_nothing_is_masked():
+    masked = np.ma.masked_array(BASE, mask=np.zeros_like(BASE, dtype=bool))
+    masked.mask[5, 1] = True
+    for target in TARGETS.values():
+        with pytest.raises(ValueError, match="masked array with 1 masked value.*row 5"):
+            target(masked)
+    from probmix.sklearn import GaussianMixture
+
+    with pytest.raises(ValueError, match="masked"):
+        GaussianMixture(2).fit(masked)
+    with pytest.raises(ValueError, match="sample_weight is a masked array"):
+        probmix.KMeans(2).fit(BASE, sample_weight=np.ma.masked_array(np.ones(60),
+                                                                     mask=np.eye(1, 60)))
+    clean = np.ma.masked_array(BASE)  # nothing masked: the data itself
+    np.testing.assert_array_equal(_map(clean).means, _map(BASE).means)
+
+
+def test_long_double_input_is_converted_or_refused():
+    fit = _map(BASE.astype(np.longdouble))
+    np.testing.assert_allclose(fit.means, _map(BASE).means, rtol=1e-12)
+    if np.finfo(np.longdouble).max > np.finfo(np.float64).max:  # x86: 80-bit long double
+        with pytest.raises(ValueError, match="beyond float64's range"):
+            probmix.as_data(np.array([[1.0], [2.0]], dtype=np.longdouble) * np.longdouble("1e400"))
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64 + 5, 10**30])
+def test_seeds_beyond_64_bits_work_and_stay_reproducible(seed):
+    a = probmix.fit(probmix.GaussianMixture(2), BASE, seed=seed)
+    b = probmix.fit(probmix.GaussianMixture(2), BASE, seed=seed)
+    np.testing.assert_array_equal(a.means, b.means)
+    assert a.options["seed"] == seed
+    for est in (probmix.KMeans(2, seed=seed), probmix.MiniBatchKMeans(2, seed=seed),
+                probmix.MeanShift(seed=seed)):
+        assert _labels_match(est.fit(BASE).predict(BASE))
+
+
+UNCLEAR = {  # call -> (exception, words the message must contain)
+    "sklearn None": (lambda: _sk().fit(None), TypeError, "got None"),
+    "sklearn ragged": (lambda: _sk().fit([[1.0, 2.0], [3.0]]), ValueError, "rectangular"),
+    "sklearn objects": (lambda: _sk().fit(np.array([[1.0, "x"], [2.0, 3.0]], dtype=object)),
+                        TypeError, "'x'"),
+    "singular precisions_init": (lambda: _sk(precisions_init=np.zeros((2, 2, 2))).fit(BASE),
+                                 ValueError, "precisions_init"),
+    "nan mean_prior": (lambda: _skb(mean_prior=[np.nan, 0.0]).fit(BASE), ValueError,
+                       "mean_loc (mean_prior) must be finite"),
+    "MiniBatchKMeans init of K+1": (lambda: probmix.MiniBatchKMeans(2, init=BASE[:3]).fit(BASE),
+                                    ValueError, "n_clusters=2"),
+    "MiniBatchKMeans init_size -5": (lambda: probmix.MiniBatchKMeans(2, init_size=-5),
+                                     ValueError, "init_size"),
+    "MiniBatchKMeans init_size 1.5": (lambda: probmix.MiniBatchKMeans(2, init_size=1.5),
+                                      TypeError, "init_size"),
+    "empty program": (lambda: probmix.fit(_empty_program, BASE, engine="svi", steps=3,
+                                          progress=False), ValueError, "no latent sample site"),
+    "callable source returning a number": (lambda: probmix.fit(
+        probmix.GaussianMixture(2), lambda: 5, chunk_size=10), TypeError, "generator"),
+    ".npy path to CAVI": (lambda: probmix.fit(probmix.GaussianMixture(2), "data.npy",
+                                              engine="svi", method="cavi"), TypeError,
+                          "np.load(path)"),
+}
+
+
+def _sk(**kw):
+    from probmix.sklearn import GaussianMixture
+
+    return GaussianMixture(2, **kw)
+
+
+def _skb(**kw):
+    from probmix.sklearn import BayesianGaussianMixture
+
+    return BayesianGaussianMixture(n_components=2, **kw)
+
+
+def _empty_program(x):
+    import pyro
+    import pyro.distributions as dist
+
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("obs", dist.Normal(0.0, 1.0).expand([x.shape[0]]).to_event(0),
+                    obs=x[:, 0])
+
+
+@pytest.mark.parametrize("case", list(UNCLEAR))
+def test_formerly_unclear_errors_name_the_argument_and_the_fix(case):
+    call, kind, words = UNCLEAR[case]
+    with pytest.raises(kind) as info:
+        call()
+    assert words in str(info.value)
+    for raw in ("_LinAlgError", "Overflow when unpacking", "empty parameter list",
+                "not iterable", "got strings"):
+        assert raw not in str(info.value)
+
+
+def test_minibatch_kmeans_takes_dataframes_lists_and_grouped_files(tmp_path):
+    import pandas as pd
+
+    ref = probmix.MiniBatchKMeans(2, seed=0).fit(BASE).cluster_centers_
+    for form in (pd.DataFrame(BASE, columns=["u", "v"]), BASE.tolist()):
+        np.testing.assert_allclose(probmix.MiniBatchKMeans(2, seed=0).fit(form)
+                                   .cluster_centers_, ref)
+    # rows stored grouped by cluster (a sorted file): the batches are read in a random order
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(m, 1.0, (10_000, 1)) for m in (0.0, 5.0, 10.0)])
+    np.save(tmp_path / "grouped.npy", x)
+    mb = probmix.MiniBatchKMeans(3, seed=0).fit(tmp_path / "grouped.npy")
+    np.testing.assert_allclose(np.sort(mb.cluster_centers_[:, 0]), [0.0, 5.0, 10.0], atol=0.1)
+    km = probmix.KMeans(3, seed=0).fit(x)
+    inertia = ((x - mb.cluster_centers_[mb.predict(x)]) ** 2).sum()
+    assert inertia < 1.01 * km.inertia_  # was 1.5x at 30k rows, 3.4x at 300k

@@ -84,7 +84,7 @@ def test_hdf5_without_h5py_names_the_extra(tmp_path, monkeypatch):
     ("1,2\n3,4\n", "numbers, not a header"),
     ("a,b\n", "no data rows"),
     ("", "empty"),
-    (",b\n1,2\n", "empty column name"),
+    ("a,,c\n1,2,3\n", "empty column name"),
 ])
 def test_csv_errors_name_the_file_and_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.csv"

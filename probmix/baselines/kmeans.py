@@ -32,12 +32,13 @@ from probmix._validation import check_int, check_seed
 from probmix.baselines import fused
 from probmix.baselines.kmeans_init import _random_init, kmeans_plusplus
 from probmix.baselines.kmeans_streaming import streamed_lloyd
+from probmix.baselines.loaded import check_loaded_centres
 from probmix.baselines.lloyd import (_assign, _centred_transpose, _check_centers, _check_tol,
                                      _fits_squares, _lloyd, _rows_per_block, first_argmin, lloyd)
 from probmix.exceptions import ConvergenceWarning
 from probmix.infer.distributed import reducer_for
 from probmix.io import persistence
-from probmix.io.data import as_data, as_sample_weight, check_n_features
+from probmix.io.data import as_data, as_sample_weight, check_n_features, check_squares_finite
 from probmix.io.scan import scan
 from probmix.io.sources import as_source, is_source
 
@@ -195,6 +196,7 @@ class KMeans(persistence.AttributeState):
 
     def _fit(self, x, sample_weight, *, stacklevel: int):
         x = as_data(x, name="x", device=self.device, dtype=self.dtype)
+        check_squares_finite(x, large=False)  # squared distances must not underflow
         n, d = x.shape
         k = self.n_clusters
         if k > n:
@@ -292,3 +294,9 @@ class KMeans(persistence.AttributeState):
         ``device`` moves the fitted state (default: where it was saved).
         """
         return persistence.load_as(cls, path, device=device)
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "KMeans":
+        estimator = super()._from_probmix_state(fields, context)
+        check_loaded_centres(estimator, n_centres=estimator.n_clusters, mean=True)
+        return estimator

@@ -19,13 +19,13 @@ import torch
 
 from probmix._random import generator
 from probmix._validation import check_int
-from probmix.io.data import as_data, check_n_features
+from probmix.io.data import as_data, check_n_features, check_squares_finite
 from probmix.infer.distributed import LocalReducer
 from probmix.exceptions import ConvergenceWarning
 from probmix.baselines.kmeans_init import kmeans_plusplus
 from probmix.baselines.lloyd import _assign, _check_centers, _check_tol
 from probmix.io.scan import scan
-from probmix.io.sources import as_source
+from probmix.io.sources import as_source, is_source
 
 __all__ = ["streamed_lloyd", "MiniBatchKMeans"]
 
@@ -174,12 +174,15 @@ class MiniBatchKMeans:
         self.n_clusters = check_int(n_clusters, "n_clusters", minimum=1)
         self.batch_size = check_int(batch_size, "batch_size", minimum=1)
         self.max_epochs = check_int(max_epochs, "max_epochs", minimum=1)
+        if init_size is not None:
+            init_size = check_int(init_size, "init_size", minimum=n_clusters)
         self.init, self.init_size, self.tol = init, init_size, _check_tol(tol)
         self.seed = check_int(seed, "seed", minimum=0)
         self.device, self.dtype = device, dtype
 
     def _start(self, head: torch.Tensor):
         k = self.n_clusters
+        check_squares_finite(head, large=False)  # squared distances must not underflow
         if head.shape[0] < k:
             raise ValueError(f"the first rows of the data hold {head.shape[0]} rows, fewer than "
                              f"n_clusters={k}; pass more data or a larger init_size.")
@@ -195,6 +198,9 @@ class MiniBatchKMeans:
                                               device=head.device)[:k]]
         else:
             centers = _check_centers(self.init, head, "init")[0]
+            if centers.shape[0] != k:
+                raise ValueError(f"init has {centers.shape[0]} centre(s) but n_clusters={k}; "
+                                 f"pass an array of shape ({k}, {head.shape[1]}).")
         self._centers = centers.clone()
         self._counts = torch.zeros(k, dtype=head.dtype, device=head.device)
         self._n_features = head.shape[1]
@@ -229,7 +235,10 @@ class MiniBatchKMeans:
 
     def fit(self, x):
         """Fit on an array or a streaming source (see :func:`probmix.io.sources.as_source`)."""
+        if not is_source(x):  # a DataFrame, a list of rows, ...: in memory
+            x = as_data(x, name="x", device=self.device, dtype=self.dtype)
         source = as_source(x, chunk_size=self.batch_size, device=self.device, dtype=self.dtype)
+        order = generator(self.seed + 1, "cpu")  # the order of the batches, epoch by epoch
         for attr in ("_centers", "_counts"):
             self.__dict__.pop(attr, None)
         size = self.init_size or max(3 * self.batch_size, 3 * self.n_clusters)
@@ -248,8 +257,13 @@ class MiniBatchKMeans:
         self.converged_ = False
         for epoch in range(self.max_epochs):
             before = self._centers.clone()
-            chunks = (c for part in (head, stream) for c in part) if epoch == 0 \
-                else source.chunks()
+            # batches in a random order where the source allows it: rows stored grouped by
+            # cluster (a sorted file) would otherwise drag the centres through one cluster at
+            # a time, and the running means never forget it
+            chunks = source.shuffled_chunks(order) if source.reiterable else None
+            if chunks is None:
+                chunks = (c for part in (head, stream) for c in part) if epoch == 0 \
+                    else source.chunks()
             self.inertia_ = sum(self._update(c) for c in chunks)
             self.n_epochs_ = epoch + 1
             if self.tol > 0 and float(((self._centers - before) ** 2).sum()) <= self._tol_abs:

@@ -25,8 +25,10 @@ import torch
 
 from probmix.baselines.meanshift_ascent import (KERNELS, _ascend, _bin_seeds,
                                                 _estimate_bandwidth, _merge_modes, _nearest)
+from probmix._random import torch_seed
+from probmix.baselines.loaded import check_loaded_centres
 from probmix.io import persistence
-from probmix.io.data import as_data, check_n_features
+from probmix.io.data import as_data, check_n_features, check_squares_finite
 from probmix.exceptions import ConvergenceWarning
 from probmix._validation import check_int, check_seed
 
@@ -36,6 +38,9 @@ def _check_bool(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__}).")
     return bool(value)
+
+
+_MAX_BANDWIDTH = math.sqrt(np.finfo(np.float64).max) / 4
 
 
 def _check_bandwidth(bandwidth, *, allow_none: bool):
@@ -48,6 +53,12 @@ def _check_bandwidth(bandwidth, *, allow_none: bool):
         raise ValueError(
             f"bandwidth must be a finite number > 0{' or None (estimated)' if allow_none else ''}; "
             f"got {bandwidth!r}. Pass e.g. bandwidth=estimate_bandwidth(x)."
+        )
+    if bandwidth > _MAX_BANDWIDTH:
+        raise ValueError(
+            f"bandwidth={bandwidth:g} is so large that its square overflows float64 (at most "
+            f"{_MAX_BANDWIDTH:.3g}); every point would be one mode. Pass e.g. "
+            "bandwidth=estimate_bandwidth(x)."
         )
     return float(bandwidth)
 
@@ -94,7 +105,7 @@ def estimate_bandwidth(x, *, quantile: float = 0.3, n_samples: int | None = None
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         if n_samples < x.shape[0]:
             gen = torch.Generator(device=x.device)
-            gen.manual_seed(0 if seed is None else seed)
+            gen.manual_seed(0 if seed is None else torch_seed(seed))
             x = x[torch.randperm(x.shape[0], generator=gen, device=x.device)[:n_samples]]
     return _estimate_bandwidth(x, quantile)
 
@@ -186,6 +197,7 @@ class MeanShift(persistence.AttributeState):
 
     def _fit(self, x, *, stacklevel: int):
         x = as_data(x, name="x", device=self.device, dtype=self.dtype)
+        check_squares_finite(x)  # squared distances must neither overflow nor underflow
         bandwidth = self.bandwidth
         if bandwidth is None:
             bandwidth = _estimate_bandwidth(x, self.quantile)
@@ -253,3 +265,9 @@ class MeanShift(persistence.AttributeState):
         ``device`` moves the fitted state (default: where it was saved).
         """
         return persistence.load_as(cls, path, device=device)
+
+    @classmethod
+    def _from_probmix_state(cls, fields: dict, context) -> "MeanShift":
+        estimator = super()._from_probmix_state(fields, context)
+        check_loaded_centres(estimator, n_centres=None, mean=False)
+        return estimator

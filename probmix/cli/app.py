@@ -18,6 +18,7 @@ options from :mod:`probmix.infer.registry`) and ``output`` (figures, printed par
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from probmix.cli.commands_data import compare_command, select_command
@@ -48,6 +49,13 @@ def _data_arguments(p) -> None:
     p.add_argument("--columns", help="comma-separated columns to use (CSV header names; indices "
                    "0,1,... for arrays); default all")
     p.add_argument("--dataset", help="array of an .npz or dataset of an .h5 file")
+    p.add_argument("--exclude", metavar="COLS", help="comma-separated columns to leave out "
+                   "(e.g. an id column)")
+    p.add_argument("--delimiter", help="CSV field delimiter (default: sniffed among , ; tab |)")
+    p.add_argument("--decimal", help="CSV decimal mark (default: sniffed; ',' for 1,5)")
+    p.add_argument("--max-expansion", type=float, default=100.0, metavar="X",
+                   help="how many times its compressed size a compressed .npz/.h5 array may "
+                   "expand (above 64 MiB; default 100)")
     p.add_argument("--standardize", action="store_true", help="fit on columns scaled to mean 0 "
                    "and sd 1; parameters are reported back in the original units")
     p.add_argument("--out", help="folder for labels, parameters, ArviZ data and figures")
@@ -173,7 +181,6 @@ def main(argv=None) -> int:
     print one line ``probmix: error: ...`` on stderr and return 2. An unexpected failure prints
     one line too and returns 1 (set ``PROBMIX_TRACEBACK=1`` to see the traceback).
     """
-    import os
     import warnings
 
     try:
@@ -194,13 +201,27 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print("probmix: interrupted", file=sys.stderr)
             return 130
-        except Exception as err:
-            if os.environ.get("PROBMIX_TRACEBACK"):
-                raise
-            print(f"probmix: error: unexpected {type(err).__name__}: {_one_line(err)} (a bug: "
-                  "please report it; set PROBMIX_TRACEBACK=1 to see the traceback)",
+        except MemoryError as err:
+            print(f"probmix: error: out of memory: {_one_line(err) or 'an allocation failed'}",
                   file=sys.stderr)
-            return 1
+            return 2
+        except RuntimeError as err:
+            if "allocate" not in str(err) and "out of memory" not in str(err):
+                return _unexpected(err)
+            print("probmix: error: out of memory: the fit needs more memory than this machine "
+                  "has. Use --covariance diag or spherical, fewer columns (--columns), or a "
+                  "smaller -k.", file=sys.stderr)
+            return 2
+        except Exception as err:
+            return _unexpected(err)
+
+
+def _unexpected(err) -> int:
+    if os.environ.get("PROBMIX_TRACEBACK"):
+        raise err
+    print(f"probmix: error: unexpected {type(err).__name__}: {_one_line(err)} (a bug: "
+          "please report it; set PROBMIX_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ def compare_command(args) -> int:
     from probmix.results.compare import DEFAULT_METHODS
     from probmix.results.units import to_original_units
 
+    out = output.out_dir(args, "compare")  # checked before any fit
     x, names, data, center, sd = load(args)
     if args.k is not None:
         check_k(args.k, len(x))
@@ -47,16 +48,13 @@ def compare_command(args) -> int:
           + ("; fitted on standardised columns, parameters in the original units"
              if center is not None else ""))
     print(result.to_string())
-    out = output.out_dir(args)
     if out is not None:
-        written = []
         table = result.table.copy()
         table.columns = [f"{fit} {stat}" for fit, stat in table.columns]
-        table.to_csv(out / "compare.csv", index_label="parameter")
-        written.append("compare.csv")
+        out.write("compare.csv", lambda tmp: table.to_csv(tmp, index_label="parameter"))
         if not args.model and x.shape[1] >= 2:
-            output.save_figure(result.plot(), out / "compare.png", written)
-        print(f"wrote {', '.join(written)} to {out}")
+            output.save_figure(result.plot(), out, "compare.png")
+        print(out.finish())
     return 0
 
 
@@ -109,6 +107,7 @@ def select_command(args) -> int:
     import probmix
     from probmix.results.units import log_jacobian
 
+    out = output.out_dir(args, "select")  # checked before any fit
     x, names, data, center, sd = load(args)
     ks = _k_range(args.k)
     for k in ks:
@@ -152,13 +151,10 @@ def select_command(args) -> int:
                         else "nan"))
     print(f"best model: covariance {selection.best_covariance}, {selection.best} components")
     print(f"best number of components: {selection.best}")
-    out = output.out_dir(args)
     if out is not None:
         from probmix import plot
 
-        written = []
-        table.to_csv(out / "selection.csv", index=False)
-        written.append("selection.csv")
-        output.save_figure(plot.criterion(selection), out / "criterion.png", written)
-        print(f"wrote {', '.join(written)} to {out}")
+        out.write("selection.csv", lambda tmp: table.to_csv(tmp, index=False))
+        output.save_figure(plot.criterion(selection), out, "criterion.png")
+        print(out.finish())
     return 0

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-
 import numpy as np
 
 __all__ = ["demo_command"]
@@ -18,8 +16,10 @@ __all__ = ["demo_command"]
 
 def demo_command(args) -> int:
     import probmix
+    from probmix.cli.output import out_dir
     from probmix.io.datasets import THREE_CLUSTERS, three_clusters
 
+    out = out_dir(args, "demo")  # checked before any fit
     x, source = three_clusters(200 if args.fast else 1000, seed=args.seed)
     print(f"probmix {probmix.__version__} demo: {len(x)} points, 3 Gaussian clusters in 2-D "
           "(the scikit-learn walkthrough data)\n")
@@ -49,24 +49,21 @@ def demo_command(args) -> int:
     print(f"mean shift (bandwidth {ms.bandwidth_:.3f}, {time.perf_counter() - start:.1f} s): "
           f"{len(ms.cluster_centers_)} modes at",
           np.array2string(ms.cluster_centers_, precision=3, separator=", "))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "map_parameters.json").write_text(json.dumps(
+    if out is not None:
+        out.write_text("map_parameters.json", json.dumps(
             {"weights": fit.weights.tolist(), "means": fit.means.tolist(),
              "covariances": fit.covariances.tolist()}, indent=2))
-        np.savetxt(out / "labels.csv", labels, fmt="%d", header="label", comments="")
-        (out / "posterior_means.json").write_text(json.dumps(
+        out.write("labels.csv", lambda tmp: np.savetxt(tmp, labels, fmt="%d", header="label",
+                                                       comments=""))
+        out.write_text("posterior_means.json", json.dumps(
             {name: {"mean": f.means.tolist(), "sd": f.draws["means"].std(axis=(0, 1)).tolist(),
                     "weights": f.weights.tolist()} for name, f in posteriors.items()}, indent=2))
         from probmix import plot
 
-        plot.compare({"MAP": fit, **posteriors}, x).savefig(out / "compare.png", dpi=100)
-        plot.guessed_vs_true(fit, x, source).savefig(out / "guessed_vs_true.png", dpi=100)
-        plot.meanshift_paths(ms, x).savefig(out / "meanshift.png", dpi=100)
-        names = ["map_parameters.json", "posterior_means.json", "labels.csv", "compare.png",
-                 "guessed_vs_true.png", "meanshift.png"]
-        print(f"\nwrote {', '.join(names)} to {out}")
+        out.figure(plot.compare({"MAP": fit, **posteriors}, x), "compare.png")
+        out.figure(plot.guessed_vs_true(fit, x, source), "guessed_vs_true.png")
+        out.figure(plot.meanshift_paths(ms, x), "meanshift.png")
+        print("\n" + out.finish())
     return 0
 
 

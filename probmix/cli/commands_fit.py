@@ -23,9 +23,10 @@ def fit_command(args) -> int:
     from probmix.results.export import parameter_summary
     from probmix.results.units import log_jacobian, to_original_units
 
+    out = output.out_dir(args, "fit")  # a folder that cannot be written fails before the fit
     x, names, data, center, sd = load(args)
     if args.engine not in ENGINES:
-        return _fit_baseline(args, x, names, data, center, sd)
+        return _fit_baseline(args, x, names, data, center, sd, out)
     if args.k is not None:
         check_k(args.k, len(x))
     model = build_model(args, args.k)
@@ -58,28 +59,25 @@ def fit_command(args) -> int:
     n_par = fit.n_parameters
     print(f"mean log-likelihood {score:.6g}   BIC {-2 * score * n + n_par * np.log(n):.6g}   "
           f"AIC {-2 * score * n + 2 * n_par:.6g}")
-    out = output.out_dir(args)
     if out is None:
         return 0
-    written = []
     proba = shown.predict_proba(x)
     header = "label," + ",".join(f"p{k}" for k in range(proba.shape[1]))
-    np.savetxt(out / "labels.csv", np.column_stack([labels, proba]), delimiter=",",
-               fmt=["%d"] + ["%.6g"] * proba.shape[1], header=header, comments="")
-    written.append("labels.csv")
+    out.write("labels.csv", lambda tmp: np.savetxt(
+        tmp, np.column_stack([labels, proba]), delimiter=",",
+        fmt=["%d"] + ["%.6g"] * proba.shape[1], header=header, comments=""))
     summary.update(columns=names, units="original" + (" (fitted on standardised columns)"
                                                       if center is not None else ""))
-    (out / "parameters.json").write_text(json.dumps(summary, indent=2))
-    written.append("parameters.json")
+    out.write_text("parameters.json", json.dumps(summary, indent=2))
     if shown.draws:
-        shown.to_arviz().to_netcdf(out / "arviz.nc")
-        written.append("arviz.nc")
-    output.fit_figures(shown, x, out, written)
-    print(f"wrote {', '.join(written)} to {out}")
+        data_tree = shown.to_arviz()
+        out.write("arviz.nc", data_tree.to_netcdf)
+    output.fit_figures(shown, x, out)
+    print(out.finish())
     return 0
 
 
-def _fit_baseline(args, x, names, data, center, sd) -> int:
+def _fit_baseline(args, x, names, data, center, sd, out) -> int:
     import probmix
 
     if args.model:
@@ -129,15 +127,12 @@ def _fit_baseline(args, x, names, data, center, sd) -> int:
     for k, c in enumerate(centers):
         print(f"{k:>3}  {counts[k]:>6}  {np.array2string(c, precision=4, separator=', ')}")
     print(f"inertia (sum of squared distances to the centres) {inertia:.6g}")
-    out = output.out_dir(args)
     if out is not None:
-        written = []
-        np.savetxt(out / "labels.csv", labels, fmt="%d", header="label", comments="")
-        written.append("labels.csv")
-        (out / "parameters.json").write_text(json.dumps(result, indent=2))
-        written.append("parameters.json")
+        out.write("labels.csv", lambda tmp: np.savetxt(tmp, labels, fmt="%d", header="label",
+                                                       comments=""))
+        out.write_text("parameters.json", json.dumps(result, indent=2))
         output.save_figure(output.labels_figure(x, labels, centers, names,
                                                 f"{args.engine}: {len(centers)} clusters"),
-                           out / "clusters.png", written)
-        print(f"wrote {', '.join(written)} to {out}")
+                           out, "clusters.png")
+        print(out.finish())
     return 0

@@ -19,7 +19,10 @@ def load(args):
     from probmix.io.loaders import load_data
     from probmix.results.units import standardize_columns
 
-    x, names = load_data(args.data, columns=args.columns, dataset=args.dataset)
+    delimiter = "\t" if args.delimiter in ("tab", "\\t") else args.delimiter
+    x, names = load_data(args.data, columns=args.columns, dataset=args.dataset,
+                         exclude=args.exclude, delimiter=delimiter, decimal=args.decimal,
+                         max_expansion=args.max_expansion)
     if args.standardize:
         z, center, sd = standardize_columns(x)
         return x, names, z, center, sd

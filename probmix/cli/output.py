@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+
+from probmix.cli.outfolder import OutputFolder
 
 __all__ = ["fit_figures", "labels_figure", "out_dir", "print_parameters", "save_figure",
            "status"]
 
 
-def out_dir(args) -> Path | None:
-    if not args.out:
-        return None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def out_dir(args, command: str) -> OutputFolder | None:
+    """The ``--out`` folder, made and checked writable (call it before any work), or None."""
+    return OutputFolder(args.out, command) if args.out else None
 
 
-def save_figure(fig, path: Path, written: list) -> None:
-    """Write ``fig`` as a PNG and note its name (the one place figures are saved)."""
-    fig.savefig(path, dpi=100)
-    written.append(path.name)
+def save_figure(fig, out: OutputFolder, name: str) -> None:
+    """Write ``fig`` as the PNG ``name`` in ``out`` (the one place figures are saved)."""
+    out.figure(fig, name)
 
 
 def status(fit) -> str:
@@ -92,16 +88,16 @@ def _print_site(name, value, interval) -> None:
         print(line)
 
 
-def fit_figures(fit, x, out: Path, written: list) -> None:
+def fit_figures(fit, x, out: OutputFolder) -> None:
     """clusters.png, pairs.png, classification_uncertainty.png (and uncertainty.png, loss.png,
     trace.png where they apply)."""
     from probmix import plot
 
     if getattr(fit.model, "family", None) is not None:
-        save_figure(plot.clusters(fit, x), out / "clusters.png", written)
-        save_figure(plot.pairs(fit, x), out / "pairs.png", written)
+        save_figure(plot.clusters(fit, x), out, "clusters.png")
+        save_figure(plot.pairs(fit, x), out, "pairs.png")
         if fit.draws and x.shape[1] >= 2:
-            save_figure(plot.uncertainty(fit, x), out / "uncertainty.png", written)
+            save_figure(plot.uncertainty(fit, x), out, "uncertainty.png")
     else:
         labels = fit.predict(x)
         centers = np.stack([x[labels == k].mean(0) if np.any(labels == k) else
@@ -109,11 +105,10 @@ def fit_figures(fit, x, out: Path, written: list) -> None:
         save_figure(labels_figure(x, labels, centers, fit.feature_names
                                   or [str(i) for i in range(x.shape[1])],
                                   f"{fit.engine} fit of the program: points by predicted "
-                                  "component"), out / "clusters.png", written)
-    save_figure(plot.classification_uncertainty(fit, x), out / "classification_uncertainty.png",
-                written)
+                                  "component"), out, "clusters.png")
+    save_figure(plot.classification_uncertainty(fit, x), out, "classification_uncertainty.png")
     if len(fit.losses):
-        save_figure(plot.loss_curve(fit), out / "loss.png", written)
+        save_figure(plot.loss_curve(fit), out, "loss.png")
     if fit.engine == "mcmc":
         save_figure(plot.trace(fit, var_names=("weights",) if "weights" in fit.draws else None),
-                    out / "trace.png", written)
+                    out, "trace.png")

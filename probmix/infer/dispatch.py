@@ -72,6 +72,11 @@ def fit(model, x, engine: str = "map", *, standardize: bool = False, **options) 
     -----
     Small problems (N · D · K below two million values) run with one torch thread: on few
     cores two threads fight over the many small operations and run several times slower.
+
+    Thread safety: fits may run in several threads at once and each gives what it gives
+    alone. The Pyro engines (SVI ``"stochastic"``, NUTS, gradient MAP) share Pyro's
+    process-wide state, so they hold one lock and run one at a time; EM, CAVI, Gibbs and
+    the baselines run concurrently (see :mod:`probmix._global_state`).
     """
     from probmix.io.feature_names import feature_names_of
 

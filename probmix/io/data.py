@@ -10,12 +10,13 @@ and the fix.
 from __future__ import annotations
 
 import math
+import os
 import numbers
 
 import numpy as np
 import torch
 
-__all__ = ["as_data", "check_n_features", "check_squares_finite", "resolve_device",
+__all__ = ["as_data", "check_n_features", "check_squares_finite", "unmasked", "resolve_device",
            "resolve_dtype", "as_sample_weight"]
 
 
@@ -73,10 +74,18 @@ def _to_numpy(x, name: str) -> np.ndarray:
     if x is None:
         raise TypeError(f"{name} must be an array-like of shape (n_samples, n_features) "
                         "(numpy array, torch tensor, DataFrame, list of rows); got None.")
+    if isinstance(x, os.PathLike) or (isinstance(x, str) and (
+            x.lower().endswith((".npy", ".npz", ".csv", ".h5", ".hdf5")) or os.path.isfile(x))):
+        raise TypeError(
+            f"{name} is a path ({os.fsdecode(x)!r}), which this method cannot read chunk by "
+            "chunk: only closed-form EM (engine='map', methods 'em' and 'online'), KMeans and "
+            "MiniBatchKMeans stream from a .npy file. Load it first: np.load(path) or "
+            "probmix.io.loaders.load_data(path).")
     if hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "to_numpy"):
         return _from_dataframe(x, name)
     if hasattr(x, "to_numpy") and not isinstance(x, np.ndarray):  # pandas Series and friends
         x = x.to_numpy()
+    x = unmasked(x, name)
     try:
         arr = np.asarray(x)
     except ValueError as err:  # ragged nested lists
@@ -104,7 +113,29 @@ def _to_numpy(x, name: str) -> np.ndarray:
         )
     if arr.dtype.kind not in ("b", "i", "u", "f"):
         raise TypeError(f"{name} must hold numbers; got dtype {arr.dtype}.")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: torch has none
+        with np.errstate(over="ignore"):
+            wide = arr.astype(np.float64)
+        if not np.isfinite(wide[np.isfinite(arr)]).all():
+            raise ValueError(f"{name} holds {arr.dtype} values beyond float64's range "
+                             f"(largest {np.abs(arr[np.isfinite(arr)]).max():.3g}); rescale "
+                             f"{name} before fitting.")
+        arr = wide
     return arr
+
+
+def unmasked(x, name: str):
+    """``x`` without its mask when nothing is masked; a ValueError naming the masked rows."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return x
+    mask = np.ma.getmaskarray(x)
+    if mask.any():
+        rows = np.flatnonzero(mask.reshape(len(mask), -1).any(-1)) if mask.ndim else [0]
+        raise ValueError(
+            f"{name} is a masked array with {int(mask.sum())} masked value(s) in {len(rows)} "
+            f"row(s) (first: row {rows[0]}); probmix does not skip masked entries. Drop those "
+            f"rows ({name}[~{name}.mask.any(axis=1)].data) or fill them ({name}.filled(...)).")
+    return np.ma.getdata(x)
 
 
 def _first_non_numeric(arr: np.ndarray):
@@ -166,7 +197,10 @@ def as_data(
         t = x.detach()
     else:
         arr = _to_numpy(x, name)
-        t = torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape))  # keeps 0-d as 0-d
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # keeps 0-d as 0-d
+        if not arr.flags.writeable:  # torch warns on read-only memory (np.load mmap, frombuffer)
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.ndim != 2:
         if t.ndim == 0:
             raise ValueError(
@@ -210,20 +244,38 @@ def as_data(
     return t
 
 
-def check_squares_finite(x: torch.Tensor, *, name: str = "x") -> None:
-    """Raise a ``ValueError`` if squares of (differences of) values of ``x`` overflow its dtype.
+def check_squares_finite(x: torch.Tensor, *, name: str = "x", large: bool = True) -> None:
+    """Raise a ``ValueError`` if squares of (differences of) values of ``x`` overflow or
+    underflow its dtype.
 
-    Covariances need them: above sqrt(max) / 4 (about 3e153 in float64, 5e18 in float32)
-    the data covariance is infinite and every Gaussian density garbage.
+    Covariances and distances need them: above sqrt(max) / 4 (about 3e153 in float64, 5e18
+    in float32) the data covariance is infinite; when every column of ``x`` varies by less
+    than 1000 sqrt(tiny) (about 1.5e-151 in float64, 1e-16 in float32) the squares of its
+    spread are lost below the smallest normal number and every component collapses onto one.
+    ``large=False`` checks the small side only (k-means works in a centred frame and copes
+    with large magnitudes).
     """
-    limit = math.sqrt(torch.finfo(x.dtype).max) / 4
+    if x.numel() == 0:
+        return
+    finfo = torch.finfo(x.dtype)
+    limit = math.sqrt(finfo.max) / 4
     biggest = float(x.abs().max())
-    if biggest > limit:
+    if large and biggest > limit:
         raise ValueError(
             f"{name} has a value of magnitude {biggest:.3g}, whose square overflows {x.dtype} "
             f"(a Gaussian covariance needs squares; the limit is {limit:.3g}). Rescale {name}, "
             f"e.g. {name} / {biggest:.0e}: the fitted means scale back by that factor and the "
             "covariances by its square."
+        )
+    floor = 1000 * math.sqrt(finfo.tiny)
+    spread = float((x.amax(0) - x.amin(0)).max())
+    if 0 < spread < floor:
+        factor = 10.0 ** round(-math.log10(spread))
+        raise ValueError(
+            f"{name} varies by at most {spread:.3g} in every column, whose square underflows "
+            f"{x.dtype} (the smallest spread it can fit is {floor:.3g}): the components would "
+            f"collapse onto one. Rescale {name}, e.g. {name} * {factor:.0e}: the fitted means "
+            "scale back by that factor and the covariances by its square."
         )
 
 
@@ -234,6 +286,9 @@ def check_n_features(x: torch.Tensor, n_features: int, *, name: str = "x") -> No
             f"{name} has {x.shape[1]} feature(s) but the model was fitted on {n_features}; "
             "pass data with the same columns, in the same order, as at fit time."
         )
+
+
+_WEIGHT_RANGE = (1e-100, 1e100)  # the total weight: beyond it the weighted sums break down
 
 
 def as_sample_weight(sample_weight, n: int, *, device, dtype) -> torch.Tensor | None:
@@ -257,6 +312,13 @@ def as_sample_weight(sample_weight, n: int, *, device, dtype) -> torch.Tensor | 
             "sample_weight must be finite and non-negative; got "
             f"{int((~torch.isfinite(w) | (w < 0)).sum())} bad value(s). Weights act as counts."
         )
-    if float(w.sum()) <= 0:
+    total = float(w.sum())
+    if total <= 0:
         raise ValueError("sample_weight sums to zero: at least one row needs a positive weight.")
+    if not _WEIGHT_RANGE[0] <= total <= _WEIGHT_RANGE[1]:
+        raise ValueError(
+            f"sample_weight sums to {total:.3g}, outside [{_WEIGHT_RANGE[0]:g}, "
+            f"{_WEIGHT_RANGE[1]:g}]: weights act as counts, and at this scale the weighted sums "
+            f"{'overflow' if total > 1 else 'lose all precision'}. Pass weights of a sensible "
+            "scale, e.g. sample_weight / sample_weight.max() * (number of rows).")
     return w

@@ -3,10 +3,13 @@
 :func:`load_data` reads a numeric table from a ``.csv`` (header row), ``.npy``,
 ``.npz`` or HDF5 (``.h5``/``.hdf5``, through the optional ``h5py``) file.
 Loading never executes code from the file: NumPy files are read with
-``allow_pickle=False``, and the declared size of every array is checked
-against the bytes on disk before anything is allocated, so a corrupted or
-truncated file raises a ``ValueError`` that names the file, never a crash or
-a huge allocation.
+``allow_pickle=False``, the declared size of every array is checked against the
+bytes on disk before anything is allocated, and a compressed array may expand at
+most ``max_expansion``-fold (:mod:`probmix.io.array_files`), so a corrupted,
+truncated or bomb-like file raises a ``ValueError`` that names the file, never a
+crash or a huge allocation. CSV files are parsed in memory proportional to the
+file, with the delimiter and decimal mark sniffed and a leading row-id column
+left out (:mod:`probmix.io.csv_files`).
 
 :func:`load_program` imports a user's model file (``--model PATH.py``) and
 returns its ``program``; unlike data files, this *runs* the file, as
@@ -18,198 +21,21 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
-import math
-import zipfile
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from probmix.io import array_files, csv_files
+from probmix.io.read_errors import fail as _fail
+from probmix.io.read_errors import one_line as _one_line
 
 __all__ = ["load_data", "load_program", "DATA_SUFFIXES"]
 
 DATA_SUFFIXES = (".csv", ".npy", ".npz", ".h5", ".hdf5")
 
 
-def _fail(path, problem: str, fix: str) -> ValueError:
-    return ValueError(f"cannot read {str(path)!r}: {problem}. {fix}")
-
-
-# ----------------------------------------------------------------------------- CSV
-
-
-def _read_csv(path: Path):
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise _fail(path, "the file is empty", "A CSV needs a header row and one row per point")
-    except Exception as err:  # parser errors, undecodable bytes, csv.Error, ...
-        raise _fail(path, f"not a readable CSV ({type(err).__name__}: {_one_line(err)})",
-                    "Check that it is a comma-separated text file with a header row") from None
-    names = [str(c).strip() for c in frame.columns]
-    if all(_is_number(n) for n in names):
-        raise _fail(path, f"its first row ({', '.join(names)[:40]}) is numbers, not a header",
-                    "Add a header row naming the columns, e.g. x,y")
-    unnamed = [n for n in names if n.startswith("Unnamed:") or not n]
-    if unnamed:
-        raise _fail(path, f"the header has {len(unnamed)} empty column name(s)",
-                    "Name every column in the header row")
-    if len(set(names)) != len(names):
-        raise _fail(path, "the header repeats a column name", "Give every column its own name")
-    if len(frame) == 0:
-        raise _fail(path, "it has a header but no data rows", "Add one row per point")
-    frame.columns = names
-    return frame, names
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _numeric_frame(path: Path, frame, names: list[str]) -> np.ndarray:
-    import pandas as pd
-
-    bad = []
-    columns = []
-    for name in names:
-        col = frame[name]
-        if col.dtype.kind in "biuf":
-            columns.append(col.to_numpy(dtype=np.float64))
-            continue
-        values = pd.to_numeric(col, errors="coerce")  # text -> NaN, to name the column below
-        text = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
-        if bool(text.any()):
-            first = int(np.flatnonzero(text.to_numpy())[0])
-            bad.append(f"{name!r} (line {first + 2}: {str(col.iloc[first])[:20]!r})")
-        else:
-            columns.append(values.to_numpy(dtype=np.float64))
-    if bad:
-        raise _fail(path, f"non-numeric column(s) {', '.join(bad)}",
-                    "Pick the numeric columns with --columns a,b (columns=[...])")
-    return np.stack(columns, axis=1)
-
-
-# ----------------------------------------------------------------------------- NumPy
-
-
-def _check_declared(path, shape, dtype, available: int) -> None:
-    """Refuse object arrays and arrays that declare more bytes than the file holds."""
-    if dtype.hasobject:
-        raise _fail(path, "it holds Python objects, which loading would have to unpickle",
-                    "Save a numeric array (e.g. x.astype(float)) instead")
-    need = math.prod(shape) * dtype.itemsize
-    if need > available:
-        raise _fail(path, f"it declares an array of shape {tuple(shape)} ({need} bytes) but "
-                    f"holds {available} bytes of data (truncated or corrupted)",
-                    "Save the array again")
-
-
-def _read_npy_stream(path, fp, available: int) -> np.ndarray:
-    fmt = np.lib.format
-    version = fmt.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(fp)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = fmt.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f"unsupported .npy format version {version}")
-    _check_declared(path, shape, dtype, available - fp.tell())
-    data = fp.read(math.prod(shape) * dtype.itemsize)
-    array = np.frombuffer(data, dtype=dtype)
-    return array.reshape(shape, order="F" if fortran else "C")
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        with open(path, "rb") as fp:
-            return _read_npy_stream(path, fp, path.stat().st_size)
-    except ValueError as err:
-        if str(err).startswith("cannot read"):
-            raise
-        raise _fail(path, f"not a valid .npy file ({_one_line(err)})",
-                    "Write it with numpy.save") from None
-    except Exception as err:  # EOFError, struct errors, ...
-        raise _fail(path, f"not a valid .npy file ({type(err).__name__}: {_one_line(err)})",
-                    "Write it with numpy.save") from None
-
-
-def _read_npz(path: Path, dataset: str | None):
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()
-                       if info.filename.endswith(".npy")}
-            if not members:
-                raise _fail(path, "the archive holds no .npy arrays",
-                            "Write it with numpy.savez")
-            name = _pick(path, dataset, sorted(members), "array")
-            info = members[name]
-            with archive.open(info) as fp:
-                array = _read_npy_stream(path, fp, info.file_size)
-            return array, name
-    except ValueError as err:
-        if str(err).startswith("cannot read"):
-            raise
-        raise _fail(path, f"not a valid .npz file ({_one_line(err)})",
-                    "Write it with numpy.savez") from None
-    except Exception as err:  # BadZipFile, zlib.error, EOFError, CRC errors, ...
-        raise _fail(path, f"not a valid .npz file ({type(err).__name__}: {_one_line(err)})",
-                    "Write it with numpy.savez") from None
-
-
-def _pick(path, wanted: str | None, names: list[str], what: str) -> str:
-    if wanted is not None:
-        if wanted not in names:
-            raise _fail(path, f"no {what} named {wanted!r}; it holds {', '.join(names) or 'none'}",
-                        "Pass one of those with --dataset (dataset=...)")
-        return wanted
-    if len(names) != 1:
-        raise _fail(path, f"it holds {len(names)} {what}s ({', '.join(names)})",
-                    "Say which one with --dataset NAME (dataset=...)")
-    return names[0]
-
-
-# ----------------------------------------------------------------------------- HDF5
-
-
-def _read_h5(path: Path, dataset: str | None):
-    try:
-        import h5py
-    except ImportError:
-        raise ValueError(f"cannot read {str(path)!r}: reading HDF5 needs h5py, which is not "
-                         "installed. Install it with: pip install probmix[h5]") from None
-    try:
-        with h5py.File(path, "r") as f:
-            names = []
-            f.visititems(lambda name, obj: names.append(name)
-                         if isinstance(obj, h5py.Dataset) else None)
-            name = _pick(path, dataset, names, "dataset")
-            ds = f[name]
-            dtype = ds.dtype
-            if dtype.names is None and dtype.kind not in "biuf":
-                raise _fail(path, f"dataset {name!r} has dtype {dtype}, not numbers",
-                            "Pick a numeric dataset with --dataset")
-            if ds.compression is None:  # else the bytes on disk do not bound the size
-                _check_declared(path, ds.shape, dtype, path.stat().st_size)
-            return ds[()], name
-    except ValueError as err:
-        if str(err).startswith("cannot read"):
-            raise
-        raise _fail(path, f"not a readable HDF5 file ({_one_line(err)})",
-                    "Check the file, or write it again with h5py") from None
-    except Exception as err:  # OSError from the HDF5 library, KeyError, ...
-        raise _fail(path, f"not a readable HDF5 file ({type(err).__name__}: {_one_line(err)})",
-                    "Check the file, or write it again with h5py") from None
-
-
 # ----------------------------------------------------------------------------- public
-
-
-def _one_line(err) -> str:
-    return " ".join(str(err).split())[:200]
 
 
 def _as_table(path, array: np.ndarray, what: str):
@@ -236,9 +62,7 @@ def _as_table(path, array: np.ndarray, what: str):
 def _select_columns(path, x: np.ndarray, names: list[str], columns) -> tuple[np.ndarray, list]:
     if columns is None:
         return x, names
-    if isinstance(columns, str):
-        columns = [c.strip() for c in columns.split(",") if c.strip()]
-    columns = [str(c) for c in columns]
+    columns = _split(columns)
     if not columns:
         raise _fail(path, "no columns were named", "Pass column names like --columns a,b")
     missing = [c for c in columns if c not in names]
@@ -260,22 +84,54 @@ def _check_finite(path, x: np.ndarray, header_lines: int) -> None:
                     "Drop or impute those rows, or leave their columns out with --columns")
 
 
-def load_data(path, *, columns=None, dataset: str | None = None):
+def _split(names) -> list[str]:
+    if isinstance(names, str):
+        names = [c.strip() for c in names.split(",") if c.strip()]
+    return [str(c) for c in names]
+
+
+def _exclude(path, names: list[str], exclude) -> list[str]:
+    if exclude is None:
+        return names
+    exclude = _split(exclude)
+    missing = [c for c in exclude if c not in names]
+    if missing:
+        raise _fail(path, f"no column(s) {', '.join(map(repr, missing))} to exclude; the "
+                    f"columns are {', '.join(names)}", "Name columns from that list in --exclude")
+    kept = [n for n in names if n not in exclude]
+    if not kept:
+        raise _fail(path, "--exclude leaves no column", "Exclude fewer columns")
+    return kept
+
+
+def load_data(path, *, columns=None, dataset: str | None = None, exclude=None,
+              delimiter: str | None = None, decimal: str | None = None,
+              max_expansion: float = array_files.MAX_EXPANSION):
     """Read a numeric data table from a file.
 
     Parameters
     ----------
     path : str or Path
-        ``.csv`` (a header row, then one row per point; the delimiter is sniffed), ``.npy``
-        (a 1-D array is one feature, a 2-D array is (N, D), a structured array has one column
-        per field), ``.npz`` (one array, or the one named by ``dataset``), ``.h5``/``.hdf5``
-        (needs ``h5py``: ``pip install probmix[h5]``; one dataset, or the one named by
-        ``dataset``).
+        ``.csv`` (a header row, then one row per point; the delimiter and decimal mark are
+        sniffed), ``.npy`` (a 1-D array is one feature, a 2-D array is (N, D), a structured
+        array has one column per field), ``.npz`` (one array, or the one named by
+        ``dataset``), ``.h5``/``.hdf5`` (needs ``h5py``: ``pip install probmix[h5]``; one
+        dataset, or the one named by ``dataset``).
     columns : str or sequence of str, optional
         Columns to keep, in this order: names from the CSV header or structured fields, or
         indices ``"0"``, ``"1"``, ... of a plain array. A string is split at commas.
+        Without it, a CSV's leading row-id column (unnamed row names, consecutive integers
+        from 0 or 1, or an ``id``-like name with distinct values) is left out, with a warning.
     dataset : str, optional
         Which array of an ``.npz`` or dataset of an HDF5 file (a path such as ``"grp/x"``).
+    exclude : str or sequence of str, optional
+        Columns to leave out (names or indices, as ``columns``).
+    delimiter, decimal : str, optional
+        A CSV's field delimiter and decimal mark (default: sniffed; ``delimiter=";",
+        decimal=","`` for a European spreadsheet's export).
+    max_expansion : float
+        How many times its compressed size a compressed ``.npz`` array or HDF5 dataset may
+        expand (above 64 MiB); see :mod:`probmix.io.array_files`.
 
     Returns
     -------
@@ -289,6 +145,7 @@ def load_data(path, *, columns=None, dataset: str | None = None):
         The file does not exist.
     ValueError
         Unknown extension, unreadable, truncated or corrupted file, pickled (object) arrays,
+        an over-expanding compressed array, a CSV that no delimiter splits consistently,
         non-numeric columns, unknown column or dataset names, rows with NaN/empty/infinite
         values (with their count and first line). The message names the file and the fix.
     """
@@ -301,24 +158,37 @@ def load_data(path, *, columns=None, dataset: str | None = None):
     suffix = path.suffix.lower()
     header_lines = 0
     if suffix == ".csv":
-        frame, names = _read_csv(path)
-        _, names = _select_columns(path, np.zeros((0, len(names))), names, columns)
-        x = _numeric_frame(path, frame, names)
+        frame, names = csv_files.read_csv(path, delimiter=delimiter, decimal=decimal)
+        if columns is None:
+            names = _exclude(path, names, exclude)
+            found = csv_files.id_column(frame, names) if names[0] == frame.columns[0] else None
+            if found is not None:
+                warnings.warn(f"{str(path)!r}: column {found[0]!r} looks like a row id "
+                              f"({found[1]}); it is left out of the features. Choose the "
+                              "columns yourself with --columns (columns=[...]).", UserWarning,
+                              stacklevel=2)
+                names = names[1:]
+        else:
+            names = _exclude(path, _select_columns(path, np.zeros((0, len(names))), names,
+                                                   columns)[1], exclude)
+        x = csv_files.numeric_frame(path, frame, names)
         header_lines = 1
-    elif suffix == ".npy":
-        x, names = _as_table(path, _read_npy(path), "the array")
-        x, names = _select_columns(path, x, names, columns)
-    elif suffix == ".npz":
-        array, name = _read_npz(path, dataset)
-        x, names = _as_table(path, array, f"array {name!r}")
-        x, names = _select_columns(path, x, names, columns)
-    elif suffix in (".h5", ".hdf5"):
-        array, name = _read_h5(path, dataset)
-        x, names = _as_table(path, np.asarray(array), f"dataset {name!r}")
-        x, names = _select_columns(path, x, names, columns)
     else:
-        raise _fail(path, f"unknown file type {suffix or '(no extension)'!r}",
-                    f"Use one of {', '.join(DATA_SUFFIXES)}")
+        if suffix == ".npy":
+            array, what = array_files.read_npy(path), "the array"
+        elif suffix == ".npz":
+            array, name = array_files.read_npz(path, dataset, max_expansion=max_expansion)
+            what = f"array {name!r}"
+        elif suffix in (".h5", ".hdf5"):
+            array, name = array_files.read_h5(path, dataset, max_expansion=max_expansion)
+            what = f"dataset {name!r}"
+        else:
+            raise _fail(path, f"unknown file type {suffix or '(no extension)'!r}",
+                        f"Use one of {', '.join(DATA_SUFFIXES)}")
+        x, names = _as_table(path, np.asarray(array), what)
+        x, names = _select_columns(path, x, names, columns)
+        keep = _exclude(path, names, exclude)
+        x, names = x[:, [names.index(n) for n in keep]], keep
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise _fail(path, f"it holds no data (shape {x.shape})", "Pass a file with points in it")
     _check_finite(path, x, header_lines)

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 
+from probmix._random import torch_seed
 from probmix.infer.distributed import LocalReducer
 from probmix.infer.standardize import scale_from_variance
 
@@ -83,7 +84,7 @@ def _generator(seed: int | None, rank: int) -> torch.Generator:
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(int(seed) * 7919 + rank)
+        gen.manual_seed(torch_seed(int(seed) * 7919 + rank))
     return gen
 
 

@@ -42,11 +42,15 @@ class DataSource:
         Whether ``open_chunks`` can be called more than once.
     chunk_size : int
         Rows per chunk handed to the engines (larger pieces are split).
+    read_rows : callable, optional
+        ``read_rows(start, stop)`` returns those rows (arrays, memmaps, .npy files, HDF5
+        datasets, tensors): then :meth:`shuffled_chunks` can serve chunks in a random order.
     """
 
     def __init__(self, open_chunks, *, n_rows, n_features, reiterable: bool, chunk_size: int,
-                 device=None, dtype=None, description: str = "source"):
+                 device=None, dtype=None, description: str = "source", read_rows=None):
         self._open = open_chunks
+        self._read = read_rows  # (start, stop) -> rows, for sources with random access
         self.n_rows = n_rows
         self.n_features = n_features
         self.reiterable = reiterable
@@ -86,6 +90,22 @@ class DataSource:
                              f"{self.n_rows} before; a source must serve the same rows each pass.")
 
 
+    def shuffled_chunks(self, generator: torch.Generator) -> Iterator[torch.Tensor] | None:
+        """One pass over the data with the chunks in a random order (``generator``), or None
+        when the source has no random access (lists, callables, iterators)."""
+        if self._read is None or self.n_rows is None:
+            return None
+
+        def serve():
+            n, size = self.n_rows, self.chunk_size
+            for b in torch.randperm(-(-n // size), generator=generator).tolist():
+                start = b * size
+                yield as_data(self._read(start, min(n, start + size)),
+                              name=f"chunk at row {start} of the {self.description}",
+                              device=self.device, dtype=self.dtype)
+        return serve()
+
+
 def _sliced(array, chunk_size: int):
     """Open function of an array-like with ``shape`` and slicing (memmap, HDF5 dataset)."""
     n = array.shape[0]
@@ -122,6 +142,11 @@ def _npy_source(path: Path, **opts) -> DataSource:
                          f"({expected} bytes) but the file has {path.stat().st_size} bytes.")
     rows = opts["chunk_size"]
 
+    def read_rows(start, stop):
+        with open(path, "rb") as f:
+            f.seek(offset + start * d * dtype.itemsize)
+            return np.fromfile(f, dtype=dtype, count=(stop - start) * d).reshape(-1, d)
+
     def open_chunks():
         with open(path, "rb") as f:
             f.seek(offset)
@@ -129,7 +154,7 @@ def _npy_source(path: Path, **opts) -> DataSource:
                 count = min(rows, n - start) * d
                 yield np.fromfile(f, dtype=dtype, count=count).reshape(-1, d)
     return DataSource(open_chunks, n_rows=n, n_features=d, reiterable=True,
-                      description=f"file {path.name}", **opts)
+                      description=f"file {path.name}", read_rows=read_rows, **opts)
 
 
 def is_source(x) -> bool:
@@ -186,9 +211,10 @@ def as_source(x, *, chunk_size: int = 65536, device=None, dtype=None) -> DataSou
         if isinstance(x, torch.Tensor):
             return DataSource(lambda: (x[i:i + chunk_size] for i in range(0, shape[0], chunk_size)),
                               n_rows=shape[0], n_features=shape[1], reiterable=True,
-                              description="tensor", **opts)
+                              description="tensor", read_rows=lambda a, b: x[a:b], **opts)
         return DataSource(_sliced(x, chunk_size), n_rows=shape[0], n_features=shape[1],
-                          reiterable=True, description=type(x).__name__, **opts)
+                          reiterable=True, description=type(x).__name__,
+                          read_rows=lambda a, b: np.array(x[a:b]), **opts)
     if isinstance(x, (list, tuple)):
         items = list(x)
         return DataSource(lambda: iter(items), n_rows=None, n_features=None, reiterable=True,
@@ -200,7 +226,14 @@ def as_source(x, *, chunk_size: int = 65536, device=None, dtype=None) -> DataSou
         def open_chunks():
             it = x()
             if not isinstance(it, Iterator):
-                it = iter(it)
+                try:
+                    it = iter(it)
+                except TypeError:
+                    raise TypeError(
+                        f"a callable source must return an iterator of (n_i, D) arrays each time "
+                        f"it is called; {getattr(x, '__name__', 'it')}() returned a "
+                        f"{type(it).__name__}. Make it a generator function (yield each chunk) "
+                        "or return iter([chunk, ...]).") from None
             return it
         return DataSource(open_chunks, n_rows=None, n_features=None, reiterable=True,
                           description="callable source", **opts)

@@ -51,6 +51,7 @@ __all__ = ["GaussianMixture", "MixtureParams", "as_params", "stick_breaking", "W
 
 WEIGHTS_PRIORS = ("dirichlet", "dirichlet_process")
 _CHUNK_BYTES = 2**20  # Φ chunk of about 1 MiB in log_joint (the E-step's chunking)
+_MAX_CHUNK_BYTES = 64 * 2**20  # ... and never above 64 MiB (2,048 rows of wide data: gigabytes)
 
 
 @persistence.register("GaussianMixture", role="model")
@@ -170,7 +171,9 @@ class GaussianMixture(MixtureModel):
         w[..., 0] += torch.log(torch.as_tensor(params["weights"], **opts))
         b, k, f = w.shape
         xt = ((x - center) / scale).T.contiguous()  # (D, N)
-        rows = int(min(16384, max(2048, _CHUNK_BYTES // (xt.element_size() * f))))
+        per_row = xt.element_size() * f  # Φ bytes per row: ~D²/2 numbers for full covariances
+        floor = max(1, min(2048, _MAX_CHUNK_BYTES // per_row))  # wide data: at most 64 MiB
+        rows = int(min(16384, max(floor, _CHUNK_BYTES // per_row)))
         out = [(w.reshape(b * k, f) @ family.features(xt[:, s:s + rows])).view(b, k, -1)
                for s in range(0, n, rows)]  # (B, K, rows) each
         return torch.cat(out, -1).transpose(1, 2) - d * math.log(scale)

@@ -180,6 +180,9 @@ def resolve_prior(
     mean_loc = mean_loc.to(**opts).reshape(-1)
     if mean_loc.shape != (D,):
         raise ValueError(f"Prior.mean_loc must have shape ({D},); got {tuple(mean_loc.shape)}.")
+    if not bool(torch.isfinite(mean_loc).all()):
+        raise ValueError(f"Prior.mean_loc (mean_prior) must be finite; got "
+                         f"{mean_loc.tolist()}. Pass finite values, or None for the data mean.")
     # Dirichlet-process weights keep scikit-learn's BayesianGaussianMixture defaults (Ψ₀ =
     # cov(x), β₀ = 1, ν₀ = D): its K is a truncation, not a number of clusters, and the
     # sparsity of its posterior was measured with them

@@ -16,7 +16,10 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
-__all__ = ["global_sites", "global_site_shapes", "data_constants", "enumerated_log_joint",
+from probmix._global_state import holds_pyro_lock
+
+__all__ = ["global_sites", "global_site_shapes", "require_global_sites", "data_constants",
+           "enumerated_log_joint",
            "marginal_log_joint", "component_axes", "labels_exchangeable", "count_parameters",
            "unconstrained_size"]
 
@@ -25,6 +28,7 @@ def _in_data_plate(site) -> bool:
     return any(frame.name == "data" for frame in site["cond_indep_stack"])
 
 
+@holds_pyro_lock
 def global_sites(program, x: torch.Tensor) -> list[str]:
     """Names of the latent sites outside the data plate, in program order."""
     trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
@@ -33,12 +37,25 @@ def global_sites(program, x: torch.Tensor) -> list[str]:
             and not site_is_subsample(site) and not _in_data_plate(site)]
 
 
+def require_global_sites(sites, program) -> None:
+    """A ValueError when a program has no latent site outside the data plate to infer."""
+    if not sites:
+        name = getattr(program, "__name__", type(program).__name__)
+        raise ValueError(
+            f"the program {name} has no latent sample site outside pyro.plate('data') (no "
+            "weights, means, ...): there is nothing to infer. Declare the mixture's parameters "
+            "with pyro.sample; probmix.check_program(program, x) lists what a mixture program "
+            "needs.")
+
+
+@holds_pyro_lock
 def global_site_shapes(program, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """Shape of one value of each global latent site, in program order."""
     trace = poutine.trace(poutine.block(program, hide_fn=lambda s: False)).get_trace(x)
     return {name: tuple(trace.nodes[name]["value"].shape) for name in global_sites(program, x)}
 
 
+@holds_pyro_lock
 def data_constants(program, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Values of the program's ``pyro.deterministic`` sites outside the data plate, given ``x``.
 
@@ -53,6 +70,7 @@ def data_constants(program, x: torch.Tensor) -> dict[str, torch.Tensor]:
             and not _in_data_plate(site)}
 
 
+@holds_pyro_lock
 def enumerated_log_joint(program, params: dict, x: torch.Tensor) -> torch.Tensor:
     """log p(x_n, z_n = k | θ) for every row and value of the assignment, shape (N, K).
 
@@ -77,6 +95,7 @@ def enumerated_log_joint(program, params: dict, x: torch.Tensor) -> torch.Tensor
     return total.T.contiguous()
 
 
+@holds_pyro_lock
 def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
     """log p(θ, x) with the assignment summed out, the global sites fixed at ``params``.
 
@@ -89,6 +108,7 @@ def marginal_log_joint(program, params: dict, x: torch.Tensor) -> float:
     return -float(loss)
 
 
+@holds_pyro_lock
 def component_axes(program, x: torch.Tensor, sites: list[str]) -> dict[str, int]:
     """Component axis of each global site of a mixture program.
 
@@ -114,6 +134,7 @@ def component_axes(program, x: torch.Tensor, sites: list[str]) -> dict[str, int]
     return axes
 
 
+@holds_pyro_lock
 def labels_exchangeable(program, x: torch.Tensor, values: dict, axes: dict) -> bool:
     """Whether permuting the components (along ``axes``) leaves the program's density unchanged.
 
@@ -134,6 +155,7 @@ def labels_exchangeable(program, x: torch.Tensor, values: dict, axes: dict) -> b
     return bool(abs(before - after) <= 1e-6 * (1.0 + abs(before)))
 
 
+@holds_pyro_lock
 def count_parameters(program, x: torch.Tensor) -> int:
     """Free parameters of a program's global sites (simplexes lose one, PD matrices a triangle)."""
     trace = poutine.trace(program).get_trace(x)

@@ -17,6 +17,7 @@ from probmix.io.feature_names import check_feature_names
 from probmix.model.covariance import get_family
 from probmix.model.interface import MixtureModel, as_model
 from probmix.results import diagnostics
+from probmix.results.fit_checks import check_loaded_fit
 
 __all__ = ["Fit"]
 
@@ -90,6 +91,16 @@ class Fit:
     assignment_draws: np.ndarray | None = None
     versions: dict = field(default_factory=runtime_versions)
     feature_names: list | None = None
+
+    def __post_init__(self):
+        # Plain Python scalars whatever an engine computed them with (a numpy.bool_ from a
+        # comparison, a numpy integer from a count): every field type an engine can produce
+        # is then one that save/load round-trips.
+        for name, kind in (("converged", bool), ("n_iter", int), ("n_features", int),
+                           ("scale", float)):
+            value = getattr(self, name)
+            if isinstance(value, (np.generic, torch.Tensor)):
+                object.__setattr__(self, name, kind(value.item()))
 
     # --- the model behind the mixture interface ----------------------------------------------
     @property
@@ -215,7 +226,16 @@ class Fit:
             part = torch.softmax(logp, dim=-1).sum(0)
             total = part if total is None else total + part
             count += logp.shape[0]
-        return (total / count).cpu().numpy()
+        proba = total / count
+        bad = ~torch.isfinite(proba).all(-1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).reshape(-1)
+            raise ValueError(
+                f"{len(rows)} row(s) of x (first: row {int(rows[0])}) cannot be assigned: their "
+                f"density under every component is not a finite number in {self.dtype} (values "
+                "far beyond the fitted data, e.g. |x| above 1e150, whose squares overflow). "
+                "Check those rows, or rescale x and refit.")
+        return proba.cpu().numpy()
 
     def predict(self, x) -> np.ndarray:
         """Most probable component of each row, shape (N,)."""
@@ -321,7 +341,9 @@ class Fit:
                 raise persistence.SavedFileError(f"Damaged probmix file: Fit field {name!r}.")
         if "device" in fields:
             fields["device"] = str(context.device(fields["device"]))
-        return cls(model=context.models["model"], **fields)
+        fit = cls(model=context.models["model"], **fields)
+        check_loaded_fit(fit)
+        return fit
 
     # --- display ---------------------------------------------------------------------------------
     def parameter_table(self, *, max_columns: int = 8) -> str:

@@ -11,12 +11,14 @@ validation, :func:`probmix.io.data.as_data`.
 
 from __future__ import annotations
 
+import numbers
+
 import warnings
 
 import numpy as np
 import torch
 
-from probmix.io.data import as_data
+from probmix.io.data import as_data, unmasked
 
 __all__ = ["validate_data", "feature_names"]
 
@@ -87,12 +89,27 @@ def _as_array(x):
         return x
     if getattr(x, "columns", None) is not None:
         return x  # a DataFrame: probmix names its non-numeric columns
-    arr = np.asarray(x)
+    if x is None:
+        raise TypeError("X must be an array-like of shape (n_samples, n_features) (numpy "
+                        "array, tensor, DataFrame, list of rows); got None.")
+    x = unmasked(x, "X")
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # ragged nested lists
+        raise ValueError("X must be a rectangular array of shape (n_samples, n_features); got "
+                         "rows of different lengths. Pad or trim the rows to one length."
+                         ) from None
     if np.iscomplexobj(arr):
         raise ValueError(f"Complex data not supported: X has dtype {arr.dtype}. Split it into "
                          "real and imaginary feature columns.")
     if arr.dtype == object:
-        arr = arr.astype(np.float64)  # a non-number raises TypeError "argument must be ..."
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:  # scikit-learn's checks expect its words
+            first = next((v for v in arr.reshape(-1) if not isinstance(v, numbers.Number)), None)
+            raise TypeError(f"X must hold numbers; got an object array with non-numeric entries "
+                            f"(first: {first!r}; {err}). Convert the entries to float first."
+                            ) from None
     elif not arr.flags.writeable:  # e.g. a read-only memmap: torch wants memory it may write
         arr = arr.copy()
     return arr

@@ -149,6 +149,12 @@ class GaussianMixture(MixtureBase):
         if given_m is not None:
             means = given_m.expand(r, k, d)
         if given_p is not None:
+            if not _positive_definite(given_p,
+                                      matrices=self.covariance_type in ("full", "tied")):
+                raise ValueError("precisions_init must hold symmetric positive-definite "
+                                 "precisions (finite, every eigenvalue > 0); one of them is "
+                                 "singular or not positive definite. Pass valid precisions, or "
+                                 "leave precisions_init=None.")
             cov = family.covariance_from_precision(given_p).expand_as(cov)
         return {"weights": weights, "means": means, "covariances": cov}
 
@@ -193,3 +199,13 @@ class GaussianMixture(MixtureBase):
         """Akaike information criterion on ``X``: -2 log L + 2 p (lower is better)."""
         n = self._fitted_input(X).shape[0]
         return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
+
+
+def _positive_definite(precision: torch.Tensor, *, matrices: bool) -> bool:
+    """Whether every precision is finite and positive definite (a matrix's Cholesky exists)."""
+    if not bool(torch.isfinite(precision).all()):
+        return False
+    if not matrices:
+        return bool((precision > 0).all())
+    sym = bool(torch.allclose(precision, precision.mT, rtol=1e-10, atol=0.0))
+    return sym and bool((torch.linalg.cholesky_ex(precision).info == 0).all())

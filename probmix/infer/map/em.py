@@ -24,7 +24,7 @@ from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_steps
 from probmix.infer.map.em_init import INITS, distinct_rows, global_covariance, init_params
-from probmix.infer.map.em_data import prepare, ridge
+from probmix.infer.map.em_data import auto_restarts, check_memory, prepare, ridge
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture
@@ -36,7 +36,6 @@ __all__ = ["fit_em_start", "fit_em", "INITS"]
 
 
 STOP_RULES = ("aitken", "change")
-AUTO_RESTARTS, AUTO_RESTARTS_ROWS = 5, 20_000  # init="auto"'s k-means++ starts, and up to what N
 DEFAULT_TOL = {"aitken": 1e-8, "change": 1e-3}
 
 
@@ -178,7 +177,8 @@ def fit_em(
         Number of (k-means++ or random) restarts, run together as one batched computation;
         the best objective wins. Default: 5 with ``init="auto"`` on up to 20,000 rows (on
         the five mclust data sets one k-means++ start missed mclust's optimum in 12 of 240
-        (model, K) cases, five in 1), else 1.
+        (model, K) cases, five in 1), fewer for wide data (so that the batched statistics,
+        K·(1 + D + D(D+1)/2) numbers per restart, stay within 64 MiB), else 1.
     max_iter : int
         Maximum number of EM iterations (E-step then M-step).
     tol : float, optional
@@ -241,6 +241,7 @@ def fit_em(
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     seed = resolve_seed(seed)
     init_size = check_int(init_size, "init_size", minimum=k)
+    check_memory(x, model, init=init, n_init=n_init, dtype=dtype)
     data, sample, prior, variances = prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
                                    init_size=init_size, distributed=distributed, seed=seed,
                                    device=device, dtype=dtype)
@@ -255,7 +256,7 @@ def fit_em(
     prior_s = None if prior is None else prior.affine(data.shift, data.scale)
     reg_s = ridge(reg_covar, reg_covar_relative, variances, data.scale)
     if n_init is None:
-        n_init = AUTO_RESTARTS if init == "auto" and data.n_total <= AUTO_RESTARTS_ROWS else 1
+        n_init = auto_restarts(init, data.n_total, k, data.n_phi, data.shift.element_size())
     weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
     prec_chol, ok = em_steps.factorise(family, cov)

@@ -32,13 +32,19 @@ __all__ = ["chunk_rows", "PreparedData", "Stats", "e_step", "m_step", "natural_w
 
 _CHUNK_BYTES = 2**20          # Φ chunk of about 1 MiB: stays in cache between the two products
 _MIN_CHUNK, _MAX_CHUNK = 2048, 16384  # below 2048 rows the products run ~30% slower
+_MAX_CHUNK_BYTES = 64 * 2**20  # but never a Φ chunk above 64 MiB (wide data: Φ is ~D²/2 rows)
 _EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}  # exp(floor) is still a normal number
 _CACHE_BYTES = 4 * 2**30      # keep Φ(x) across iterations when it is at most this big
+_CACHE_RATIO = 256            # ... and at most this many times x (wide data: Φ is ~D/2 times x)
 
 
 def chunk_rows(itemsize: int, n_phi: int) -> int:
-    """Rows per E-step chunk: Φ of about 1 MiB, within [2048, 16384] rows."""
-    return int(min(_MAX_CHUNK, max(_MIN_CHUNK, _CHUNK_BYTES // (itemsize * n_phi))))
+    """Rows per E-step chunk: Φ of about 1 MiB, within [2048, 16384] rows, and at most 64 MiB
+    (at least one row): for D in the thousands Φ has millions of rows per point, and 2048 points
+    of it would take gigabytes."""
+    per_row = itemsize * n_phi
+    floor = max(1, min(_MIN_CHUNK, _MAX_CHUNK_BYTES // per_row))
+    return int(min(_MAX_CHUNK, max(floor, _CHUNK_BYTES // per_row)))
 
 
 class PreparedData:
@@ -57,8 +63,8 @@ class PreparedData:
     scale : float, optional
         Defaults to the root mean per-feature variance (1 for constant data).
     cache_bytes : int
-        Keep Φ for all rows when it fits in this many bytes (default 4 GiB); else compute it
-        per chunk at every pass.
+        Keep Φ for all rows when it fits in this many bytes (default 4 GiB) and in 256 times
+        the bytes of ``x`` (D up to about 500); else compute it per chunk at every pass.
     """
 
     def __init__(self, x, family: CovarianceFamily, *, sample_weight=None, shift=None,
@@ -80,7 +86,8 @@ class PreparedData:
         self.n_phi = 1 + self.d + family.n_quadratic(self.d)
         itemsize = self.x.element_size()
         self.chunk = chunk_rows(itemsize, self.n_phi)
-        cached = itemsize * self.n * self.n_phi <= cache_bytes
+        phi_bytes = itemsize * self.n * self.n_phi
+        cached = phi_bytes <= min(cache_bytes, _CACHE_RATIO * itemsize * x.numel())
         # cached as one contiguous (F, n) block per chunk: no strided reads across a huge array
         self.blocks = [family.features(self.xt[:, rows]) for rows in self.row_chunks()] \
             if cached else None

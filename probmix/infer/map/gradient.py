@@ -20,6 +20,7 @@ from pyro.infer.autoguide import AutoDelta
 from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
 from probmix._progress import progress_bar
 
+from probmix._global_state import holds_pyro_lock
 from probmix._random import quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
 from probmix._validation import check_int
@@ -27,7 +28,8 @@ from probmix.io.data import as_data
 from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, as_params
 from probmix.infer.map.starts import location_starts
-from probmix.model.program import count_parameters, data_constants, global_sites
+from probmix.model.program import (count_parameters, data_constants, global_sites,
+                                   require_global_sites)
 from probmix.results.result import Fit
 
 __all__ = ["fit_gradient_map", "map_start"]
@@ -88,6 +90,7 @@ def map_start(model, x: torch.Tensor, init, seed: int) -> dict:
             for name, v in init.items()}
 
 
+@holds_pyro_lock  # Pyro's state is per process: one Pyro fit at a time
 def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter: int = 200,
                      tol: float = 1e-9, seed: int | None = 0, device=None, dtype=None,
                      progress: bool = False) -> Fit:
@@ -162,6 +165,7 @@ def fit_gradient_map(model, x, *, init="em", n_init: int | None = None, max_iter
         init_to_sample if init == "sample" else init_to_median)
     with quiet_singular_samples():
         sites = global_sites(program, x)
+    require_global_sites(sites, program)
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     history = []
     with pyro.get_param_store().scope(), seeded(seed), threads_for(x.numel() * k):

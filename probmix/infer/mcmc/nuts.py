@@ -29,7 +29,8 @@ import torch
 from pyro.infer.mcmc import NUTS
 from pyro.poutine.messenger import Messenger
 
-from probmix._random import quiet_singular_samples, resolve_seed, seeded
+from probmix._global_state import holds_pyro_lock
+from probmix._random import quiet_singular_samples, resolve_seed, seeded, torch_seed
 from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
 from probmix.infer.map.gradient import map_start
@@ -245,7 +246,7 @@ def _program_potential(program, x, start: dict, jit_compile: bool | None):
 def _initial_points(potential, values: dict | None, program, x, chains: int, jitter: float,
                     seed: int) -> list[dict]:
     """Unconstrained start of each chain: MAP + jitter, or prior draws when ``values`` is None."""
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    gen = torch.Generator(device=x.device).manual_seed(torch_seed(seed))
     inits = []
     for c in range(chains):
         if values is None:
@@ -262,6 +263,7 @@ def _initial_points(potential, values: dict | None, program, x, chains: int, jit
     return inits
 
 
+@holds_pyro_lock  # Pyro's state is per process: one Pyro fit at a time
 def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
              init="map", jitter: float = 0.1, target_accept_prob: float = 0.8,
              max_tree_depth: int = 10, dense_mass: bool = False, jit_compile: bool | None = None,

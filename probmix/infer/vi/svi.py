@@ -36,6 +36,7 @@ from pyro.infer.autoguide.initialization import init_to_sample, init_to_value
 from pyro.optim import ClippedAdam
 from probmix._progress import progress_bar
 
+from probmix._global_state import holds_pyro_lock
 from probmix._random import generator, quiet_singular_samples, resolve_seed, seeded
 from probmix._threads import threads_for
 from probmix._validation import check_float, check_int
@@ -44,7 +45,7 @@ from probmix.exceptions import ConvergenceWarning
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 from probmix.infer.map.gradient import map_start
 from probmix.infer.standardize import Standardizer
-from probmix.model.program import global_site_shapes
+from probmix.model.program import global_site_shapes, require_global_sites
 from probmix.results.result import Fit
 
 __all__ = ["fit_svi", "GUIDES", "ScaleDataPlate"]
@@ -109,6 +110,7 @@ def _draw_guide(guide, x, sites, num_draws):
     return {name: out[name].detach() for name in sites}
 
 
+@holds_pyro_lock  # Pyro's state is per process: one Pyro fit at a time
 def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
             lr_decay: float = 0.1, batch_size: int | None = None, num_particles: int = 1,
             num_draws: int = 1000, init="map", init_scale: float = 0.01, tol: float = 1e-5,
@@ -191,6 +193,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         program = model
     with quiet_singular_samples():
         shapes = global_site_shapes(program, x)
+    require_global_sites(shapes, program)
     sites = list(shapes)
     elbo = TraceEnum_ELBO(max_plate_nesting=1, num_particles=num_particles,
                           vectorize_particles=num_particles > 1)

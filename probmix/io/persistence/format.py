@@ -20,19 +20,18 @@ This module reads and writes that format; which classes a file may hold is the b
 :mod:`probmix.io.persistence.registry`. Loading reads the format and nothing else: no pickle, no ``torch.load``, no import
 and no evaluation of anything in the file; a damaged or foreign file raises
 :class:`SavedFileError`. Writing goes to a temporary file in the target folder
-which then replaces the target in one rename, so a crash never leaves half a file.
+which then replaces the target in one rename (:mod:`probmix.io.atomic`), so a crash never
+leaves half a file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
 import math
 import os
 import struct
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -40,6 +39,7 @@ import zlib
 import numpy as np
 import torch
 
+from probmix.io.atomic import replaced
 from probmix.io.data import resolve_device
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SavedFileError", "UnsavedValue", "Encoder", "Decoder",
@@ -262,40 +262,22 @@ class Decoder:
 # ----------------------------------------------------------------------------- file I/O
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _json_array(obj) -> np.ndarray:
     text = json.dumps(obj, allow_nan=False, ensure_ascii=False, sort_keys=False)
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
 def write(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``header`` and ``arrays`` to ``path`` atomically (temporary file, then rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write ``header`` and ``arrays`` to ``path`` atomically (:func:`probmix.io.atomic.replaced`:
+    temporary file, fsync, rename; a symlink's target replaced, an existing file's mode kept)."""
     members = {_HEADER: _json_array(header), **arrays}
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for key, array in members.items():
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_STORED
-                    with zf.open(info, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, np.asanyarray(array),
-                                                  allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replaced(path) as tmp, open(tmp, "wb") as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, array in members.items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_STORED
+                with zf.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def _parse_npy(raw: bytes) -> np.ndarray:
@@ -379,6 +361,9 @@ def device_mapper(device):
     """Function: saved device string -> device to load onto (CPU when CUDA is missing)."""
     if device is not None:
         target = resolve_device(device)
+        if target.type == "meta":
+            raise ValueError("device='meta' holds shapes but no values, so a loaded fit could "
+                             "not predict; pass device='cpu' or a CUDA device.")
         return lambda saved: target
 
     def mapper(saved: str) -> torch.device:
