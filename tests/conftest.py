@@ -14,3 +14,19 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure the CLI saves, by file name, to check that its axes hold data."""
+    from probmix.cli import output
+
+    saved = {}
+    original = output.save_figure
+
+    def keep(fig, out, name):
+        saved[name] = fig
+        original(fig, out, name)
+
+    monkeypatch.setattr(output, "save_figure", keep)
+    return saved

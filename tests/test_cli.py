@@ -10,7 +10,6 @@ import pytest
 
 import probmix
 from probmix.cli import app as cli
-from probmix.cli import output
 from probmix.io.datasets import THREE_CLUSTERS
 
 X, SOURCE = probmix.three_clusters(60, seed=1)
@@ -22,20 +21,6 @@ def _csv(path, x=X, extra=True):
               enumerate(x.tolist())]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.fixture
-def figures(monkeypatch):
-    """Every figure the CLI saves, by file name, to check that its axes hold data."""
-    saved = {}
-    original = output.save_figure
-
-    def keep(fig, out, name):
-        saved[name] = fig
-        original(fig, out, name)
-
-    monkeypatch.setattr(output, "save_figure", keep)
-    return saved
 
 
 def _assert_has_data(fig):

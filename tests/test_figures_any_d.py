@@ -115,17 +115,10 @@ def test_run_figures(case, tmp_path):
 
 
 @pytest.mark.parametrize("d", DIMS)
-def test_cli_writes_every_figure_with_named_axes(d, tmp_path, monkeypatch):
-    from probmix.cli import main, output
+def test_cli_writes_every_figure_with_named_axes(d, tmp_path, figures):
+    from probmix.cli import main
 
-    saved = {}
-    original = output.save_figure
-
-    def keep(fig, path, written):
-        saved[path.name] = fig
-        original(fig, path, written)
-
-    monkeypatch.setattr(output, "save_figure", keep)
+    saved = figures
     df, _ = _frame(d)
     data = tmp_path / "data.csv"
     df.to_csv(data, index=False)
