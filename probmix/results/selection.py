@@ -1,6 +1,6 @@
 """Model selection: BIC, AIC, ICL, LOO and WAIC over covariance families and K (mclust's
 search: 14 families × K = 1..9 by BIC). LOO and WAIC of single fits, and
-:func:`compare_models`, live in :mod:`probmix.results.predictive`.
+:func:`compare_models`, live in :mod:`probmix.results.model_comparison`.
 
 All criteria are reported so that *higher elpd is better*; BIC, AIC and ICL, as
 usual, are lower-is-better (probmix's sign: BIC = -2 log L + p log N, the negative of mclust's
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probmix.results.predictive import compare_models, waic  # noqa: F401 (re-exported)
+from probmix.results.model_comparison import compare_models, waic  # noqa: F401 (re-exported)
 
 __all__ = ["compare_models", "select", "waic", "Selection", "CRITERIA"]
 

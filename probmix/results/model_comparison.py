@@ -1,4 +1,4 @@
-"""Predictive comparison of fits with posterior draws: PSIS-LOO and WAIC.
+"""Comparison of fits with posterior draws by expected predictive accuracy: PSIS-LOO and WAIC.
 
 PSIS-LOO comes from ArviZ (``arviz_stats.loo`` / ``arviz_stats.compare``) on each
 fit's pointwise log-likelihood (z summed out). arviz-stats 0.8 has no WAIC, so
