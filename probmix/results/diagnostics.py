@@ -136,12 +136,16 @@ def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float =
         values = np.concatenate([np.ravel(np.asarray(rhat[n].values)) for n in names])
         out["max_r_hat"] = float(np.nanmax(values))
         if out["max_r_hat"] > r_hat_max:
-            warnings.warn(
-                f"max r_hat = {out['max_r_hat']:.3f} > {r_hat_max} after relabelling: the chains "
-                "disagree. Run longer (num_samples, num_warmup), use more chains (num_chains), or "
-                "check that the model has well-separated components (too many components also do "
-                "this).",
-                ConvergenceDiagnosticWarning, stacklevel=stacklevel)
+            if fit.options.get("relabelled", True):
+                what = "after relabelling: the chains disagree. Run longer (num_samples, " \
+                    "num_warmup), use more chains (num_chains), or check that the model has " \
+                    "well-separated components (too many components also do this)."
+            else:
+                what = "on draws that were not relabelled: label switching alone raises r_hat " \
+                    "(the chains may visit permuted copies of one mode). Fit with " \
+                    "relabel=True before judging convergence."
+            warnings.warn(f"max r_hat = {out['max_r_hat']:.3f} > {r_hat_max} {what}",
+                          ConvergenceDiagnosticWarning, stacklevel=stacklevel)
     if "diverging" in fit.sample_stats:
         out["divergences"] = int(np.sum(fit.sample_stats["diverging"]))
         if out["divergences"]:

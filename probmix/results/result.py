@@ -31,7 +31,9 @@ class Fit:
     model : GaussianMixture or callable
         The declared model (a :class:`probmix.GaussianMixture` or a Pyro program).
     params : dict of str to ndarray
-        Point estimate of each global site: the mode for "map", the posterior mean otherwise.
+        Point estimate of each global site: the mode for "map", the posterior mean otherwise
+        (a GaussianMixture's covariances from draws: the inverse of the posterior mean
+        precision, which always exists).
         For a GaussianMixture: ``weights`` (K,), ``means`` (K, D) and ``covariances`` in the
         covariance family's native shape.
     n_features : int

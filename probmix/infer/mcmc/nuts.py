@@ -342,8 +342,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
         prior = None if prior is None else prior.affine(std.center, std.scale)
         potential = gmm_potential(model, std.x, prior)
         xs, start = std.x, std.to_standard(map_values)
-        reference = {"means": map_values["means"].cpu().numpy(),
-                     "weights": map_values["weights"].cpu().numpy()}
+        reference = {key: map_values[key].cpu().numpy()
+                     for key in ("means", "weights", "precisions")}
     else:
         program, xs, start = model, x, map_values
         potential = _program_potential(model, x, start, jit_compile)

@@ -248,7 +248,7 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
             w = median["weights"] if "weights" in median else stick_breaking(
                 torch.as_tensor(median["sticks"])).numpy()
             reference = {"means": median["means"] * std.scale + std.center.cpu().numpy(),
-                         "weights": w}
+                         "weights": w, "precisions": median["precisions"] / std.scale**2}
         final_elbo += std.log_jacobian
         losses_arr = losses_arr - std.log_jacobian
     elif median is not None:
