@@ -249,10 +249,22 @@ class Fit:
         n = self._x(x).shape[0]
         return -2.0 * self.score(x) * n + 2.0 * self.n_parameters
 
+    def sample_posterior_predictive(self, n: int | None = None, *, seed: int | None = 0):
+        """``n`` new points (default N) per posterior draw, shape (chain, draw, n, D).
+
+        See :func:`probmix.results.predictive.sample_posterior_predictive`.
+        """
+        from probmix.results.predictive import sample_posterior_predictive
+
+        return sample_posterior_predictive(self, n, seed=seed)
+
     # --- ArviZ ---------------------------------------------------------------------------------
-    def to_arviz(self, *, log_likelihood: bool = True):
-        """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`)."""
-        return diagnostics.to_arviz(self, log_likelihood=log_likelihood)
+    def to_arviz(self, *, log_likelihood: bool = True, posterior_predictive: bool = False,
+                 seed: int | None = 0):
+        """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`);
+        ``posterior_predictive=True`` adds that group (N points per draw, drawn with ``seed``)."""
+        return diagnostics.to_arviz(self, log_likelihood=log_likelihood,
+                                    posterior_predictive=posterior_predictive, seed=seed)
 
     def summary(self, *, var_names=None, ci_prob: float = 0.94, round_to: int | None = 2):
         """ArviZ summary table: mean, sd, HDI, MCSE, ESS and r_hat per parameter (pandas)."""

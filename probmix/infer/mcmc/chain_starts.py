@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from probmix._random import quiet_singular_samples, seeded
 from probmix.baselines.kmeans_init import kmeans_plusplus
 
-__all__ = ["dispersed_starts"]
+__all__ = ["dispersed_starts", "dispersed_values", "initial_points"]
 
 
 def dispersed_starts(x: torch.Tensor, n_components: int, n_starts: int, *,
@@ -49,3 +50,44 @@ def dispersed_starts(x: torch.Tensor, n_components: int, n_starts: int, *,
     cov = var / k ** (2.0 / d) * torch.eye(d, dtype=x.dtype, device=x.device)  # (D, D)
     return {"weights": torch.full((n_starts, k), 1.0 / k, dtype=x.dtype, device=x.device),
             "means": means, "covariances": cov.expand(n_starts, k, d, d).clone()}
+
+
+def dispersed_values(model, xs: torch.Tensor, n: int, seed: int) -> list[dict]:
+    """``n`` spread-out site values of a GaussianMixture (standardised units), one per chain
+    after the first (see :mod:`probmix.infer.mcmc.chain_starts`)."""
+    from probmix.infer.map.em_steps import sticks_from_weights
+    from probmix.infer.mcmc.chain_starts import dispersed_starts
+
+    gen = torch.Generator(device=xs.device).manual_seed(int(seed) + 1)
+    family = model.family
+    s = dispersed_starts(xs, model.n_components, n, generator=gen)
+    prec_chol, _ = family.precision_cholesky(family.from_full(s["covariances"]))
+    values = {"weights": s["weights"], "means": s["means"],
+              "precisions": family.precision_from_cholesky(prec_chol)}
+    if model.is_dirichlet_process:
+        values["sticks"] = sticks_from_weights(s["weights"])
+    return [{name: v[i] for name, v in values.items()} for i in range(n)]
+
+
+def initial_points(potential, values: dict | None, program, x, chains: int, jitter: float,
+                    seed: int, dispersed: list[dict] | None = None) -> list[dict]:
+    """Unconstrained start of each chain: MAP + jitter (chains after the first at the
+    ``dispersed`` values when given), or prior draws when ``values`` is None."""
+    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    inits = []
+    for c in range(chains):
+        if values is not None and dispersed and c > 0:
+            inits.append(potential.unconstrain(dispersed[c - 1]))
+            continue
+        if values is None:
+            from pyro import poutine
+
+            with seeded(seed * 7919 + c), quiet_singular_samples():
+                trace = poutine.trace(program).get_trace(x)
+            start = potential.unconstrain({n: trace.nodes[n]["value"] for n in potential.sites})
+        else:
+            start = potential.unconstrain(values)
+            start = {n: v + jitter * torch.randn(v.shape, generator=gen, dtype=v.dtype,
+                                                 device=v.device) for n, v in start.items()}
+        inits.append(start)
+    return inits
