@@ -56,7 +56,6 @@ def dispersed_values(model, xs: torch.Tensor, n: int, seed: int) -> list[dict]:
     """``n`` spread-out site values of a GaussianMixture (standardised units), one per chain
     after the first (see :mod:`probmix.infer.mcmc.chain_starts`)."""
     from probmix.infer.map.em_steps import sticks_from_weights
-    from probmix.infer.mcmc.chain_starts import dispersed_starts
 
     gen = torch.Generator(device=xs.device).manual_seed(int(seed) + 1)
     family = model.family
