@@ -147,7 +147,7 @@ def test_dirichlet_process_with_sparse_concentration():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=60, num_warmup=60,
-                          num_chains=2, progress=False)
+                          num_chains=2, init="map", progress=False)
         svi = probmix.fit(model, x, engine="svi", seed=0, steps=300, progress=False)
     for f in (fit, svi):
         assert "sticks" not in f.draws and f.draws["weights"].shape[-1] == 5

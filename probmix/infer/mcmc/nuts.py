@@ -34,6 +34,7 @@ from probmix._validation import check_float, check_int
 from probmix.io.data import as_data
 from probmix.infer.map.gradient import map_start
 from probmix.infer.mcmc.chain_starts import dispersed_values, initial_points
+from probmix.infer.mcmc.nuts_batched import run_batched_chains
 from probmix.infer.mcmc.nuts_chain import laplace_inverse_mass, run_chain
 from probmix.infer.standardize import Standardizer
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
@@ -114,8 +115,8 @@ def _program_potential(program, x, start: dict, jit_compile: bool | None):
 
 def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_chains: int = 4,
              init="dispersed", jitter: float = 0.1, target_accept_prob: float = 0.8,
-             max_tree_depth: int = 10, dense_mass: bool = False, jit_compile: bool | None = None,
-             chain_method: str = "parallel", relabel: bool = True,
+             max_tree_depth: int = 10, dense_mass: bool | None = None, jit_compile: bool | None = None,
+             chain_method: str = "parallel", backend: str = "auto", relabel: bool = True,
              seed: int | None = 0, device=None, dtype=None, progress: bool = True):
     """Posterior draws of a mixture program by NUTS with the assignment summed out.
 
@@ -137,9 +138,12 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     jitter : float
     target_accept_prob, max_tree_depth
         NUTS settings (raise target_accept_prob towards 0.95 when there are divergences).
-    dense_mass : bool
+    dense_mass : bool or None
         Adapt a dense mass matrix instead of a diagonal one (both start from the curvature
-        at the MAP).
+        at the MAP). None (default): dense with the batched backend when there are at most
+        64 unconstrained parameters (on the walkthrough data, 17 parameters, it raised the
+        minimum ESS of the means from 4264 to 6984 for the same number of draws), else
+        diagonal.
     jit_compile : bool, optional
         Custom programs only: trace Pyro's potential with the PyTorch JIT. None (default)
         tries it and falls back to the plain potential when tracing fails; measured 2.5x
@@ -148,6 +152,12 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     chain_method : {"parallel", "sequential"}
         Parallel worker processes (as many as CPU cores, one torch thread each) or one after
         the other in this process.
+    backend : {"auto", "batched", "pyro"}
+        "batched": all chains advanced together in this process, one batched closed-form
+        potential evaluation per leapfrog step (:mod:`probmix.infer.mcmc.nuts_batched`; a
+        GaussianMixture with full covariances, Dirichlet weights and a proper prior);
+        "pyro": Pyro's NUTS kernel, one chain per worker process (``chain_method``); "auto"
+        (default): "batched" where it applies, else "pyro".
     relabel : bool
         Relabel every draw to the MAP's component order (keep True; False shows why).
     seed : int or None
@@ -178,6 +188,8 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     if not target_accept_prob < 1.0:
         raise ValueError(f"target_accept_prob must be in (0, 1); got {target_accept_prob!r}.")
     max_tree_depth = check_int(max_tree_depth, "max_tree_depth", minimum=1)
+    if backend not in ("auto", "batched", "pyro"):
+        raise ValueError(f"backend must be 'auto', 'batched' or 'pyro'; got {backend!r}.")
     if chain_method not in ("parallel", "sequential"):
         raise ValueError(f"chain_method must be 'parallel' or 'sequential'; got {chain_method!r}.")
     if isinstance(init, str) and init not in ("dispersed", "map", "prior"):
@@ -207,6 +219,14 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     inits = initial_points(potential, None if init == "prior" else start, program, xs, chains,
                             jitter, seed, dispersed)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(chains)]
+    batched = getattr(potential.fn, "batched", None) if backend != "pyro" else None
+    if backend == "batched" and batched is None:
+        raise ValueError("backend='batched' needs a closed-form batched potential (a "
+                         "GaussianMixture with full covariances, Dirichlet weights and a proper "
+                         "prior); use backend='auto' or 'pyro'.")
+    if dense_mass is None:
+        size = sum(v.numel() for v in inits[0].values())
+        dense_mass = batched is not None and size <= 64
     with torch.enable_grad():
         inverse_mass = laplace_inverse_mass(potential, potential.unconstrain(start),
                                             dense=dense_mass) if init != "prior" else None
@@ -217,7 +237,10 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     bar = tqdm(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
                disable=not progress, leave=False)
     t0 = time.perf_counter()
-    if chain_method == "parallel" and workers > 1 and x.device.type == "cpu":
+    if batched is not None:
+        results = run_batched_chains(batched, inits, constrain=potential.constrain, seed=seed,
+                                     progress=bar.update, **kwargs)
+    elif chain_method == "parallel" and workers > 1 and x.device.type == "cpu":
         results = _run_parallel(potential, inits, seeds, kwargs, workers, bar)
     else:
         before = torch.get_num_threads()
@@ -242,6 +265,7 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
                      init=init if isinstance(init, str) else "given", jitter=jitter,
                      target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
                      dense_mass=dense_mass, jit_compile=jit_compile, chain_method=chain_method,
+                     backend="pyro" if batched is None else "batched",
                      seed=seed, seconds=seconds))
     check_convergence(fit, stacklevel=4)
     return fit
