@@ -193,8 +193,16 @@ class GaussianMixture(MixtureModel):
 
     def complete_draws(self, draws: dict) -> dict:
         """Adds ``covariances`` (native shape) computed from the ``precisions`` draws."""
-        prec = torch.as_tensor(draws["precisions"])
-        return {**draws, "covariances": self.family.covariance_from_precision(prec).numpy()}
+        cov = self._covariance(torch.as_tensor(draws["precisions"]))
+        return {**draws, "covariances": cov.numpy()}
+
+    def _covariance(self, prec: torch.Tensor) -> torch.Tensor:
+        """Native covariances from native precisions, also for draws too ill-conditioned for
+        a Cholesky factor (a broad guide's tail, an empty component): a plain inverse then."""
+        try:
+            return self.family.covariance_from_precision(prec)
+        except torch.linalg.LinAlgError:
+            return torch.linalg.inv(prec)
 
     def relabel_signatures(self, values: dict, axes: dict, batch_ndim: int) -> np.ndarray:
         """The whole parameter of each component, (*batch, K, P): its mean, log weight and
@@ -210,7 +218,7 @@ class GaussianMixture(MixtureModel):
                 cov = torch.as_tensor(np.asarray(values["covariances"], dtype=np.float64))
             else:
                 prec = torch.as_tensor(np.asarray(values["precisions"], dtype=np.float64))
-                cov = self.family.covariance_from_precision(prec)
+                cov = self._covariance(prec)
             k, d = parts[0].shape[-2:]
             full = self.family.to_full(cov.reshape(-1, *cov.shape[batch_ndim:]), k, d)
             var = torch.diagonal(full, dim1=-2, dim2=-1).numpy()  # (B, K, D)
@@ -226,7 +234,7 @@ class GaussianMixture(MixtureModel):
         out = super().point_estimates(draws)
         if "precisions" in out:
             prec = torch.as_tensor(out["precisions"])
-            out["covariances"] = self.family.covariance_from_precision(prec).numpy()
+            out["covariances"] = self._covariance(prec).numpy()
         return out
 
     def standardisation(self, x: torch.Tensor):

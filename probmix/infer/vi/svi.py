@@ -49,7 +49,7 @@ from probmix.results.result import Fit
 
 __all__ = ["fit_svi", "GUIDES", "ScaleDataPlate"]
 
-GUIDES = ("normal", "mvn", "delta")
+GUIDES = ("auto", "normal", "mvn", "delta")
 
 
 class ScaleDataPlate(pyro.poutine.messenger.Messenger):
@@ -76,6 +76,8 @@ def _make_guide(guide, program, sites, values, init_scale):
         return guide
     if guide not in GUIDES:
         raise ValueError(f"guide must be one of {GUIDES} or a Pyro guide; got {guide!r}.")
+    guide = "normal" if guide == "auto" else guide  # (a GaussianMixture's "auto" is resolved
+    # by fit_svi)
     init_fn = init_to_sample if values is None else init_to_value(values=values)
     blocked = poutine.block(program, expose=sites)
     if guide == "normal":
@@ -109,7 +111,7 @@ def _draw_guide(guide, x, sites, num_draws):
     return {name: out[name].detach() for name in sites}
 
 
-def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
+def fit_svi(model, x, *, guide="auto", steps: int = 2000, lr: float = 0.01,
             lr_decay: float = 0.1, batch_size: int | None = None, num_particles: int = 1,
             num_draws: int = 1000, init="map", init_scale: float = 0.01, tol: float = 1e-5,
             window: int | None = None, seed: int | None = 0, device=None, dtype=None,
@@ -121,9 +123,12 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
     model : GaussianMixture or callable
         A GaussianMixture, or a Pyro mixture program ``program(x)``.
     x : array-like (N, D)
-    guide : {"normal", "mvn", "delta"} or callable
+    guide : {"auto", "normal", "mvn", "delta"} or callable
         Autoguide over the global sites (diagonal Normal, multivariate Normal or point mass in
-        the unconstrained space), or a Pyro guide ``guide(x)`` for the global sites.
+        the unconstrained space), or a Pyro guide ``guide(x)`` for the global sites. "auto"
+        (default): "mvn" for a GaussianMixture, "normal" for a custom program. A
+        GaussianMixture's "mvn" guide started from the MAP starts at its Laplace
+        approximation (:mod:`probmix.infer.vi.laplace_guide`).
     steps : int
         Maximum number of optimisation steps (:func:`probmix.fit` also takes it as
         ``max_iter=``, the iteration cap's name in the other optimisers).
@@ -174,6 +179,8 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
     tol = check_float(tol, "tol", minimum=0.0)
     window = max(50, steps // 20) if window is None else check_int(window, "window", minimum=1)
     is_gmm = isinstance(model, GaussianMixture)
+    kind = ("mvn" if is_gmm else "normal") if isinstance(guide, str) and guide == "auto" \
+        else guide
     k = model.n_components if is_gmm else 1
     x = as_data(x, device=device, dtype=dtype, min_samples=k)
     n = x.shape[0]
@@ -198,7 +205,15 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
     losses: list[float] = []
     converged = False
     with pyro.get_param_store().scope(), seeded(seed), threads_for(x.numel() * k):
-        g = _make_guide(guide, program, sites, values, init_scale)
+        g = _make_guide(kind, program, sites, values, init_scale)
+        laplace = False
+        if is_gmm and kind == "mvn" and values is not None:
+            from probmix.infer.vi.laplace_guide import start_at_laplace
+
+            g(x)  # sets the guide up
+            prior_s = model.resolve_prior(x_orig)
+            prior_s = None if prior_s is None else prior_s.affine(std.center, std.scale)
+            laplace = start_at_laplace(g, model, x, prior_s, values)
         optim = ClippedAdam({"lr": lr, "lrd": lr_decay ** (1.0 / steps), "clip_norm": 10.0})
         svi = SVI(program, g, optim, loss=elbo)
         bar = tqdm(range(steps), desc="SVI", disable=not progress, leave=False)
@@ -253,14 +268,15 @@ def fit_svi(model, x, *, guide="normal", steps: int = 2000, lr: float = 0.01,
         losses_arr = losses_arr - std.log_jacobian
     elif median is not None:
         reference = median
-    guide_name = guide if isinstance(guide, str) else type(guide).__name__
+    guide_name = kind if isinstance(kind, str) else type(kind).__name__
     return fit_from_draws(
         model, x_orig, draws, engine="svi", reference=reference, converged=converged,
         n_iter=len(losses), losses=losses_arr, lower_bounds=-losses_arr / n,
         options=dict(method="stochastic", guide=guide_name, steps=steps, lr=lr,
                      lr_decay=lr_decay, batch_size=batch_size, num_particles=num_particles,
                      num_draws=num_draws, init=init if isinstance(init, str) else "given",
-                     tol=tol, window=window, seed=seed, elbo=final_elbo))
+                     tol=tol, window=window, seed=seed, elbo=final_elbo,
+                     laplace_start=laplace))
 
 
 class _ParamAverager:
