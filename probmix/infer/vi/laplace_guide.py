@@ -1,13 +1,17 @@
-"""Start a full-rank Gaussian guide at the Laplace approximation of a GaussianMixture.
+"""The Laplace approximation of a GaussianMixture's posterior as a full-rank Gaussian guide.
 
-SVI's default guide for a :class:`~probmix.GaussianMixture` is a multivariate Normal over
-all the unconstrained global sites (Pyro's ``AutoMultivariateNormal``). Started with a tiny
-scale, Adam must grow every scale and correlation from nothing, and its noise is still in
-them when it stops; at N in the thousands the posterior in the unconstrained space is close
-to its Laplace approximation N(MAP, H⁻¹) (H the Hessian of the potential at the MAP), so the
-guide starts there: location at the MAP, scale_tril the Cholesky factor of H⁻¹ (from
+``guide="laplace"`` (SVI's default for a :class:`~probmix.GaussianMixture`): a
+multivariate Normal over all the unconstrained global sites (Pyro's
+``AutoMultivariateNormal``) with its location at the MAP and its scale_tril the Cholesky
+factor of H⁻¹, H the Hessian of the potential at the MAP (from
 :func:`~probmix.infer.mcmc.nuts_chain.laplace_inverse_mass`, on the closed-form potential
-:func:`~probmix.infer.mcmc.potential.gmm_potential`), and SVI refines it from there.
+:func:`~probmix.infer.mcmc.potential.gmm_potential`). It is used as it is: at N in the
+hundreds to thousands the posterior in the unconstrained space is close to it, and
+stochastic steps from there only add their own noise. Measured against NUTS
+(``benchmarks/bench_vi.py``), with Adam's default lr = 0.01 the mean of a guide started here
+drifted by 0.46 posterior sd on the walkthrough data (the posterior sd of a mean is 0.005 in
+standardised units, each step moves it by about lr), 0.07 at lr = 3e-5; the approximation
+alone is within 0.05.
 """
 
 from __future__ import annotations
