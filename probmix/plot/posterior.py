@@ -32,7 +32,8 @@ def loss_curve(fit, *, window: int | None = None, ax=None):
     losses = np.asarray(fit.losses, dtype=float)
     if losses.size == 0:
         raise ValueError(f"this fit (engine={fit.engine!r}) recorded no losses: loss curves exist "
-                         "for engine='svi' with stochastic optimisation (not method='cavi').")
+                         "for engine='svi' with stochastic optimisation (not method='cavi', nor "
+                         "guide='laplace', a GaussianMixture's default: pass guide='normal').")
     window = max(1, losses.size // 20) if window is None else int(window)
     if window < 1:
         raise ValueError(f"window must be a positive integer; got {window}.")
