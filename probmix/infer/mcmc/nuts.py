@@ -1,4 +1,9 @@
-"""The NUTS engine: Pyro's No-U-Turn sampler on a mixture program, z summed out.
+"""The NUTS engine: the No-U-Turn sampler on a mixture program, z summed out.
+
+Two backends: for a full-covariance GaussianMixture with Dirichlet weights and a proper
+prior, all chains advance together in this process on the batched closed-form potential
+(:mod:`probmix.infer.mcmc.nuts_batched`); any other model runs Pyro's NUTS kernel, one chain
+per worker process (:mod:`probmix.infer.mcmc.nuts_chain`).
 
 The assignment ``z`` is enumerated (marginalised exactly), so NUTS moves only
 in the continuous global sites, mapped to an unconstrained space by each site's
