@@ -95,3 +95,45 @@ def test_dirichlet_process_gibbs_does_not_depend_on_the_start_label_order():
         a = (_occupied(fit_gibbs(model, x, **kw)) == 3).mean()
         b = (_occupied(fit_gibbs(model, x, init=first, **kw)) == 3).mean()
     assert abs(a - b) < 0.08, (a, b)
+
+
+@pytest.mark.slow
+def test_dirichlet_process_gibbs_simulation_based_calibration():
+    """Talts et al. (2018) for the stick-breaking prior with the label moves on: 100 data sets
+    of 50 points from the prior of a 3-component truncated DP (γ = 1); ranks of the truth's
+    largest weight, Σ_k μ_k1 and Σ_k log|Λ_k| (label-invariant) among 99 thinned draws are
+    uniform (chi-square over 10 bins, each p > 0.01). A wrong acceptance ratio in the moves
+    would bias the sticks and with them the largest weight."""
+    from scipy import stats
+
+    prior = probmix.Prior(mean_loc=[0.0, 0.0], scale=np.eye(2), dof=4.0, mean_precision=0.1,
+                          weight_concentration=1.0)
+    model = probmix.GaussianMixture(3, covariance="full", prior=prior,
+                                    weights_prior="dirichlet_process")
+    rng = np.random.default_rng(7)
+
+    def statistics(weights, means, precisions):
+        return np.stack([weights.max(-1), means[..., 0].sum(-1),
+                         np.linalg.slogdet(precisions)[1].sum(-1)], -1)
+
+    ranks = []
+    for s in range(100):
+        v = rng.beta(1.0, 1.0, size=2)
+        weights = np.array([v[0], (1 - v[0]) * v[1], (1 - v[0]) * (1 - v[1])])
+        prec = stats.wishart(df=4.0, scale=np.eye(2)).rvs(3, random_state=rng)  # (K, D, D)
+        cov = np.linalg.inv(prec)
+        means = np.stack([rng.multivariate_normal(np.zeros(2), c / 0.1) for c in cov])
+        x, _ = model.sample(50, seed=s, params={"weights": weights, "means": means,
+                                                "covariances": cov})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fit_gibbs(model, x, num_samples=99, num_warmup=200, thin=10, num_chains=1,
+                            seed=s, relabel=False, progress=False)
+        draws = statistics(fit.draws["weights"][0], fit.draws["means"][0],
+                           fit.draws["precisions"][0])  # (99, 3)
+        ranks.append((draws < statistics(weights, means, prec)).sum(0))
+    ranks = np.array(ranks)  # (100, 3), each in 0..99
+    p_values = [stats.chisquare(np.bincount(r // 10, minlength=10)).pvalue for r in ranks.T]
+    print("DP SBC p-values (max weight, sum of first mean coordinates, sum log|Λ|):",
+          [round(float(p), 3) for p in p_values])
+    assert min(p_values) > 0.01, p_values
