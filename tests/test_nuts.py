@@ -91,10 +91,14 @@ def test_arviz_has_every_group(nuts_fit):
     assert table["r_hat"].notna().all() and (table["ess_bulk"] > 50).all()
 
 
-def test_sequential_equals_parallel():
+@pytest.mark.parametrize("covariance, chains", [("diag", 2), ("full", 4)])
+def test_sequential_equals_parallel(covariance, chains):
+    """Pyro's kernel (diag) and the batched sampler (full: two groups of two chains in
+    parallel processes) give the same draws either way."""
     x, _ = three_clusters(30, seed=4)
-    model = probmix.GaussianMixture(2, covariance="diag")
-    kw = dict(engine="mcmc", seed=3, num_samples=30, num_warmup=30, num_chains=2, progress=False)
+    model = probmix.GaussianMixture(2, covariance=covariance)
+    kw = dict(engine="mcmc", seed=3, num_samples=30, num_warmup=30, num_chains=chains,
+              progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = probmix.fit(model, x, chain_method="parallel", **kw)

@@ -49,45 +49,43 @@ __all__ = ["fit_nuts", "run_chain"]
 _JOB: dict = {}  # the work a forked worker process picks up (set before forking)
 
 
-def _worker(chain: int, queue, counter):
+def _worker(index: int, queue, counter):
     torch.set_num_threads(1)
-    job = _JOB
 
     def progress(n):
         with counter.get_lock():
             counter.value += n
     try:
-        out = run_chain(job["potential"], job["inits"][chain], seed=job["seeds"][chain],
-                        progress=progress, **job["kwargs"])
-        queue.put((chain, out, None))
+        queue.put((index, _JOB["task"](index, progress), None))
     except Exception as exc:  # sent to the parent, which raises it
-        queue.put((chain, None, f"{type(exc).__name__}: {exc}"))
+        queue.put((index, None, f"{type(exc).__name__}: {exc}"))
 
 
-def _run_parallel(potential, inits, seeds, kwargs, workers: int, bar) -> list:
+def _run_parallel(task, n_tasks: int, workers: int, bar) -> list:
+    """``[task(i, progress) for i in range(n_tasks)]`` in forked worker processes."""
     ctx = mp.get_context("fork")
-    _JOB.update(potential=potential, inits=inits, seeds=seeds, kwargs=kwargs)
+    _JOB.update(task=task)
     queue, counter = ctx.Queue(), ctx.Value("l", 0)
-    results, pending, running = {}, list(range(len(inits))), []
+    results, pending, running = {}, list(range(n_tasks)), []
     try:
-        while len(results) < len(inits):
+        while len(results) < n_tasks:
             while pending and len(running) < workers:
                 p = ctx.Process(target=_worker, args=(pending.pop(0), queue, counter), daemon=True)
                 p.start()
                 running.append(p)
             try:
-                chain, out, err = queue.get(timeout=0.2)
+                index, out, err = queue.get(timeout=0.2)
             except Exception:  # queue.Empty: refresh the bar and wait on
-                chain = None
+                index = None
             bar.update(counter.value - bar.n)
-            if chain is None:
+            if index is None:
                 if not pending and not any(p.is_alive() for p in running) and queue.empty():
                     raise RuntimeError("a NUTS worker process died without a result (out of "
                                        "memory?); try chain_method='sequential'.")
                 continue
             if err is not None:
-                raise RuntimeError(f"NUTS chain {chain} failed: {err}")
-            results[chain] = out
+                raise RuntimeError(f"NUTS chain {index} failed: {err}")
+            results[index] = out
             for p in running:
                 p.join(timeout=0.05)
             running = [p for p in running if p.is_alive()]
@@ -95,7 +93,32 @@ def _run_parallel(potential, inits, seeds, kwargs, workers: int, bar) -> list:
         for p in running:
             p.kill()
         _JOB.clear()
-    return [results[c] for c in range(len(inits))]
+    return [results[i] for i in range(n_tasks)]
+
+
+_GROUP = 2  # chains per batched group: fixed, so that the draws do not depend on the cores
+
+
+def _run_batched(batched, potential, inits, seed, kwargs, workers: int, bar, parallel: bool):
+    """The batched sampler on groups of ``_GROUP`` chains, in parallel processes if asked."""
+    groups = [list(range(i, min(i + _GROUP, len(inits)))) for i in range(0, len(inits), _GROUP)]
+    seeds = [int(s) for s in np.random.SeedSequence([seed, 1]).generate_state(len(groups))]
+
+    def task(g, progress):
+        return run_batched_chains(batched, [inits[c] for c in groups[g]],
+                                  constrain=potential.constrain, seed=seeds[g],
+                                  progress=progress, **kwargs)
+
+    if parallel and workers > 1 and len(groups) > 1:
+        per_group = _run_parallel(task, len(groups), workers, bar)
+    else:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            per_group = [task(g, bar.update) for g in range(len(groups))]
+        finally:
+            torch.set_num_threads(before)
+    return [r for group in per_group for r in group]
 
 
 def _program_potential(program, x, start: dict, jit_compile: bool | None):
@@ -158,9 +181,11 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
         Parallel worker processes (as many as CPU cores, one torch thread each) or one after
         the other in this process.
     backend : {"auto", "batched", "pyro"}
-        "batched": all chains advanced together in this process, one batched closed-form
+        "batched": chains advanced together in groups of two, one batched closed-form
         potential evaluation per leapfrog step (:mod:`probmix.infer.mcmc.nuts_batched`; a
-        GaussianMixture with full covariances, Dirichlet weights and a proper prior);
+        GaussianMixture with full covariances, Dirichlet weights and a proper prior), the
+        groups in parallel worker processes (``chain_method``; the draws do not depend on
+        the number of cores);
         "pyro": Pyro's NUTS kernel, one chain per worker process (``chain_method``); "auto"
         (default): "batched" where it applies, else "pyro".
     relabel : bool
@@ -242,11 +267,13 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
     bar = tqdm(total=chains * (warmup + num_samples), desc=f"NUTS {chains} chains",
                disable=not progress, leave=False)
     t0 = time.perf_counter()
+    parallel = chain_method == "parallel" and x.device.type == "cpu"
     if batched is not None:
-        results = run_batched_chains(batched, inits, constrain=potential.constrain, seed=seed,
-                                     progress=bar.update, **kwargs)
-    elif chain_method == "parallel" and workers > 1 and x.device.type == "cpu":
-        results = _run_parallel(potential, inits, seeds, kwargs, workers, bar)
+        results = _run_batched(batched, potential, inits, seed, kwargs, workers, bar, parallel)
+    elif parallel and workers > 1:
+        results = _run_parallel(
+            lambda c, progress: run_chain(potential, inits[c], seed=seeds[c], progress=progress,
+                                          **kwargs), chains, workers, bar)
     else:
         before = torch.get_num_threads()
         torch.set_num_threads(1)
