@@ -11,8 +11,9 @@ prior resolved on the data) on three data sets, 4 chains x (1000 warm-up + 1000 
 ``seed=0`` (``--quick``: 2 chains x (300 + 300)):
 
 * ``NUTS batched``: ``probmix.fit(model, x, engine="mcmc", backend="batched")``, the
-  default for this model: chains in batched pairs, the pairs in parallel processes, one batched closed-form potential per
-  leapfrog step, dense mass matrix (``probmix.infer.mcmc.nuts_batched``);
+  default for this model: chains batched in pairs, the pairs in parallel processes, one
+  batched closed-form potential per leapfrog step, dense mass matrix
+  (``probmix.infer.mcmc.nuts_batched``);
 * ``NUTS pyro``: ``backend="pyro"``: Pyro's NUTS kernel, one chain per worker process,
   diagonal mass (what probmix ran before the batched sampler);
 * ``Gibbs``: ``method="gibbs"``, the closed-form blocked Gibbs sampler;
