@@ -1,46 +1,45 @@
-"""MCMC efficiency: effective samples per second of the component means, NUTS vs Gibbs.
+"""MCMC efficiency: effective samples per second of the component means, probmix and others.
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/bench_mcmc.py [--quick] [--threads N]
+    .venv/bin/python benchmarks/bench_mcmc.py [--quick] [--threads N] [--sets walk,faithful,iris]
 
 What is compared
 ----------------
-The two MCMC kernels of probmix on the same model and data, in one run::
+The same model (``probmix.GaussianMixture(K)``: full covariances, the default conjugate
+prior resolved on the data) on three data sets, 4 chains x (1000 warm-up + 1000 draws),
+``seed=0`` (``--quick``: 2 chains x (300 + 300)):
 
-    probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", method=KERNEL,
-                num_samples=1000, num_warmup=1000, num_chains=4, seed=0, progress=False)
+* ``NUTS batched``: ``probmix.fit(model, x, engine="mcmc", backend="batched")``, the
+  default for this model: chains batched in pairs, the pairs in parallel processes, one
+  batched closed-form potential per leapfrog step, dense mass matrix
+  (``probmix.infer.mcmc.nuts_batched``);
+* ``NUTS pyro``: ``backend="pyro"``: Pyro's NUTS kernel, one chain per worker process,
+  diagonal mass (what probmix ran before the batched sampler);
+* ``Gibbs``: ``method="gibbs"``, the closed-form blocked Gibbs sampler;
+* ``numpyro``: NumPyro's NUTS on the same model written in NumPyro (z summed out, the prior
+  read from probmix's resolved prior), ``chain_method="sequential"``; skipped with a line
+  when NumPyro is not installed (install it in a separate environment for the run).
+  PyMC and nutpie adapters are not written yet: the independent check in issue 18 measured
+  them (walkthrough data: nutpie 337 ESS/s, PyMC 143 ESS/s, NumPyro 45 ESS/s on a quiet
+  2-core machine, where probmix's Pyro-kernel NUTS gave 169).
 
-with ``KERNEL`` = ``"nuts"`` (Pyro NUTS, z summed out, chains in parallel worker processes
-with one torch thread each) and ``"gibbs"`` (closed-form blocked Gibbs, all chains batched in
-one process). Both start from the EM/MAP solution and target the same posterior (full
-covariance, default conjugate prior). ``--quick``: ``num_samples=num_warmup=300`` and 2 chains.
-
-Data sets: ``probmix.three_clusters(1000, seed=0)`` (3k x 2, K=3) and
-``probmix.three_clusters(10000, seed=0)`` (30k x 2, K=3).
+Data sets: ``walk``: ``probmix.three_clusters(1000, seed=0)`` (3k x 2, K = 3); ``faithful``:
+``tests/data/faithful.csv`` (272 x 2, K = 2); ``iris``: ``tests/data/iris.csv``'s four
+measurements (150 x 4, K = 3).
 
 Columns
 -------
-* ``seconds``: wall-clock time of the whole ``probmix.fit`` call (MAP start, warm-up,
-  sampling, relabelling, diagnostics); ``sampling s``: ``fit.options["seconds"]``, the
-  sampling loop alone, where the engine reports it (NUTS). One untimed warm-up fit of each
-  kernel with a few draws runs first (imports, lazy initialisation); a fit shorter than 20 s
-  is timed as the best of three identical runs (same seed, same draws).
-* ``min ESS`` / ``median ESS``: bulk ESS, ``arviz_stats.ess(fit.to_arviz(log_likelihood=False),
-  var_names=["means"])``, minimum and median over the 6 mean coordinates (K=3 x D=2).
-* ``min ESS/s`` = min ESS / seconds; ``s per 1000 ESS`` = 1000 / (min ESS/s), the time to the
-  first 1000 effective samples of the worst-mixing mean coordinate.
-* ``max r_hat``: the largest rank-normalised split r_hat (``arviz_stats.rhat``) over the same
-  6 mean coordinates.
-* ``divergences``: NUTS divergent transitions after warm-up,
-  ``fit.sample_stats["diverging"].sum()`` (not applicable to Gibbs).
-* ``Gibbs/NUTS``: min ESS/s of the row divided by NUTS's on the same data set (> 1: Gibbs
-  yields effective samples faster).
+* ``sampling s``: the sampling loop alone (warm-up + draws; ``fit.options["seconds"]`` for
+  NUTS, the whole fit call for Gibbs, which includes its EM start).
+* ``min ESS``: the smallest bulk ESS (``arviz_stats.ess``) over the mean coordinates;
+  ``ESS/s`` = min ESS / sampling s.
+* ``max r_hat``: the largest rank-normalised split r_hat over the same coordinates.
+* ``divergences``: divergent transitions after warm-up.
 
-Threads: ``torch.set_num_threads(--threads)`` (default 2) in the main process -- Gibbs runs
-there; NUTS runs min(chains, CPUs) worker processes with one thread each. Timings are wall
-clock on whatever else runs on the machine: repeat on a quiet machine before quoting. The
-table is printed and written as markdown to ``benchmarks/results/bench_mcmc.md``.
+Threads: ``torch.set_num_threads(--threads)`` (default 1). Timings are wall clock on
+whatever else runs on the machine: repeat on a quiet machine before quoting. The table is
+printed and written as markdown to ``benchmarks/results/bench_mcmc.md``.
 """
 
 from __future__ import annotations
@@ -58,13 +57,23 @@ import torch
 import probmix
 from _report import write_table
 
-KERNELS = ("nuts", "gibbs")
-SETS = {"3k x 2, K=3": 1000, "30k x 2, K=3": 10000}  # name: points per cluster
-REPEAT_BELOW = 20.0  # seconds: shorter fits are timed as the best of three
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _csv(name):
+    import pandas as pd
+
+    return pd.read_csv(os.path.join(HERE, "..", "tests", "data", name)) \
+        .select_dtypes("number").to_numpy(dtype=np.float64)
+
+
+SETS = {"walk": ("3k x 2, K=3", lambda: probmix.three_clusters(1000, seed=0)[0], 3),
+        "faithful": ("faithful 272 x 2, K=2", lambda: _csv("faithful.csv"), 2),
+        "iris": ("iris 150 x 4, K=3", lambda: _csv("iris.csv"), 3)}
 
 
 def _values(result, name="means"):
-    """The numbers of one variable of an arviz_stats result (DataTree/Dataset) as a 1-D array."""
+    """The numbers of one variable of an arviz_stats result as a 1-D array."""
     for getter in (lambda r: r["posterior"][name], lambda r: r[name]):
         try:
             return np.asarray(getter(result).values, dtype=float).ravel()
@@ -73,82 +82,113 @@ def _values(result, name="means"):
     return np.asarray(result, dtype=float).ravel()
 
 
-def run(x, kernel, num_samples, warmup, chains, repeat_below=0.0):
-    """(seconds, fit, warning messages) of a timed fit call.
-
-    A fit that takes less than ``repeat_below`` seconds is run twice more (the same seed gives
-    the same draws) and the best time kept: on a shared machine short timings are noisy.
-    """
+def run_probmix(x, k, kind, num_samples, warmup, chains):
+    """(sampling seconds, means draws (C, S, K, D), divergences, warnings) of one probmix fit."""
+    opts = dict(engine="mcmc", num_samples=num_samples, num_warmup=warmup, num_chains=chains,
+                seed=0, progress=False)
+    if kind == "gibbs":
+        opts["method"] = "gibbs"
+    else:
+        opts["backend"] = kind
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        seconds, repeats = float("inf"), 0
-        while repeats < 3 and (repeats == 0 or seconds < repeat_below):
-            t0 = time.perf_counter()
-            fit = probmix.fit(probmix.GaussianMixture(3), x, engine="mcmc", method=kernel,
-                              num_samples=num_samples, num_warmup=warmup, num_chains=chains, seed=0,
-                              progress=False)
-            seconds = min(seconds, time.perf_counter() - t0)
-            repeats += 1
-    caught = list({(w.category, str(w.message)): w for w in caught}.values())
-    messages = [str(w.message).splitlines()[0] for w in caught
-                if not issubclass(w.category, (DeprecationWarning, FutureWarning))]
-    return seconds, fit, messages
+        t0 = time.perf_counter()
+        fit = probmix.fit(probmix.GaussianMixture(k), x, **opts)
+        total = time.perf_counter() - t0
+    seconds = fit.options.get("seconds", total)
+    div = fit.sample_stats.get("diverging")
+    messages = sorted({str(w.message).splitlines()[0][:90] for w in caught
+                       if not issubclass(w.category, (DeprecationWarning, FutureWarning))})
+    return seconds, fit.draws["means"], None if div is None else int(np.sum(div)), messages
+
+
+def run_numpyro(x, k, num_samples, warmup, chains):
+    """NumPyro NUTS on the same model and prior; None when NumPyro is not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as nd
+        from numpyro.infer import MCMC, NUTS
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    prior = probmix.GaussianMixture(k).resolve_prior(torch.as_tensor(x))
+    alpha, m0, beta, nu, psi = (np.asarray(v, dtype=np.float64) for v in (
+        prior.alpha, prior.mean_loc, prior.mean_precision, prior.dof, prior.scale))
+    def model(data):
+        w = numpyro.sample("weights", nd.Dirichlet(jnp.asarray(alpha)))
+        with numpyro.plate("components", k):
+            # Λ ~ Wishart(ν, scale Ψ⁻¹), as probmix's prior; then μ | Λ ~ N(m₀, (β₀Λ)⁻¹)
+            prec = numpyro.sample("precisions", nd.Wishart(
+                concentration=float(nu), scale_matrix=jnp.linalg.inv(jnp.asarray(psi))))
+            mu = numpyro.sample("means", nd.MultivariateNormal(
+                jnp.asarray(m0), precision_matrix=float(beta) * prec))
+        comp = nd.MultivariateNormal(mu, precision_matrix=prec)  # batch (K,)
+        logp = comp.log_prob(data[:, None, :]) + jnp.log(w)  # (N, K)
+        numpyro.factor("obs", jax.scipy.special.logsumexp(logp, -1).sum())
+
+    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=num_samples, num_chains=chains,
+                chain_method="sequential", progress_bar=False)
+    t0 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(0), jnp.asarray(x), extra_fields=("diverging",))
+    seconds = time.perf_counter() - t0
+    means = np.asarray(mcmc.get_samples(group_by_chain=True)["means"])  # (C, S, K, D)
+    div = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    # relabel with probmix's relabelling, on means, to the EM solution's order
+    from probmix.results.relabel import relabel_draws
+
+    ref = probmix.fit(probmix.GaussianMixture(k), x, seed=0).means
+    means = relabel_draws({"means": means}, ref, {"means": -2}, signature="means")[0]["means"]
+    return seconds, means, div, []
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="num_samples=num_warmup=300 and 2 chains")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--quick", action="store_true", help="2 chains x (300 + 300)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--sets", default="walk,faithful,iris")
+    parser.add_argument("--kinds", default="batched,pyro,gibbs,numpyro")
     args = parser.parse_args()
     num_samples = warmup = 300 if args.quick else 1000
     chains = 2 if args.quick else 4
     torch.set_num_threads(args.threads)
-
     head = (f"torch {torch.__version__}, probmix {probmix.__version__}, {os.cpu_count()} CPUs "
             f"({platform.processor() or platform.machine()}), {args.threads} torch threads; "
             f"num_samples={num_samples}, num_warmup={warmup}, num_chains={chains}")
     print(head, flush=True)
-    columns = ["data set", "kernel", "seconds", "sampling s", "min ESS", "median ESS",
-               "min ESS/s", "s per 1000 ESS", "max r_hat", "divergences", "Gibbs/NUTS"]
+    columns = ["data set", "sampler", "sampling s", "min ESS", "ESS/s", "max r_hat",
+               "divergences"]
     print(" | ".join(columns), flush=True)
-
-    x0, _ = probmix.three_clusters(100, seed=0)
-    with warnings.catch_warnings():  # warm-up: imports, forking, lazy initialisation
-        warnings.simplefilter("ignore")
-        for kernel in KERNELS:
-            run(x0, kernel, 20, 20, 2)
-
     rows, notes = [], []
-    for name, per_cluster in SETS.items():
-        x, _ = probmix.three_clusters(per_cluster, seed=0)
-        nuts_rate = None
-        for kernel in KERNELS:
-            seconds, fit, messages = run(x, kernel, num_samples, warmup, chains,
-                                         repeat_below=REPEAT_BELOW)
-            notes += [f"{name}, {kernel}: {m}" for m in messages]
-            tree = fit.to_arviz(log_likelihood=False)
+    for key in args.sets.split(","):
+        name, load, k = SETS[key]
+        x = load()
+        for kind in args.kinds.split(","):
+            if kind == "numpyro":
+                out = run_numpyro(x, k, num_samples, warmup, chains)
+                if out is None:
+                    print(f"{name} | numpyro: skipped (NumPyro not installed)", flush=True)
+                    continue
+            else:
+                out = run_probmix(x, k, kind, num_samples, warmup, chains)
+            seconds, means, div, messages = out
+            notes += [f"{name}, {kind}: {m}" for m in messages]
+            import arviz_base
+
+            tree = arviz_base.from_dict({"posterior": {"means": means}})
             ess = _values(arviz_stats.ess(tree, var_names=["means"]))
             rhat = _values(arviz_stats.rhat(tree, var_names=["means"]))
-            rate = ess.min() / seconds
-            if kernel == "nuts":
-                nuts_rate = rate
-            sampling = fit.options.get("seconds")
-            div = fit.sample_stats.get("diverging")
-            row = [name, kernel, f"{seconds:.3g}",
-                   "–" if sampling is None else f"{sampling:.3g}",
-                   f"{ess.min():.0f}", f"{np.median(ess):.0f}", f"{rate:.3g}",
-                   f"{1000.0 / rate:.3g}", f"{rhat.max():.4f}",
-                   "–" if div is None else str(int(np.sum(div))),
-                   "–" if nuts_rate is None else f"{rate / nuts_rate:.2f}"]
+            label = {"batched": "NUTS batched", "pyro": "NUTS pyro"}.get(kind, kind)
+            row = [name, label, f"{seconds:.3g}", f"{ess.min():.0f}",
+                   f"{ess.min() / seconds:.3g}", f"{rhat.max():.4f}",
+                   "–" if div is None else str(div)]
             rows.append(row)
             print(" | ".join(row), flush=True)
-
-    preamble = (f"{head}" + (" (--quick)" if args.quick else "") + ". Seconds: wall clock of "
-                "the whole fit call; approximate on a shared machine. ESS: bulk, over the 6 "
-                "mean coordinates.")
-    write_table("bench_mcmc", "MCMC: ESS per second of the component means, NUTS vs Gibbs",
-                preamble, columns, rows, notes)
+    preamble = (f"{head}" + (" (--quick)" if args.quick else "") + ". Sampling seconds, wall "
+                "clock; approximate on a shared machine. ESS: bulk, over the mean coordinates.")
+    write_table("bench_mcmc", "MCMC: ESS per second of the component means", preamble,
+                columns, rows, notes)
 
 
 if __name__ == "__main__":

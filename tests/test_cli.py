@@ -198,6 +198,20 @@ def test_compare_relabels_a_permuted_fit():
     assert result.table.shape == (3 + 6, 4)
 
 
+def test_compare_warns_that_vi_intervals_are_narrow_and_measures_it():
+    result = probmix.compare(probmix.GaussianMixture(3), X, engines={
+        "vi": dict(engine="svi", method="cavi"),
+        "mc": dict(engine="mcmc", method="gibbs", num_samples=200, num_warmup=100)})
+    notes = result.notes()
+    assert any("too narrow" in line for line in notes)
+    ratio = result.table[("vi", "sd")] / result.table[("mc", "sd")]
+    line = next(line for line in notes if line.startswith("vi sd / mc sd"))
+    assert f"min {ratio.min():.2f}" in line and f"max {ratio.max():.2f}" in line
+    assert line in result.to_string()
+    alone = probmix.compare(probmix.GaussianMixture(3), X, engines={"m": dict(engine="map")})
+    assert alone.notes() == []
+
+
 def test_select_bic_is_invariant_to_standardizing(tmp_path, capsys, figures):
     import pandas as pd
 

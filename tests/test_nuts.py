@@ -50,6 +50,21 @@ def test_tree_depth_is_the_samplers(nuts_fit):
     assert capped.sample_stats["tree_depth"].max() <= 2
 
 
+def test_energy_is_the_hamiltonian_at_the_trajectory_start(nuts_fit):
+    """energy_t = U(q_{t-1}) + K(p_t) and lp_t = -U(q_t): their difference is the kinetic energy
+    of a fresh momentum p ~ N(0, M), whose mean is P/2 for P unconstrained parameters (here
+    2 weights + 6 means + 9 precision entries = 17), and never negative."""
+    _, fit = nuts_fit
+    energy, lp = fit.sample_stats["energy"], fit.sample_stats["lp"]
+    kinetic = energy[:, 1:] + lp[:, :-1]  # (C, S-1)
+    assert np.all(kinetic >= 0)
+    # K ~ Gamma(P/2, 1): sd sqrt(P/2) per draw; 4 standard errors over the draws
+    assert abs(kinetic.mean() - 8.5) < 4 * np.sqrt(8.5 / kinetic.size)
+    bfmi = np.asarray(__import__("arviz_stats").bfmi(fit.to_arviz(log_likelihood=False))
+                      ["energy"].values)
+    assert bfmi.shape == (2,) and np.all(bfmi > 0.3)  # E-BFMI computes; healthy here
+
+
 def test_intervals_cover_the_truth(nuts_fit):
     x, fit = nuts_fit
     lo, hi = np.percentile(fit.draws["means"], [2.5, 97.5], axis=(0, 1))
@@ -76,10 +91,14 @@ def test_arviz_has_every_group(nuts_fit):
     assert table["r_hat"].notna().all() and (table["ess_bulk"] > 50).all()
 
 
-def test_sequential_equals_parallel():
+@pytest.mark.parametrize("covariance, chains", [("diag", 2), ("full", 4)])
+def test_sequential_equals_parallel(covariance, chains):
+    """Pyro's kernel (diag) and the batched sampler (full: two groups of two chains in
+    parallel processes) give the same draws either way."""
     x, _ = three_clusters(30, seed=4)
-    model = probmix.GaussianMixture(2, covariance="diag")
-    kw = dict(engine="mcmc", seed=3, num_samples=30, num_warmup=30, num_chains=2, progress=False)
+    model = probmix.GaussianMixture(2, covariance=covariance)
+    kw = dict(engine="mcmc", seed=3, num_samples=30, num_warmup=30, num_chains=chains,
+              progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = probmix.fit(model, x, chain_method="parallel", **kw)
@@ -132,7 +151,7 @@ def test_dirichlet_process_with_sparse_concentration():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = probmix.fit(model, x, engine="mcmc", seed=0, num_samples=60, num_warmup=60,
-                          num_chains=2, progress=False)
+                          num_chains=2, init="map", progress=False)
         svi = probmix.fit(model, x, engine="svi", seed=0, steps=300, progress=False)
     for f in (fit, svi):
         assert "sticks" not in f.draws and f.draws["weights"].shape[-1] == 5

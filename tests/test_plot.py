@@ -136,8 +136,8 @@ def test_guessed_vs_true_colours_match(map_fit, data, tmp_path):
 def test_loss_curve(data, map_fit, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        svi = probmix.fit(probmix.GaussianMixture(3), data[0], engine="svi", steps=100,
-                          progress=False)
+        svi = probmix.fit(probmix.GaussianMixture(3), data[0], engine="svi", guide="normal",
+                          steps=100, progress=False)  # stochastic steps (not the Laplace guide)
     fig = plot.loss_curve(svi)
     ax = fig.axes[0]
     raw, running = ax.get_lines()

@@ -196,8 +196,49 @@ class GaussianMixture(MixtureModel):
 
     def complete_draws(self, draws: dict) -> dict:
         """Adds ``covariances`` (native shape) computed from the ``precisions`` draws."""
-        prec = torch.as_tensor(draws["precisions"])
-        return {**draws, "covariances": self.family.covariance_from_precision(prec).numpy()}
+        cov = self._covariance(torch.as_tensor(draws["precisions"]))
+        return {**draws, "covariances": cov.numpy()}
+
+    def _covariance(self, prec: torch.Tensor) -> torch.Tensor:
+        """Native covariances from native precisions, also for draws too ill-conditioned for
+        a Cholesky factor (a broad guide's tail, an empty component): a plain inverse then."""
+        try:
+            return self.family.covariance_from_precision(prec)
+        except torch.linalg.LinAlgError:
+            return torch.linalg.inv(prec)
+
+    def relabel_signatures(self, values: dict, axes: dict, batch_ndim: int) -> np.ndarray:
+        """The whole parameter of each component, (*batch, K, P): its mean, log weight and
+        log variances (the diagonal of Σ_k; from ``covariances`` or ``precisions``), so that a
+        draw whose means alone fit two labels equally is placed by its other parameters.
+        A site missing from ``values`` (or a tied covariance) is left out."""
+        parts = [np.asarray(values["means"], dtype=np.float64)]  # (*batch, K, D)
+        if "weights" in values:
+            w = np.asarray(values["weights"], dtype=np.float64)
+            parts.append(np.log(np.maximum(w, np.finfo(np.float64).tiny))[..., None])
+        if not self.family.tied and ("covariances" in values or "precisions" in values):
+            if "covariances" in values:
+                cov = torch.as_tensor(np.asarray(values["covariances"], dtype=np.float64))
+            else:
+                prec = torch.as_tensor(np.asarray(values["precisions"], dtype=np.float64))
+                cov = self._covariance(prec)
+            k, d = parts[0].shape[-2:]
+            full = self.family.to_full(cov.reshape(-1, *cov.shape[batch_ndim:]), k, d)
+            var = torch.diagonal(full, dim1=-2, dim2=-1).numpy()  # (B, K, D)
+            parts.append(np.log(np.maximum(var, np.finfo(np.float64).tiny))
+                         .reshape(*parts[0].shape[:-1], d))
+        return np.concatenate(parts, -1)
+
+    def point_estimates(self, draws: dict) -> dict:
+        """Posterior means, except ``covariances``: the inverse of the posterior mean of the
+        precision draws. E[Σ_k] need not exist (an inverse Wishart has no mean for ν ≤ D + 1,
+        e.g. an empty component under ν₀ = D), and where it exists a handful of wide draws
+        dominates its average; E[Λ_k] always exists (Wishart/Gamma draws)."""
+        out = super().point_estimates(draws)
+        if "precisions" in out:
+            prec = torch.as_tensor(out["precisions"])
+            out["covariances"] = self._covariance(prec).numpy()
+        return out
 
     def standardisation(self, x: torch.Tensor):
         """The data's mean and root mean per-feature variance (the engines' coordinates)."""

@@ -99,6 +99,32 @@ class MixtureModel(ABC):
         """Draws (chain, draw, ...) with the sites derived from the sampled ones added."""
         return draws
 
+    def relabel_signatures(self, values: dict, axes: dict, batch_ndim: int) -> np.ndarray:
+        """What identifies each component when relabelling, shape (*batch, K, P).
+
+        Parameters
+        ----------
+        values : dict of str to array (*batch, ...)
+            Site values (draws with batch (C, S), or one reference with no batch).
+        axes : dict of str to int
+            Component axis (negative) of each component-indexed site.
+        batch_ndim : int
+            Number of leading batch axes of every value.
+
+        The default flattens every component-indexed site present in ``values``, in order.
+        """
+        parts = []
+        for name in axes:
+            if name in values:
+                v = np.asarray(values[name], dtype=np.float64)
+                v = np.moveaxis(v, axes[name] % v.ndim, batch_ndim)  # (*batch, K, ...)
+                parts.append(v.reshape(*v.shape[:batch_ndim + 1], -1))
+        return np.concatenate(parts, -1)
+
+    def point_estimates(self, draws: dict) -> dict:
+        """Point estimate of every site from its draws (chain, draw, ...): the posterior mean."""
+        return {name: np.asarray(v).mean(axis=(0, 1)) for name, v in draws.items()}
+
     def standardisation(self, x: torch.Tensor):
         """(shift (D,) ndarray or None, scale) that :meth:`log_joint` computes in for ``x``."""
         return None, 1.0

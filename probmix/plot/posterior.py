@@ -35,7 +35,8 @@ def loss_curve(fit, *, window: int | None = None, ax=None):
     losses = np.asarray(fit.losses, dtype=float)
     if losses.size == 0:
         raise ValueError(f"this fit (engine={fit.engine!r}) recorded no losses: loss curves exist "
-                         "for engine='svi' (stochastic SVI or CAVI).")
+                         "for engine='svi': stochastic SVI (pass guide='normal': a "
+                         "GaussianMixture's default guide='laplace' takes no steps) or CAVI.")
     window = max(1, losses.size // 20) if window is None else int(window)
     if window < 1:
         raise ValueError(f"window must be a positive integer; got {window}.")

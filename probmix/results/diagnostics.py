@@ -11,8 +11,11 @@ Groups:
 - ``log_likelihood``: ``obs`` (chain, draw, point) = log p(x_n | θ_s) with z summed out,
   what PSIS-LOO and WAIC need.
 - ``observed_data``: ``obs`` (point, feature).
+- ``posterior_predictive`` (when asked): ``obs`` (chain, draw, point, feature), N new points
+  per draw (:mod:`probmix.results.predictive`).
 - ``sample_stats``: sampler statistics (chain, draw) — for NUTS ``diverging``, ``tree_depth``,
-  ``step_size``, ``acceptance_rate``; for SVI the loss history ``loss`` (chain, draw, step)
+  ``step_size``, ``acceptance_rate``, ``n_steps``, ``energy`` (for E-BFMI and the energy plot)
+  and ``lp``; for SVI the loss history ``loss`` (chain, draw, step)
   with one (chain, draw) entry, since it is one optimisation, not one value per draw.
 """
 
@@ -35,7 +38,8 @@ def _traceable(data):
     return None if data is None else torch.as_tensor(data)
 
 
-def to_arviz(fit, *, log_likelihood: bool = True):
+def to_arviz(fit, *, log_likelihood: bool = True, posterior_predictive: bool = False,
+             seed: int | None = 0):
     """An ArviZ DataTree of a fit with posterior draws (SVI or MCMC).
 
     Parameters
@@ -44,6 +48,10 @@ def to_arviz(fit, *, log_likelihood: bool = True):
     log_likelihood : bool
         Compute the pointwise log-likelihood group, shape (chain, draw, N) (costs
         draws × N × K log-densities).
+    posterior_predictive : bool
+        Add the ``posterior_predictive`` group: N new points per draw, (chain, draw, N, D).
+    seed : int or None
+        Seed of the posterior predictive draws.
 
     Returns
     -------
@@ -82,6 +90,14 @@ def to_arviz(fit, *, log_likelihood: bool = True):
     if ll is not None:
         extra = arviz_base.from_dict({"log_likelihood": ll}, dims={"obs": ["point"]})
         tree["log_likelihood"] = extra["log_likelihood"]
+    if posterior_predictive:
+        if fit.data is None:
+            raise ValueError("posterior_predictive=True needs the fit's data (N); this fit "
+                             "does not keep it. Use fit.sample_posterior_predictive(n).")
+        extra = arviz_base.from_dict(
+            {"posterior_predictive": {"obs": fit.sample_posterior_predictive(seed=seed)}},
+            dims={"obs": ["point", "feature"]}, coords={"feature": np.arange(d)})
+        tree["posterior_predictive"] = extra["posterior_predictive"]
     tree.attrs.update(engine=fit.engine, model=repr(fit.model))
     return tree
 
@@ -136,12 +152,16 @@ def check_convergence(fit, *, var_names=("weights", "means"), r_hat_max: float =
         values = np.concatenate([np.ravel(np.asarray(rhat[n].values)) for n in names])
         out["max_r_hat"] = float(np.nanmax(values))
         if out["max_r_hat"] > r_hat_max:
-            warnings.warn(
-                f"max r_hat = {out['max_r_hat']:.3f} > {r_hat_max} after relabelling: the chains "
-                "disagree. Run longer (num_samples, num_warmup), use more chains (num_chains), or "
-                "check that the model has well-separated components (too many components also do "
-                "this).",
-                ConvergenceDiagnosticWarning, stacklevel=stacklevel)
+            if fit.options.get("relabelled", True):
+                what = "after relabelling: the chains disagree. Run longer (num_samples, " \
+                    "num_warmup), use more chains (num_chains), or check that the model has " \
+                    "well-separated components (too many components also do this)."
+            else:
+                what = "on draws that were not relabelled: label switching alone raises r_hat " \
+                    "(the chains may visit permuted copies of one mode). Fit with " \
+                    "relabel=True before judging convergence."
+            warnings.warn(f"max r_hat = {out['max_r_hat']:.3f} > {r_hat_max} {what}",
+                          ConvergenceDiagnosticWarning, stacklevel=stacklevel)
     if "diverging" in fit.sample_stats:
         out["divergences"] = int(np.sum(fit.sample_stats["diverging"]))
         if out["divergences"]:

@@ -8,8 +8,11 @@ constants) comes from its :class:`~probmix.model.interface.MixtureModel` interfa
 Draws are dicts of site name to arrays shaped (chain, draw, *site_shape). For a
 :class:`~probmix.GaussianMixture` the sites are ``weights`` (C, S, K), ``means``
 (C, S, K, D) and ``precisions`` in the family's native shape; ``covariances``
-(native shape) is added here. Point estimates are posterior means (of the
-covariances themselves, not the inverse of the mean precision).
+(native shape) is added here. Point estimates are the model's
+(:meth:`~probmix.model.interface.MixtureModel.point_estimates`): posterior means, except a
+Gaussian mixture's covariances, which are the inverse of the posterior mean precision (the
+posterior mean of a covariance need not exist). A Gaussian mixture's fit also records the
+expected number of points of each component and which components are empty.
 """
 
 from __future__ import annotations
@@ -74,26 +77,51 @@ def fit_from_draws(model, x: torch.Tensor, draws: dict, *, engine: str, referenc
     axes = mixture.component_axes(x, list(draws))
     if reference is not None and axes and not mixture.labels_exchangeable(x, reference, axes):
         axes = {}  # the model identifies its labels: draws keep them
-    signature = mixture.signature_site
     center, scale = mixture.standardisation(x)
     n_relabelled = 0
     if relabel and reference is not None and axes:
-        names = [signature] if signature else list(axes)
-        ref = np.concatenate([np.moveaxis(np.asarray(reference[n], dtype=np.float64), axes[n], 0)
-                              .reshape(np.shape(reference[n])[axes[n]], -1) for n in names], -1)
+        # the whole parameter of each component, restricted to the sites the reference has
+        ref = mixture.relabel_signatures(reference, axes, 0)  # (K, P)
+        sig = mixture.relabel_signatures({n: v for n, v in draws.items() if n in reference},
+                                         axes, 2)  # (C, S, K, P)
         weights = reference.get("weights")
-        if weights is None and signature is None and "weights" in axes:
-            weights = reference["weights"]
-        draws, perms = relabel_draws(draws, ref, axes, signature=signature,
+        draws, perms = relabel_draws(draws, ref, axes, signatures=sig,
                                      weights=None if weights is None else np.ravel(weights))
         if fields.get("assignment_draws") is not None:
             fields["assignment_draws"] = relabel_assignments(fields["assignment_draws"], perms)
         n_relabelled = int((perms != np.arange(perms.shape[-1])).any(-1).sum())
     options.update(relabelled=bool(relabel and reference is not None and axes),
                    n_relabelled=n_relabelled)
-    means = {name: v.mean(axis=(0, 1)) for name, v in draws.items()}
+    means = mixture.point_estimates(draws)
     params = means if params is None else {**means, **_as_numpy(params)}
     params = {**params, **constants}
-    return Fit(engine=engine, model=model, params=params, n_features=x.shape[1], draws=draws,
-               options=options, device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
-               center=center, scale=scale, data=x.detach().cpu().numpy(), **fields)
+    fit = Fit(engine=engine, model=model, params=params, n_features=x.shape[1], draws=draws,
+              options=options, device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
+              center=center, scale=scale, data=x.detach().cpu().numpy(), **fields)
+    if mixture.gaussian and "weights" in draws:
+        counts = expected_counts(fit, x)
+        fit.options.update(expected_counts=counts.tolist(),
+                           empty_components=np.flatnonzero(counts < 0.5).tolist())
+    return fit
+
+
+def expected_counts(fit: Fit, x, *, max_draws: int = 64,
+                    batch_elements: int = 2**22) -> np.ndarray:
+    """Posterior expected number of points of ``x`` in each component, shape (K,).
+
+    E[n_k | x] = Σ_n E_θ[p(z_n = k | x_n, θ)], averaged over at most ``max_draws`` draws
+    spread evenly over the chains (in batches of at most ``batch_elements`` draws × N × K).
+    A component with E[n_k] < 0.5 is empty: its parameters are draws from (near) its prior,
+    not estimates from data.
+    """
+    c, s = next(iter(fit.draws.values())).shape[:2]
+    keep = np.unique(np.linspace(0, c * s - 1, min(max_draws, c * s)).astype(int))
+    flat = {n: np.asarray(v).reshape(c * s, *np.shape(v)[2:])[keep] for n, v in fit.draws.items()}
+    x = torch.as_tensor(x)
+    step = max(1, batch_elements // (x.shape[0] * fit.n_components))
+    total = 0.0
+    for start in range(0, len(keep), step):
+        batch = {n: v[start:start + step] for n, v in flat.items()}
+        logp = fit.mixture.log_joint(batch, x, shift=fit.center, scale=fit.scale)  # (B, N, K)
+        total = total + torch.softmax(logp, -1).sum((0, 1))
+    return (total / len(keep)).cpu().numpy()

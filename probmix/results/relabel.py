@@ -13,8 +13,9 @@ between the draw's component signatures and the reference's,
 
 solved exactly by the Hungarian algorithm (scipy's ``linear_sum_assignment``),
 and apply σ_s to every component-indexed site of that draw. The signature of a
-component is its mean for a Gaussian mixture (any component-indexed sites,
-flattened, for other programs). ``spread`` puts every coordinate in units of
+component is its whole parameter for a Gaussian mixture (mean, log weight and log
+variances; see :meth:`~probmix.model.interface.MixtureModel.relabel_signatures`), any
+component-indexed sites, flattened, for other programs. ``spread`` puts every coordinate in units of
 its posterior standard deviation: it starts as the spread of the reference
 across components, and is then re-estimated from the relabelled draws (pooled
 within-component standard deviation) until the permutations stop changing (at
@@ -102,7 +103,7 @@ def apply_permutations(value: np.ndarray, perms: np.ndarray, axis: int) -> np.nd
 
 
 def relabel_draws(draws: dict, reference: np.ndarray, component_axes: dict, *,
-                  signature: str | None = None,
+                  signature: str | None = None, signatures: np.ndarray | None = None,
                   weights: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Permute the components of every draw to match ``reference``.
 
@@ -117,6 +118,10 @@ def relabel_draws(draws: dict, reference: np.ndarray, component_axes: dict, *,
     signature : str, optional
         The site whose values are the signatures (e.g. "means"); by default every site in
         ``component_axes`` flattened per component, in order.
+    signatures : ndarray (C, S, K, P), optional
+        The signatures themselves (e.g. a model's
+        :meth:`~probmix.model.interface.MixtureModel.relabel_signatures`); overrides
+        ``signature``.
     weights : ndarray (K,), optional
         Reference weights of the components (see :func:`permutations_to_reference`).
 
@@ -126,12 +131,14 @@ def relabel_draws(draws: dict, reference: np.ndarray, component_axes: dict, *,
         Relabelled copies.
     perms : ndarray (C, S, K)
     """
-    names = [signature] if signature is not None else list(component_axes)
-    parts = []
-    for name in names:
-        v = np.moveaxis(np.asarray(draws[name], dtype=np.float64), component_axes[name], 2)
-        parts.append(v.reshape(*v.shape[:3], -1))
-    sig = np.concatenate(parts, -1)  # (C, S, K, P)
+    if signatures is not None:
+        sig = np.asarray(signatures, dtype=np.float64)  # (C, S, K, P)
+    else:
+        parts = []
+        for name in [signature] if signature is not None else list(component_axes):
+            v = np.moveaxis(np.asarray(draws[name], dtype=np.float64), component_axes[name], 2)
+            parts.append(v.reshape(*v.shape[:3], -1))
+        sig = np.concatenate(parts, -1)  # (C, S, K, P)
     reference = np.asarray(reference, dtype=np.float64).reshape(sig.shape[2], -1)
     weight_draws = draws.get("weights") if "weights" in component_axes else None
     perms = None

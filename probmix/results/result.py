@@ -33,7 +33,9 @@ class Fit:
     model : GaussianMixture or callable
         The declared model (a :class:`probmix.GaussianMixture` or a Pyro program).
     params : dict of str to ndarray
-        Point estimate of each global site: the mode for "map", the posterior mean otherwise.
+        Point estimate of each global site: the mode for "map", the posterior mean otherwise
+        (a GaussianMixture's covariances from draws: the inverse of the posterior mean
+        precision, which always exists).
         For a GaussianMixture: ``weights`` (K,), ``means`` (K, D) and ``covariances`` in the
         covariance family's native shape.
     n_features : int
@@ -304,10 +306,22 @@ class Fit:
         return sample_mixture(np.asarray(w, dtype=np.float64), np.asarray(mu, dtype=np.float64),
                               np.asarray(cov, dtype=np.float64), n, seed=seed)
 
+    def sample_posterior_predictive(self, n: int | None = None, *, seed: int | None = 0):
+        """``n`` new points (default N) per posterior draw, shape (chain, draw, n, D).
+
+        See :func:`probmix.results.predictive.sample_posterior_predictive`.
+        """
+        from probmix.results.predictive import sample_posterior_predictive
+
+        return sample_posterior_predictive(self, n, seed=seed)
+
     # --- ArviZ ---------------------------------------------------------------------------------
-    def to_arviz(self, *, log_likelihood: bool = True):
-        """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`)."""
-        return diagnostics.to_arviz(self, log_likelihood=log_likelihood)
+    def to_arviz(self, *, log_likelihood: bool = True, posterior_predictive: bool = False,
+                 seed: int | None = 0):
+        """The draws as an ArviZ DataTree (see :func:`probmix.results.diagnostics.to_arviz`);
+        ``posterior_predictive=True`` adds that group (N points per draw, drawn with ``seed``)."""
+        return diagnostics.to_arviz(self, log_likelihood=log_likelihood,
+                                    posterior_predictive=posterior_predictive, seed=seed)
 
     def summary(self, *, var_names=None, ci_prob: float = 0.94, round_to: int | None = 2):
         """ArviZ summary table: mean, sd, HDI, MCSE, ESS and r_hat per parameter (pandas)."""

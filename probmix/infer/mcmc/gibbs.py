@@ -28,6 +28,14 @@ resolved on the data): the sampler alternates two blocks (Diebolt & Robert
 
    An empty component (n_k = 0) is drawn from its prior.
 
+3. With the stick-breaking prior, between the two blocks: label-exchange moves on z accepted
+   by the ratio of the prior (Papaspiliopoulos & Roberts 2008; see
+   :mod:`probmix.infer.mcmc.label_moves`), without which the draws depend on the label order
+   of the start.
+
+Chains start in different states (``init="dispersed"``, :mod:`probmix.infer.mcmc.chain_starts`)
+so that r_hat can see a chain that stays in the mode it started from.
+
 All chains advance together: every tensor carries a leading chain dimension C.
 The parameter block is the conjugate posterior of :mod:`probmix.model.mixture_posterior`
 (the same update CAVI uses for q), drawn with :mod:`probmix.model.random_variates`.
@@ -57,6 +65,8 @@ from probmix.io.data import as_data
 from probmix.results.diagnostics import check_convergence
 from probmix.infer.map.em import fit_em_start
 from probmix.infer.map.em_steps import PreparedData
+from probmix.infer.mcmc.chain_starts import dispersed_starts
+from probmix.infer.mcmc.label_moves import permute_labels
 from probmix.model import mixture_posterior
 from probmix.model.gaussian_mixture import GaussianMixture, MixtureParams, as_params
 from probmix.model.random_variates import log_standard_gamma, wishart_precision_cholesky
@@ -66,7 +76,7 @@ from probmix.results.result import Fit
 
 __all__ = ["fit_gibbs", "INITS", "log_standard_gamma", "wishart_precision_cholesky"]
 
-INITS = ("map", "prior")
+INITS = ("dispersed", "map", "prior")
 
 _PARAM_DTYPE = torch.float64  # the parameter block: small tensors, kept in double precision
 _EXP_FLOOR = {torch.float64: -700.0, torch.float32: -80.0}  # as em_steps: no subnormal exp()
@@ -185,7 +195,7 @@ def fit_gibbs(
     num_samples: int = 1000,
     num_warmup: int = 1000,
     num_chains: int = 4,
-    init="map",
+    init="dispersed",
     thin: int = 1,
     keep_assignments: bool = False,
     relabel: bool = True,
@@ -208,9 +218,11 @@ def fit_gibbs(
         Iterations discarded at the start of each chain.
     num_chains : int
         Number of chains C, advanced together as one batched computation.
-    init : {"map", "prior"} or dict
-        "map": every chain starts at the MAP solution (EM); "prior": each chain from its own
-        prior draw; a dict of ``weights`` (K,), ``means`` (K, D) and ``covariances`` (native or
+    init : {"dispersed", "map", "prior"} or dict
+        "dispersed": chain 0 starts at the MAP solution (EM), every other chain at its own
+        random spread-out state (see :mod:`probmix.infer.mcmc.chain_starts`), so that r_hat
+        can see a chain stuck in the mode it started from; "map": every chain at the MAP
+        solution; "prior": each chain from its own prior draw; a dict of ``weights`` (K,), ``means`` (K, D) and ``covariances`` (native or
         (K, D, D); or ``precisions``) starts every chain there, and with a leading (C,) axis
         gives one start per chain. The first step of each chain draws the assignments.
     thin : int
@@ -282,7 +294,13 @@ def fit_gibbs(
         log_w, means, prec_chol = _sample_parameters(family, empty, prior_s, gen)
     else:
         start = {key: map_fit.params[key] for key in ("weights", "means", "covariances")} \
-            if init == "map" else init
+            if init in ("map", "dispersed") else init
+        if init == "dispersed" and chains > 1:
+            others = dispersed_starts(x.to(_PARAM_DTYPE), k, chains - 1, generator=gen)
+            others["covariances"] = family.from_full(others["covariances"])
+            start = {key: torch.cat([torch.as_tensor(start[key], dtype=_PARAM_DTYPE,
+                                                     device=x.device)[None], others[key]])
+                     for key in start}  # (C, ...): the MAP first
         log_w, means, prec_chol = _given_state(start, model, data, chains)
 
     total = warmup + num_samples * thin
@@ -303,6 +321,11 @@ def fit_gibbs(
         w = family.natural_weights(means, prec_chol, log_weights=log_w)  # (C, K, F)
         stats = _sample_assignments(data, w.to(x.dtype), gen, work,
                                     z_draws[:, j] if kept and keep_assignments else None)
+        if prior_s.stick_breaking:  # the labels' order matters to the prior: permute them
+            stats, perm = permute_labels(stats, prior_s.alpha[:-1], gen)
+            if kept and keep_assignments:
+                new_label = torch.argsort(perm, -1)  # (C, K): old label -> new label
+                z_draws[:, j] = torch.gather(new_label, 1, z_draws[:, j].long()).to(z_dtype)
         log_w, means, prec_chol = _sample_parameters(family, stats, prior_s, gen)
         if kept:
             draws["weights"][:, j] = log_w.exp()
@@ -315,7 +338,7 @@ def fit_gibbs(
     draws["means"] = draws["means"] * data.scale + shift  # back to the units of x
     draws["precisions"] = draws["precisions"] / data.scale**2
     draws = {name: v.cpu().numpy() for name, v in draws.items()}
-    reference = {"means": map_fit.params["means"], "weights": map_fit.params["weights"]}
+    reference = {key: map_fit.params[key] for key in ("means", "weights", "covariances")}
     z_draws = None if z_draws is None else z_draws.cpu().numpy()
     fit = fit_from_draws(
         model, x, draws, engine="mcmc", reference=reference, relabel=relabel, converged=None,

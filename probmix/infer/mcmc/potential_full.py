@@ -69,52 +69,61 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
     family = FullCovariance()
 
     def compute(u_w, u_p, means):
-        weights = transform(u_w)  # (K,)
-        z = torch.sigmoid(u_w - offset_log)  # (K-1,)
+        """Value (B,) and gradients of B parameter sets: u_w (B, K-1), u_p (B, K, M),
+        means (B, K, D)."""
+        b = means.shape[0]
+        weights = transform(u_w)  # (B, K)
+        z = torch.sigmoid(u_w - offset_log)  # (B, K-1)
         log_w = torch.log(weights)
-        u_diag = u_p[:, on_diag]  # (K, D) = log L_ii
-        chol = (torch.where(on_diag, u_p.exp(), u_p) @ place).view(k, d, d)  # L, lower
-        prec = chol @ chol.transpose(-1, -2)  # (K, D, D)
-        log_det = 2.0 * u_diag.sum(-1)  # (K,)
-        delta = means - m0  # (K, D)
-        w = family.natural_weights(means, chol, log_weights=log_w)  # (K, F): Λ = L Lᵀ
+        u_diag = u_p[..., on_diag]  # (B, K, D) = log L_ii
+        chol = (torch.where(on_diag, u_p.exp(), u_p) @ place).view(b, k, d, d)  # L, lower
+        prec = chol @ chol.transpose(-1, -2)  # (B, K, D, D)
+        log_det = 2.0 * u_diag.sum(-1)  # (B, K)
+        delta = means - m0  # (B, K, D)
+        w = family.natural_weights(means, chol, log_weights=log_w)  # (B, K, F): Λ = L Lᵀ
         data, stats = 0.0, 0.0
         for phi in blocks:
-            logp = w @ phi  # (K, n)
-            top = logp.amax(0)
+            logp = w @ phi  # (B, K, n)
+            top = logp.amax(-2, keepdim=True)  # (B, 1, n)
             resp = torch.exp(logp - top)
-            total = resp.sum(0)
-            data = data + (top + torch.log(total)).sum()
-            stats = stats + (resp / total) @ phi.T  # (K, F)
-        n_k, s_k = stats[:, 0], stats[:, 1:1 + d]
-        x_k = unvech(stats[:, 1 + d:], d)  # (K, D, D)
-        lp = ((alpha - 1) * log_w).sum() \
-            + (torch.log1p(-z) + log_w[:-1]).sum() \
-            + (diag_weight * u_diag).sum() \
-            + (nu - d - 1) * u_diag.sum() - 0.5 * (psi * prec).sum() \
-            + 0.5 * log_det.sum() - 0.5 * beta * (delta * (prec @ delta[..., None])[..., 0]).sum() \
-            + data
+            total = resp.sum(-2, keepdim=True)
+            data = data + (top + torch.log(total)).sum((-2, -1))  # (B,)
+            stats = stats + (resp / total) @ phi.T  # (B, K, F)
+        n_k, s_k = stats[..., 0], stats[..., 1:1 + d]
+        x_k = unvech(stats[..., 1 + d:], d)  # (B, K, D, D)
+        lp = ((alpha - 1) * log_w).sum(-1) \
+            + (torch.log1p(-z) + log_w[..., :-1]).sum(-1) \
+            + (diag_weight * u_diag).sum((-2, -1)) \
+            + (nu - d - 1) * u_diag.sum((-2, -1)) - 0.5 * (psi * prec).sum((-3, -2, -1)) \
+            + 0.5 * log_det.sum(-1) \
+            - 0.5 * beta * (delta * (prec @ delta[..., None])[..., 0]).sum((-2, -1)) \
+            + data  # (B,)
         # gradients (of the log joint; U is its negative)
-        c = n_k + alpha - 1 + not_last  # (K,)
-        tail = tail_sums(c)  # (K-1,) Σ_{k>i} c_k
-        g_w = c[:-1] * (1 - z) - tail * z - z
-        g_mu = (prec @ (s_k - n_k[:, None] * means - beta * delta)[..., None])[..., 0]
-        outer_sm = s_k[:, :, None] * means[:, None, :]  # (K, D, D) s μᵀ
+        c = n_k + alpha - 1 + not_last  # (B, K)
+        tail = tail_sums(c)  # (B, K-1) Σ_{k>i} c_k
+        g_w = c[..., :-1] * (1 - z) - tail * z - z
+        g_mu = (prec @ (s_k - n_k[..., None] * means - beta * delta)[..., None])[..., 0]
+        outer_sm = s_k[..., :, None] * means[..., None, :]  # (B, K, D, D) s μᵀ
         c_k = x_k - outer_sm - outer_sm.transpose(-1, -2) \
-            + n_k[:, None, None] * means[:, :, None] * means[:, None, :]
-        m_k = c_k + psi + beta * delta[:, :, None] * delta[:, None, :]
-        a_k = 0.5 * (n_k + nu - d)  # (K,)
-        inv_diag = torch.diagonal(chol, dim1=-2, dim2=-1).reciprocal()  # (K, D)
-        g_l = 2 * a_k[:, None, None] * torch.diag_embed(inv_diag) - m_k @ chol  # (K, D, D)
-        g_l = g_l.reshape(k, d * d) @ place.T  # (K, M): the lower-triangle entries
+            + n_k[..., None, None] * means[..., :, None] * means[..., None, :]
+        m_k = c_k + psi + beta * delta[..., :, None] * delta[..., None, :]
+        a_k = 0.5 * (n_k + nu - d)  # (B, K)
+        inv_diag = torch.diagonal(chol, dim1=-2, dim2=-1).reciprocal()  # (B, K, D)
+        g_l = 2 * a_k[..., None, None] * torch.diag_embed(inv_diag) - m_k @ chol  # (B, K, D, D)
+        g_l = g_l.reshape(b, k, d * d) @ place.T  # (B, K, M): the lower-triangle entries
         g_p = torch.where(on_diag, g_l * u_p.exp() + jac_diag, g_l)
         value = -(lp + const)
         return value, (-g_w, -g_p, -g_mu)
 
+    def single(u_w, u_p, means):  # one parameter set, as Pyro's NUTS calls it
+        value, grads = compute(u_w[None], u_p[None], means[None])
+        return value[0], tuple(g[0] for g in grads)
+
     def fn(params: dict) -> torch.Tensor:
-        return _ValueAndGrad.apply(compute, params["weights"], params["precisions"],
+        return _ValueAndGrad.apply(single, params["weights"], params["precisions"],
                                    params["means"])
 
+    fn.batched = compute  # value (B,) and gradients of B parameter sets, for batched samplers
     return fn
 
 

@@ -275,8 +275,8 @@ def fit_cavi(
                    variational={key: v.detach().cpu().numpy() for key, v in variational.items()},
                    covariance_mean_missing=missing)
     return fit_from_draws(model, x, draws, engine="svi",
-                          reference={"means": q.means.cpu().numpy(),
-                                     "weights": params["weights"].detach().cpu().numpy()},
+                          reference={key: params[key].detach().cpu().numpy()
+                                     for key in ("means", "weights", "precisions")},
                           params={key: v.detach().cpu().numpy() for key, v in params.items()},
                           converged=converged, n_iter=len(history),
                           lower_bounds=history / n, losses=-history, options=options)
