@@ -293,18 +293,10 @@ class Fit:
         labels : ndarray (n,) int
             The component of each point, in increasing order.
         """
-        from probmix.results.sampling import sample_mixture
+        from probmix.results.sampling import sample_fit
 
         self._gaussian()
-        if self.draws and "weights" in self.draws and "means" in self.draws:
-            w = np.asarray(self.draws["weights"]).reshape(-1, self.n_components)
-            mu = np.asarray(self.draws["means"]).reshape(-1, self.n_components, self.n_features)
-            cov = self.covariance_draws.reshape(len(w), self.n_components, self.n_features,
-                                                self.n_features)
-        else:
-            w, mu, cov = self.weights[None], self.means[None], self.covariances[None]
-        return sample_mixture(np.asarray(w, dtype=np.float64), np.asarray(mu, dtype=np.float64),
-                              np.asarray(cov, dtype=np.float64), n, seed=seed)
+        return sample_fit(self, n, seed=seed)
 
     def sample_posterior_predictive(self, n: int | None = None, *, seed: int | None = 0):
         """``n`` new points (default N) per posterior draw, shape (chain, draw, n, D).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sample_mixture"]
+__all__ = ["sample_fit", "sample_mixture"]
 
 
 def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, n: int, *,
@@ -44,3 +44,17 @@ def sample_mixture(weights: np.ndarray, means: np.ndarray, covariances: np.ndarr
     eps = rng.standard_normal((n, d))  # (n, D)
     x = means[draw, labels] + np.einsum("nij,nj->ni", chol[draw, labels], eps)  # (n, D)
     return x, labels
+
+
+def sample_fit(fit, n: int, *, seed: int | None = 0):
+    """:meth:`probmix.Fit.sample`: ``n`` points and their components from a Gaussian fit,
+    at its mode (MAP) or from the posterior predictive (a random parameter draw per point)."""
+    k, d = fit.n_components, fit.n_features
+    if fit.draws and "weights" in fit.draws and "means" in fit.draws:
+        w = np.asarray(fit.draws["weights"]).reshape(-1, k)
+        mu = np.asarray(fit.draws["means"]).reshape(-1, k, d)
+        cov = fit.covariance_draws.reshape(len(w), k, d, d)
+    else:
+        w, mu, cov = fit.weights[None], fit.means[None], fit.covariances[None]
+    return sample_mixture(np.asarray(w, dtype=np.float64), np.asarray(mu, dtype=np.float64),
+                          np.asarray(cov, dtype=np.float64), n, seed=seed)
