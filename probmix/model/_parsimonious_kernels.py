@@ -22,6 +22,15 @@ __all__ = ["orientation_sweeps", "volume_shape_sweeps", "vee_sweeps"]
 _TINY = 2.2250738585072014e-308 * 1e4  # float64's smallest normal number, times 1e4
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _settled(value, previous, it, tol):  # pragma: no cover - compiled
+    """Whether an inner iteration stops: f is not finite (a collapsed restart, which EM drops),
+    or it changed by at most ``tol`` relative to max(|f|, 1) since the previous step."""
+    if not math.isfinite(value):
+        return True
+    return it > 0 and abs(value - previous) <= tol * max(abs(value), 1.0)
+
+
 @njit(cache=True, nogil=True)
 def _volume_shape(rotated_w, counts, equal_volume, volume, shape):  # pragma: no cover
     """Closed-form λ_k and A_k given the orientation: A_k ∝ diag(Dᵀ W_k D), |A_k| = 1;
@@ -83,9 +92,7 @@ def orientation_sweeps(rotated_w, orientation, counts, equal_volume, sweeps, tol
         previous = math.nan
         for sweep in range(sweeps):
             value = _volume_shape(w, counts[b], equal_volume, volume[b], shape[b])
-            if not math.isfinite(value):
-                break
-            if sweep > 0 and abs(value - previous) <= tol * max(abs(value), 1.0):
+            if _settled(value, previous, sweep, tol):
                 break
             previous = value
             for c in range(k):
@@ -168,9 +175,7 @@ def volume_shape_sweeps(values, counts, max_iter, tol):  # pragma: no cover - co
                     total += values[b, c, j] / shape[b, j]
                 volume[b, c] = total / (d * counts[b, c])
                 value += counts[b, c] * d * math.log(volume[b, c]) + total / volume[b, c]
-            if not math.isfinite(value):
-                break
-            if it > 0 and abs(value - previous) <= tol * max(abs(value), 1.0):
+            if _settled(value, previous, it, tol):
                 break
             previous = value
     return volume, shape
@@ -262,9 +267,7 @@ def vee_sweeps(scatter, counts, max_iter, tol):  # pragma: no cover - compiled
                 trace /= factor
                 volume[b, c] = trace / (d * counts[b, c])
                 value += counts[b, c] * d * math.log(volume[b, c]) + trace / volume[b, c]
-            if not math.isfinite(value):
-                break
-            if it > 0 and abs(value - previous) <= tol * max(abs(value), 1.0):
+            if _settled(value, previous, it, tol):
                 break
             previous = value
     return volume, common
