@@ -17,12 +17,13 @@ prior resolved on the data) on three data sets, 4 chains x (1000 warm-up + 1000 
 * ``NUTS pyro``: ``backend="pyro"``: Pyro's NUTS kernel, one chain per worker process,
   diagonal mass (what probmix ran before the batched sampler);
 * ``Gibbs``: ``method="gibbs"``, the closed-form blocked Gibbs sampler;
-* ``numpyro``: NumPyro's NUTS on the same model written in NumPyro (z summed out, the prior
-  read from probmix's resolved prior), ``chain_method="sequential"``; skipped with a line
-  when NumPyro is not installed (install it in a separate environment for the run).
-  PyMC and nutpie adapters are not written yet: the independent check in issue 18 measured
-  them (walkthrough data: nutpie 337 ESS/s, PyMC 143 ESS/s, NumPyro 45 ESS/s on a quiet
-  2-core machine, where probmix's Pyro-kernel NUTS gave 169).
+* ``numpyro``, ``pymc``, ``nutpie``: the same model and prior (read from probmix's resolved
+  prior, z summed out) in NumPyro (its Wishart, ``chain_method="sequential"``), PyMC and
+  nutpie (the PyMC model compiled; Λ_k by the Bartlett decomposition, the same prior), run
+  by ``--reference-python`` (a separate venv: ``pip install pymc nutpie numpyro
+  "jax[cpu]"``) through benchmarks/_reference_samplers.py (PyMC and nutpie on every core, as the
+  batched NUTS; NumPyro in sequence); skipped with a
+  line without it. nutpie's compile time is reported in the notes, not counted.
 
 Data sets: ``walk``: ``probmix.three_clusters(1000, seed=0)`` (3k x 2, K = 3); ``faithful``:
 ``tests/data/faithful.csv`` (272 x 2, K = 2); ``iris``: ``tests/data/iris.csv``'s four
@@ -102,45 +103,39 @@ def run_probmix(x, k, kind, num_samples, warmup, chains):
     return seconds, fit.draws["means"], None if div is None else int(np.sum(div)), messages
 
 
-def run_numpyro(x, k, num_samples, warmup, chains):
-    """NumPyro NUTS on the same model and prior; None when NumPyro is not installed."""
-    try:
-        import jax
-        import jax.numpy as jnp
-        import numpyro
-        import numpyro.distributions as nd
-        from numpyro.infer import MCMC, NUTS
-    except ImportError:
+def run_reference(python, x, k, sampler, num_samples, warmup, chains):
+    """(sampling seconds, relabelled means draws, divergences, notes) of NumPyro, PyMC or
+    nutpie on the same model and prior, run by ``python`` (another environment) through
+    benchmarks/_reference_samplers.py; None when ``python`` is not given or cannot run it."""
+    if not python:
         return None
-    jax.config.update("jax_enable_x64", True)
-    prior = probmix.GaussianMixture(k).resolve_prior(torch.as_tensor(x))
-    alpha, m0, beta, nu, psi = (np.asarray(v, dtype=np.float64) for v in (
-        prior.alpha, prior.mean_loc, prior.mean_precision, prior.dof, prior.scale))
-    def model(data):
-        w = numpyro.sample("weights", nd.Dirichlet(jnp.asarray(alpha)))
-        with numpyro.plate("components", k):
-            # Λ ~ Wishart(ν, scale Ψ⁻¹), as probmix's prior; then μ | Λ ~ N(m₀, (β₀Λ)⁻¹)
-            prec = numpyro.sample("precisions", nd.Wishart(
-                concentration=float(nu), scale_matrix=jnp.linalg.inv(jnp.asarray(psi))))
-            mu = numpyro.sample("means", nd.MultivariateNormal(
-                jnp.asarray(m0), precision_matrix=float(beta) * prec))
-        comp = nd.MultivariateNormal(mu, precision_matrix=prec)  # batch (K,)
-        logp = comp.log_prob(data[:, None, :]) + jnp.log(w)  # (N, K)
-        numpyro.factor("obs", jax.scipy.special.logsumexp(logp, -1).sum())
+    import subprocess
+    import tempfile
 
-    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=num_samples, num_chains=chains,
-                chain_method="sequential", progress_bar=False)
-    t0 = time.perf_counter()
-    mcmc.run(jax.random.PRNGKey(0), jnp.asarray(x), extra_fields=("diverging",))
-    seconds = time.perf_counter() - t0
-    means = np.asarray(mcmc.get_samples(group_by_chain=True)["means"])  # (C, S, K, D)
-    div = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-    # relabel with probmix's relabelling, on means, to the EM solution's order
     from probmix.results.relabel import relabel_draws
 
+    prior = probmix.GaussianMixture(k).resolve_prior(torch.as_tensor(x))
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(source, x=x, k=k, alpha=np.asarray(prior.alpha, dtype=np.float64),
+                 m0=np.asarray(prior.mean_loc, dtype=np.float64),
+                 beta=float(prior.mean_precision), nu=float(prior.dof),
+                 psi=np.asarray(prior.scale, dtype=np.float64), num_samples=num_samples,
+                 warmup=warmup, chains=chains)
+        run = subprocess.run([python, os.path.join(HERE, "_reference_samplers.py"), source,
+                              target, sampler], capture_output=True, text=True)
+        if run.returncode != 0:
+            last = (run.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"{sampler}: skipped ({last[:120]})", flush=True)
+            return None
+        out = np.load(target)
+        means, seconds = out["means"], float(out["seconds"])
+        compile_seconds, div = float(out["compile_seconds"]), int(out["divergences"])
+    # relabel with probmix's relabelling, on means, to the EM solution's order
     ref = probmix.fit(probmix.GaussianMixture(k), x, seed=0).means
     means = relabel_draws({"means": means}, ref, {"means": -2}, signature="means")[0]["means"]
-    return seconds, means, div, []
+    notes = [f"compile {compile_seconds:.1f} s, not counted"] if compile_seconds else []
+    return seconds, means, div, notes
 
 
 def main():
@@ -148,7 +143,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 chains x (300 + 300)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--sets", default="walk,faithful,iris")
-    parser.add_argument("--kinds", default="batched,pyro,gibbs,numpyro")
+    parser.add_argument("--kinds", default="batched,pyro,gibbs,numpyro,pymc,nutpie")
+    parser.add_argument("--reference-python", default=os.environ.get("PROBMIX_REFERENCE_PYTHON"),
+                        help="a Python with numpyro/jax, pymc and nutpie (another venv) for the "
+                        "reference samplers; without it they are skipped")
     args = parser.parse_args()
     num_samples = warmup = 300 if args.quick else 1000
     chains = 2 if args.quick else 4
@@ -165,10 +163,12 @@ def main():
         name, load, k = SETS[key]
         x = load()
         for kind in args.kinds.split(","):
-            if kind == "numpyro":
-                out = run_numpyro(x, k, num_samples, warmup, chains)
+            if kind in ("numpyro", "pymc", "nutpie"):
+                out = run_reference(args.reference_python, x, k, kind, num_samples, warmup,
+                                    chains)
                 if out is None:
-                    print(f"{name} | numpyro: skipped (NumPyro not installed)", flush=True)
+                    print(f"{name} | {kind}: skipped (no --reference-python with it)",
+                          flush=True)
                     continue
             else:
                 out = run_probmix(x, k, kind, num_samples, warmup, chains)
