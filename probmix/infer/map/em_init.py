@@ -24,9 +24,7 @@ from probmix._random import generator
 from probmix.baselines.kmeans_init import kmeans_plusplus  # one k-means implementation
 from probmix.baselines.lloyd import lloyd
 from probmix.infer.map import em_steps
-from probmix.infer.map.hierarchical import MAX_POINTS as EII_MAX_POINTS
 from probmix.infer.map.hierarchical import hierarchical_partitions
-from probmix.infer.map.hierarchical_vvv import MAX_POINTS as VVV_MAX_POINTS
 from probmix.model.gaussian_mixture import MixtureParams, as_params
 from probmix.results.result import Fit
 
@@ -55,9 +53,7 @@ def _hierarchical_labels(data, k: int, seed: int, model: str = "EII") -> torch.T
     joins the cluster whose mean is nearest (in standardised units).
     """
     x = data.x.detach().cpu().numpy()
-    limit = VVV_MAX_POINTS if model == "VVV" else EII_MAX_POINTS
-    rows, labels = hierarchical_partitions(x, [k], rng=np.random.default_rng(seed),
-                                           max_points=limit, model=model)
+    rows, labels = hierarchical_partitions(x, [k], rng=np.random.default_rng(seed), model=model)
     part = torch.as_tensor(labels[k], device=data.x.device)
     if rows.shape[0] == x.shape[0]:
         return part[None]

@@ -31,6 +31,7 @@ from collections import OrderedDict
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
+from probmix.infer.map.hierarchical_vvv import MAX_POINTS as VVV_MAX_POINTS
 from probmix.infer.map.hierarchical_vvv import partition, vvv_merges
 
 __all__ = ["MAX_POINTS", "svd_transform", "hierarchical_partitions"]
@@ -50,7 +51,7 @@ def svd_transform(x: np.ndarray) -> np.ndarray:
     return u * np.sqrt(s)
 
 
-def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
+def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int | None = None,
                             rng: np.random.Generator | None = None, model: str = "EII"):
     """Labels of the Ward/SVD tree (or the VVV one) cut at each K, on at most ``max_points``
     rows.
@@ -60,8 +61,10 @@ def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
     x : ndarray (N, D)
     ks : iterable of int
         The numbers of clusters wanted (each at most the number of rows used).
-    max_points : int
+    max_points : int, optional
         Above this many rows the tree is built on a uniform random subsample of this size.
+        Default: the tree's own bound, :data:`MAX_POINTS` (EII) or
+        :data:`probmix.infer.map.hierarchical_vvv.MAX_POINTS` (VVV, whose merges cost O(D³)).
     rng : numpy Generator
         Draws the subsample (needed only when N > max_points).
     model : {"EII", "VVV"}
@@ -77,6 +80,8 @@ def hierarchical_partitions(x: np.ndarray, ks, *, max_points: int = MAX_POINTS,
     """
     if model not in ("EII", "VVV"):
         raise ValueError(f"model must be 'EII' or 'VVV'; got {model!r}.")
+    if max_points is None:
+        max_points = MAX_POINTS if model == "EII" else VVV_MAX_POINTS
     rows, tree = _tree(np.ascontiguousarray(x), max_points, rng, model)
     labels = {}
     for k in ks:
