@@ -195,13 +195,12 @@ def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
     return row
 
 
-def _refine(rows, fits, grid, one, column, run, x, criterion, options) -> None:
+def _refine(rows, fits, grid, one, column, run, x, criterion, prior, options) -> None:
     """Continue screened fits within :data:`SCREEN_WINDOW` of the best to the full stopping
     rule (warm-started where the screening stopped), until none in the window is left;
     ``rows`` and ``fits`` are updated in place."""
     from probmix.model.gaussian_mixture import GaussianMixture
 
-    prior = options.pop("prior")
     while True:
         values = np.array([row[column] for row in rows], dtype=np.float64)
         finite = np.isfinite(values)
@@ -312,8 +311,8 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
             fits[k if one else (label, k)] = fit
         rows.append({**_row(fit, model, x, label, k, criterion), "refined": not screen})
     if screen:
-        _refine(rows, fits, grid, one, column, run, x, criterion,
-                dict(engine=engine, seed=seed, prior=prior, **options))
+        _refine(rows, fits, grid, one, column, run, x, criterion, prior,
+                dict(engine=engine, seed=seed, **options))
     order = {label: i for i, (label, _) in enumerate(families)}
     table = pd.DataFrame(rows).sort_values(["covariance", "k"], key=lambda c: c.map(order)
                                            if c.name == "covariance" else c, kind="stable")

@@ -111,9 +111,7 @@ def _reseed(data, w_old, weights, means, cov, empty, reg):
 
 
 def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
-    """log p(θ) of the program's priors at (R,) parameter sets in original units; 0 when flat."""
-    if prior is None:
-        return torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
+    """log p(θ) of the program's (proper) priors at (R,) parameter sets in original units."""
     family = model.family
     if prior.stick_breaking:
         sticks = em_steps.sticks_from_weights(weights)
