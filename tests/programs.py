@@ -5,7 +5,7 @@ import pyro.distributions as dist
 import torch
 
 
-def one_d_mixture(x):
+def two_locs(x):
     """A custom program: two 1-D Gaussian components with a shared scale."""
     weights = pyro.sample("weights", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
     scale = pyro.sample("scale", dist.LogNormal(torch.zeros((), dtype=x.dtype), 1.0))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import probmix
-from programs import one_d_mixture
+from programs import two_locs
 
 X, _ = probmix.three_clusters(40, seed=4)
 MODEL = probmix.GaussianMixture(3)
@@ -26,7 +26,7 @@ CASES = {
 
 def _fit(job):
     name, seed = job
-    model = one_d_mixture if name == "gradient" else MODEL
+    model = two_locs if name == "gradient" else MODEL
     data = X[:, :1] if name == "gradient" else X
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

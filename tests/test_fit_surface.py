@@ -31,10 +31,10 @@ def test_standardize_is_a_fit_of_the_standardised_columns_in_the_data_units(data
 
 
 def test_standardize_refuses_a_custom_program(data):
-    from tests.programs import one_d_mixture
+    from tests.programs import two_locs
 
     with pytest.raises(TypeError, match="standardize"):
-        probmix.fit(one_d_mixture, data[0][:, :1], standardize=True)
+        probmix.fit(two_locs, data[0][:, :1], standardize=True)
     with pytest.raises(TypeError, match="standardize must be True or False; got 'yes'"):
         probmix.fit(probmix.GaussianMixture(2), data[0], standardize="yes")
 

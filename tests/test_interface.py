@@ -9,7 +9,7 @@ import torch
 
 import probmix
 from probmix.model.interface import MixtureModel, ProgramModel, as_model
-from programs import one_d_mixture as two_locs
+from programs import two_locs
 
 X, _ = probmix.three_clusters(60, seed=0)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import probmix
-from programs import one_d_mixture
+from programs import two_locs
 from probmix.io.datasets import THREE_CLUSTERS, three_clusters
 from probmix.results.diagnostics import ConvergenceDiagnosticWarning
 
@@ -135,7 +135,7 @@ def test_custom_program_generic_path():
     x = np.concatenate([rng.normal(-3, 1, 60), rng.normal(3, 1, 60)])[:, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = probmix.fit(one_d_mixture, x, engine="mcmc", seed=0, num_samples=100, num_warmup=100,
+        fit = probmix.fit(two_locs, x, engine="mcmc", seed=0, num_samples=100, num_warmup=100,
                           num_chains=2, progress=False)
     assert fit.draws["locs"].shape == (2, 100, 2) and fit.draws["scale"].shape == (2, 100)
     np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.5)

@@ -6,27 +6,15 @@ import pickle
 import warnings
 
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
 import probmix
+from programs import two_locs  # the name the format-1 fixtures recorded
 from probmix.io.persistence import SavedFileError, SavedProgram, UnsavedValue, _write
 
 X, _ = probmix.three_clusters(60, seed=0)
 MODEL = probmix.GaussianMixture(3)
-
-
-def two_locs(x):
-    """A custom program: two 1-D Gaussian components with a shared scale."""
-    weights = pyro.sample("weights", dist.Dirichlet(torch.ones(2, dtype=x.dtype)))
-    scale = pyro.sample("scale", dist.LogNormal(torch.zeros((), dtype=x.dtype), 1.0))
-    with pyro.plate("components", 2):
-        locs = pyro.sample("locs", dist.Normal(torch.zeros((), dtype=x.dtype), 10.0))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
-        pyro.sample("obs", dist.Normal(locs[z], scale), obs=x[:, 0])
 
 
 ENGINES = {

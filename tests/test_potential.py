@@ -63,14 +63,14 @@ def test_transforms_round_trip():
 
 
 def test_jit_traced_program_potential_equals_the_plain_one():
-    from programs import one_d_mixture
+    from programs import two_locs
 
     x = torch.linspace(-4, 4, 50, dtype=torch.float64)[:, None]
     values = {"weights": torch.tensor([0.3, 0.7], dtype=torch.float64),
               "scale": torch.tensor(1.2, dtype=torch.float64),
               "locs": torch.tensor([-2.0, 2.0], dtype=torch.float64)}
-    plain = program_potential(one_d_mixture, x, values=values)
-    traced = program_potential(one_d_mixture, x, values=values, jit_compile=True)
+    plain = program_potential(two_locs, x, values=values)
+    traced = program_potential(two_locs, x, values=values, jit_compile=True)
     gen = torch.Generator().manual_seed(1)
     for _ in range(3):
         u = {n: v + 0.3 * torch.randn(v.shape, generator=gen, dtype=v.dtype)

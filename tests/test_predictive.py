@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import probmix
-from programs import one_d_mixture
+from programs import two_locs
 from probmix.results.posterior import fit_from_draws
 
 WEIGHTS = np.array([0.3, 0.7])
@@ -59,7 +59,7 @@ def test_custom_program_predictive_runs_the_program_per_draw():
     x = torch.as_tensor(np.concatenate([rng.normal(-3, 1, 40), rng.normal(3, 1, 40)])[:, None])
     draws = {"weights": np.broadcast_to([0.5, 0.5], (1, 4, 2)).copy(),
              "scale": np.full((1, 4), 0.01), "locs": np.broadcast_to([-3.0, 3.0], (1, 4, 2)).copy()}
-    fit = fit_from_draws(one_d_mixture, x, draws, engine="svi", reference=None)
+    fit = fit_from_draws(two_locs, x, draws, engine="svi", reference=None)
     y = fit.sample_posterior_predictive(50, seed=0)
     assert y.shape == (1, 4, 50, 1)
     assert np.all(np.minimum(np.abs(y + 3), np.abs(y - 3)) < 0.1)  # at a location, scale 0.01

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import probmix
-from programs import one_d_mixture
+from programs import two_locs
 from probmix.io.datasets import three_clusters
 
 MODEL = probmix.GaussianMixture(3)
@@ -125,7 +125,7 @@ def test_custom_program():
     x = np.concatenate([rng.normal(-3, 1, 150), rng.normal(3, 1, 150)])[:, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", probmix.ConvergenceWarning)
-        fit = probmix.fit(one_d_mixture, x, engine="svi", seed=0, steps=600, progress=False)
+        fit = probmix.fit(two_locs, x, engine="svi", seed=0, steps=600, progress=False)
     locs = np.sort(fit.params["locs"])
     np.testing.assert_allclose(locs, [-3, 3], atol=0.3)
     assert fit.draws["locs"].shape == (1, 1000, 2)
@@ -143,7 +143,7 @@ def test_a_given_start_is_not_modified(engine):
         else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", probmix.ConvergenceWarning)
-        fit = probmix.fit(one_d_mixture, x, engine=engine, init=start, seed=0, **options)
+        fit = probmix.fit(two_locs, x, engine=engine, init=start, seed=0, **options)
     assert np.abs(np.sort(fit.params["locs"]) - kept["locs"]).max() > 0.1  # it did move
     for name in start:
         np.testing.assert_array_equal(start[name], kept[name], err_msg=name)
@@ -170,11 +170,11 @@ def test_user_guide():
     from pyro.infer.autoguide.initialization import init_to_value
 
     start = init_to_value(values={"locs": torch.tensor([-1.0, 1.0], dtype=torch.float64)})
-    guide = AutoDiagonalNormal(poutine.block(one_d_mixture, hide=["z", "obs"]),
+    guide = AutoDiagonalNormal(poutine.block(two_locs, hide=["z", "obs"]),
                                init_loc_fn=start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", probmix.ConvergenceWarning)
-        fit = probmix.fit(one_d_mixture, x, engine="svi", guide=guide, init="prior", seed=0,
+        fit = probmix.fit(two_locs, x, engine="svi", guide=guide, init="prior", seed=0,
                           steps=800, lr=0.05, progress=False)
     assert fit.options["guide"] == "AutoDiagonalNormal"
     np.testing.assert_allclose(np.sort(fit.params["locs"]), [-3, 3], atol=0.4)
