@@ -156,7 +156,10 @@ def volume_shape_sweeps(values, counts, max_iter, tol):  # pragma: no cover - co
     pooled = np.empty(d)
     for b in range(n_batch):
         for c in range(k):  # start from A = I
-            volume[b, c] = values[b, c].sum() / (d * counts[b, c])
+            total = 0.0
+            for j in range(d):
+                total += values[b, c, j]
+            volume[b, c] = total / (d * counts[b, c])
         previous = math.nan
         for it in range(max_iter):
             log_sum = 0.0
@@ -248,16 +251,24 @@ def vee_sweeps(scatter, counts, max_iter, tol):  # pragma: no cover - compiled
             volume[b, c] = trace / (d * counts[b, c])
         previous = math.nan
         for it in range(max_iter):
-            pooled[:] = 0.0
-            for c in range(k):
-                pooled += scatter[b, c] / volume[b, c]
+            for i in range(d):  # loops, not array expressions: they compile several times faster
+                for j in range(d):
+                    total = 0.0
+                    for c in range(k):
+                        total += scatter[b, c, i, j] / volume[b, c]
+                    pooled[i, j] = total
             log_det = _inverse_cholesky(pooled, inv)
             if not math.isfinite(log_det):
-                volume[b, :] = math.nan
-                common[b] = pooled
+                for c in range(k):
+                    volume[b, c] = math.nan
+                for i in range(d):
+                    for j in range(d):
+                        common[b, i, j] = pooled[i, j]
                 break
             factor = math.exp(-log_det / d)  # C = pooled · factor has |C| = 1
-            common[b] = pooled * factor
+            for i in range(d):
+                for j in range(d):
+                    common[b, i, j] = pooled[i, j] * factor
             value = 0.0
             for c in range(k):
                 trace = 0.0  # tr(C⁻¹ W_k), C⁻¹ = pooled⁻¹ / factor

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ SCREEN_STOP = {"stop": "change", "tol": 1e-5}
 #: its fully converged value (25 at most far from the best, where a loose stop chose a
 #: different restart).
 SCREEN_WINDOW = 30.0
+#: a grid of at least this many small maximum-likelihood fits compiles EM's kernel first
+COMPILE_MIN_FITS = 20
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,25 @@ def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
     return row
 
 
+def _compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
+    """Compile EM's small-data kernel (once per installation, about 15 s) before a grid of
+    :data:`COMPILE_MIN_FITS` or more small maximum-likelihood fits, which it then runs 10-20×
+    faster (:mod:`probmix.infer.map.em_compiled`); fits that it cannot serve run in torch."""
+    from probmix.infer.map import em_compiled
+
+    if n_fits < COMPILE_MIN_FITS or options.get("compiled", "auto") != "auto":
+        return
+    if str(options.get("device") or "cpu") != "cpu" or \
+            str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
+        return
+    if not em_compiled.small(x.shape[0], x.shape[1], 8, k_max) or em_compiled.ready():
+        return
+    if progress:
+        print("probmix: compiling the EM kernel for small data (once per installation, "
+              "about 15 s)", file=sys.stderr, flush=True)
+    em_compiled.compile_kernel()
+
+
 def _refine(rows, fits, grid, one, column, run, x, criterion, prior, options) -> None:
     """Continue screened fits within :data:`SCREEN_WINDOW` of the best to the full stopping
     rule (warm-started where the screening stopped), until none in the window is left;
@@ -300,9 +322,11 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     if entry.accepts("progress"):
         options["progress"] = False  # one bar over the fits, not one per fit
     screen = bool(screen) and likelihood and entry.method == "em"
+    grid = [(k, label, family) for k in ks for label, family in families]  # small K first
+    if entry.method == "em" and prior == "flat":
+        _compile_em_kernel(x, len(grid), max(ks), options, progress)
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
-    grid = [(k, label, family) for k in ks for label, family in families]  # small K first
     for k, label, family in progress_bar(grid, desc=f"select ({criterion})", enabled=progress,
                                          unit="fit"):
         model = GaussianMixture(k, covariance=family, prior=prior)

@@ -2,10 +2,12 @@
 
 Maximises log p(x | θ) + log p(θ) for the prior declared by the model (the
 likelihood alone for ``prior="flat"``). The E-step and M-step are the pure
-functions of :mod:`probmix.infer.map.em_steps`; this module owns initialisation,
-the iteration, convergence, re-seeding of empty components and the choice of
-the best restart. All ``n_init`` restarts advance together as one batched
-tensor computation; a restart that has converged is frozen.
+functions of :mod:`probmix.infer.map.em_steps`; this module owns the options,
+initialisation, the choice of the best restart and the result. The iterations (and
+their stopping rule, re-seeding of empty components and the check for components held
+up by the ridge) run in the batched torch loop of :mod:`probmix.infer.map.em_torch`, or
+for small maximum-likelihood fits in the compiled kernel of
+:mod:`probmix.infer.map.em_compiled`; both reach the same optimum.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ import warnings
 import numpy as np
 
 import torch
-from probmix._progress import progress_bar
-
 from probmix._random import resolve_seed
 from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
-from probmix.infer.map import em_steps
-from probmix.infer.map.em_init import INITS, distinct_rows, global_covariance, init_params
+from probmix.infer.map import em_compiled, em_steps, em_torch
+from probmix.infer.map.em_torch import DEFAULT_TOL, STOP_RULES
+from probmix.infer.map.em_init import INITS, distinct_rows, init_params
 from probmix.infer.map.em_data import auto_restarts, check_memory, prepare, ridge
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.exceptions import ConvergenceWarning
@@ -32,109 +33,6 @@ from probmix.model.priors import Prior
 from probmix.results.result import Fit
 
 __all__ = ["fit_em_start", "fit_em", "INITS"]
-
-
-
-STOP_RULES = ("aitken", "change")
-DEFAULT_TOL = {"aitken": 1e-8, "change": 1e-3}
-
-
-def _stopped(rule: str, tol: float, current, previous, before) -> torch.Tensor:
-    """Which restarts (R,) meet the stopping rule, from the objective of the last three steps.
-
-    "change": |ℓ_t - ℓ_{t-1}| < tol. "aitken": with a = (ℓ_t - ℓ_{t-1}) / (ℓ_{t-1} - ℓ_{t-2})
-    the rate of EM's linear convergence, the limit is ℓ_∞ = ℓ_{t-1} + (ℓ_t - ℓ_{t-1}) / (1 - a)
-    and the distance still to go ℓ_∞ - ℓ_t = (ℓ_t - ℓ_{t-1}) a / (1 - a); stop when it is
-    below tol while 0 <= a < 1, or when ℓ stops increasing (a step in [-tol, 0] is rounding
-    at the mode; tol=0 runs every iteration). ℓ is per unit weight, so differences of ℓ are in
-    nats per point whatever the units of x: the rule, and so the fit, is the same for rescaled
-    data. Computed in NumPy on R numbers (a dozen tiny torch operations cost more than the
-    E-step on small data).
-    """
-    cur, prev, bef = torch.stack([current, previous, before]).cpu().numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        step = cur - prev
-        if rule == "change":
-            out = np.abs(step) < tol
-        else:
-            last = prev - bef
-            rate = step / np.where(last != 0, last, 1.0)
-            valid = (last > 0) & (rate >= 0) & (rate < 1) & (step >= 0)
-            gap = step * rate / (1 - np.where(valid, rate, 0.0))
-            # EM never decreases the objective: a step <= 0 within tol is rounding at the mode
-            stalled = (step <= 0) & (np.abs(step) <= tol)
-            out = ((valid & (gap <= tol) & (step <= tol)) | stalled) & (tol > 0)
-    return torch.from_numpy(out).to(current.device)
-
-
-def _worst_rows(data, w, count):
-    """The rows (R, count, D) (standardised) with the lowest log-density under each parameter set.
-
-    Over all chunks and, in a distributed fit, over all processes.
-    """
-    r, k, _ = w.shape
-    d = data.d
-    w_flat = w.reshape(r * k, -1)
-    best_val, best_rows = None, None
-    for _, phi, _ in data.chunks():
-        lse = torch.logsumexp((w_flat @ phi).view(r, k, -1), 1)  # (R, n)
-        rows = phi[1:1 + d].T.expand(r, -1, -1)  # (R, n, D): Φ holds x' in rows 1..D
-        if best_val is not None:
-            lse, rows = torch.cat([best_val, lse], 1), torch.cat([best_rows, rows], 1)
-        best_val, pos = torch.topk(-lse, min(count, lse.shape[1]), dim=1)
-        best_val, best_rows = -best_val, rows.gather(1, pos[..., None].expand(-1, -1, d))
-    if data.reducer.distributed:  # the worst over every process, the same on all of them
-        pad = count - best_val.shape[1]
-        best_val = torch.cat([best_val, best_val.new_full((r, pad), math.inf)], 1)
-        best_rows = torch.cat([best_rows, best_rows.new_zeros(r, pad, d)], 1)
-        vals = data.reducer.gather(best_val).permute(1, 0, 2).reshape(r, -1)
-        rows = data.reducer.gather(best_rows).permute(1, 0, 2, 3).reshape(r, -1, d)
-        best_val, pos = torch.topk(-vals, count, dim=1)
-        best_rows = rows.gather(1, pos[..., None].expand(-1, -1, d))
-    return best_rows  # (R, count, D)
-
-
-def _reseed(data, w_old, weights, means, cov, empty, reg):
-    """Move empty components onto the worst-explained rows with the global covariance."""
-    family = data.family
-    k = means.shape[1]
-    worst = _worst_rows(data, w_old, k)  # (R, K, D)
-    rank = (empty.cumsum(-1) - 1).clamp_min(0)
-    rows = worst.gather(1, rank[..., None].expand(-1, -1, worst.shape[-1]))  # (R, K, D)
-    means = torch.where(empty[..., None], rows, means)
-    mask = family.component_mask(empty)
-    if mask is not None:
-        cov = torch.where(mask, global_covariance(data, reg, k), cov)
-    weights = torch.where(empty, torch.full_like(weights, 1.0 / data.total_weight), weights)
-    weights = weights / weights.sum(-1, keepdim=True)
-    return weights, means, cov
-
-
-def _log_prior(model, prior, weights, means, prec) -> torch.Tensor:
-    """log p(θ) of the program's (proper) priors at (R,) parameter sets in original units."""
-    family = model.family
-    if prior.stick_breaking:
-        sticks = em_steps.sticks_from_weights(weights)
-        gamma = prior.alpha[:-1]
-        lp = torch.distributions.Beta(torch.ones_like(gamma), gamma).log_prob(
-            sticks.clamp(1e-300, 1 - 1e-16)).sum(-1)
-    else:
-        lp = torch.distributions.Dirichlet(prior.alpha).log_prob(weights)
-    return lp + family.log_prior_density(prior, means, prec)
-
-
-def _ridge_held(family, cov, reg, k: int, d: int) -> torch.Tensor:
-    """Which restarts (R,) have a component whose covariance is the ridge alone in some
-    direction (Σ = S + ridge with S singular): the smallest eigenvalue of Σ in units of the
-    ridge is 1 there (it is at least 1 always)."""
-    if not isinstance(reg, torch.Tensor) and reg <= 0:
-        return torch.zeros(cov.shape[0], dtype=torch.bool, device=cov.device)
-    full = family.to_full(cov, k, d)  # (R, K, D, D)
-    ridge = torch.diagonal(family.to_full(family.add_ridge(torch.zeros_like(cov), reg), k, d),
-                           dim1=-2, dim2=-1)  # (R, K, D)
-    scale = torch.rsqrt(ridge.clamp_min(torch.finfo(cov.dtype).tiny))  # (R, K, D)
-    unit = full * scale[..., :, None] * scale[..., None, :]
-    return (torch.linalg.eigvalsh(unit)[..., 0] <= 1 + 1e-3).any(-1)  # (R,)
 
 
 def fit_em(
@@ -157,6 +55,7 @@ def fit_em(
     chunk_size: int | None = None,
     init_size: int = 100_000,
     distributed=False,
+    compiled="auto",
 ) -> Fit:
     """MAP estimate of a :class:`GaussianMixture` by closed-form EM.
 
@@ -217,6 +116,11 @@ def fit_em(
         ``True``: this process holds one shard of the rows of a ``torch.distributed`` job
         (see :mod:`probmix.infer.distributed`); statistics are all-reduced and every process ends
         with the same parameters.
+    compiled : {"auto", True, False}
+        Run the iterations in the compiled small-data kernel (:mod:`probmix.infer.map.em_compiled`:
+        maximum likelihood, in-memory CPU float64 data): "auto" (default) when the data are
+        small and the kernel is already compiled (``select`` compiles it, once per
+        installation, about 15 s); True whenever it can serve the fit; False never.
 
     Returns
     -------
@@ -233,6 +137,8 @@ def fit_em(
     if n_init is not None:
         n_init = check_int(n_init, "n_init", minimum=1)
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    if compiled not in ("auto", True, False) or not isinstance(compiled, (str, bool)):
+        raise ValueError(f"compiled must be 'auto', True or False; got {compiled!r}.")
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}; got {stop!r}.")
     tol = check_float(DEFAULT_TOL[stop] if tol is None else tol, "tol", minimum=0.0)
@@ -257,62 +163,20 @@ def fit_em(
         n_init = auto_restarts(init, data.n_total, k, data.n_phi, data.shift.element_size())
     weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
-    prec_chol, ok = em_steps.factorise(family, cov)
+    _, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
     r = weights.shape[0]
-
-    active = ok.clone()  # restarts still iterating
-    converged = torch.zeros(r, dtype=torch.bool, device=x.device)
-    n_iter = torch.zeros(r, dtype=torch.long, device=x.device)
-    history = []  # (R,) objective per unit weight, before each M-step
-    previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
-    before = previous.clone()  # the objective two iterations back (Aitken's rule)
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
-    held = torch.zeros(r, dtype=torch.bool, device=x.device)  # collapsing onto the ridge
-    bar = progress_bar(total=max_iter, desc="EM", enabled=progress, at_most=True)
-    for t in range(max_iter):
-        w = em_steps.natural_weights(family, weights, means, prec_chol)
-        stats = em_steps.e_step(data, w)
-        objective = stats.log_lik + data.log_jacobian()
-        if prior is not None:
-            prec_o = family.precision_from_cholesky(prec_chol) / data.scale**2
-            objective = objective + _log_prior(model, prior, weights,
-                                               means * data.scale + data.shift, prec_o)
-        objective = objective / data.total_weight
-        objective = torch.where(ok, objective, torch.full_like(objective, -math.inf))
-        current = torch.where(active, objective, previous)
-        history.append(current)
-        new = em_steps.m_step(family, stats.s, prior=prior_s, reg_covar=reg_s, start=cov)
-        new_weights, new_means, new_cov, new_prec_chol, new_ok, nk = new
-        empty = (nk < min_count) & active[:, None]
-        if bool(empty.any()):
-            new_weights, new_means, new_cov = _reseed(data, w, new_weights, new_means, new_cov,
-                                                      empty, reg_s)
-            new_prec_chol, new_ok = em_steps.factorise(family, new_cov)
-        step = active & new_ok
-        weights = torch.where(step[:, None], new_weights, weights)
-        means = torch.where(step[:, None, None], new_means, means)
-        step_cov = step.view(r, *[1] * (cov.ndim - 1))  # broadcasts over native covariances
-        cov = torch.where(step_cov, new_cov, cov)
-        prec_chol = torch.where(step_cov, new_prec_chol, prec_chol)
-        n_iter += step.long()
-        ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
-        done = step & _stopped(stop, tol, current, previous, before) & ~empty.any(-1)
-        converged |= done
-        before, previous = previous, current
-        if r > 1 and t % 10 == 9 and bool(active.any()):  # restarts on a singularity stop
-            held |= active & _ridge_held(family, cov, reg_s, k, data.d)
-            active = active & ~held
-        active = active & ~done & ok
-        if progress:
-            bar.update(1)
-            bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
-        if not bool(active.any()):
-            break
-    bar.close()
+    loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
+                check_held=r > 1)
+    if em_compiled.applies(data, family, prior, r, k, compiled):
+        out = em_compiled.iterate(data, family, weights, means, cov, ok, **loop)
+    else:
+        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, ok, progress=progress,
+                       **loop)
+    weights, means, cov, ok, converged, n_iter, held, final = out
     raise_if_degenerate(ok, reg_covar)
 
-    final = torch.stack(history)  # (T, R)
     # a restart whose component collapsed onto the ridge loses to any healthy one (its
     # likelihood only grows without bound as the component shrinks: mclust reports NA)
     usable = ok & ~held if bool((ok & ~held).any()) else ok
@@ -345,7 +209,7 @@ def fit_em(
         options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
                      max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
                      reg_covar_relative=reg_covar_relative, seed=seed,
-                     ridge_held=bool(_ridge_held(family, cov[best:best + 1], reg_s, k,
+                     ridge_held=bool(em_torch.ridge_held(family, cov[best:best + 1], reg_s, k,
                                                  data.d)[0]),
                      **({} if chunk_size is None and not isinstance(data, StreamedData)
                         else {"chunk_size": data.source.chunk_size, "init_size": init_size}),

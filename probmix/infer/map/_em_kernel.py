@@ -1,0 +1,301 @@
+"""Numba kernel of a whole maximum-likelihood EM fit on small data (the compiled EM).
+
+Import :func:`probmix.infer.map.em_compiled.iterate`, not this module. On a few hundred rows
+one EM iteration of the batched torch loop costs about 80 small tensor operations (~0.5 ms),
+while the arithmetic is a few microseconds: ``select``'s 126 fits were almost all overhead.
+Here each restart runs its own loop in plain compiled code: the E-step through the Cholesky
+factors of the covariances, the sufficient statistics, the constrained M-step of
+:mod:`probmix.model._constrained_kernel`, re-seeding of empty components, the stopping rule
+and the check for components held up by the ridge alone, each exactly as
+:func:`probmix.infer.map.em.fit_em` does them in torch.
+
+Compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from probmix.model._constrained_kernel import constrained, symmetric_eigen
+
+__all__ = ["em_restarts"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_EPS = 2.220446049250313e-16
+_TINY = 2.2250738585072014e-308
+
+
+@njit(cache=True, nogil=True)
+def _cholesky(a, low):  # pragma: no cover - compiled
+    """low = the lower Cholesky factor of ``a`` (D, D); returns log|a|, NaN if not positive
+    definite."""
+    d = a.shape[0]
+    log_det = 0.0
+    for j in range(d):
+        s = a[j, j]
+        for m in range(j):
+            s -= low[j, m] * low[j, m]
+        if not s > 0.0:
+            return math.nan
+        low[j, j] = math.sqrt(s)
+        log_det += 2.0 * math.log(low[j, j])
+        for i in range(j + 1, d):
+            s = a[i, j]
+            for m in range(j):
+                s -= low[i, m] * low[j, m]
+            low[i, j] = s / low[j, j]
+    return log_det
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _stopped(aitken, tol, current, previous, before):  # pragma: no cover - compiled
+    """em._stopped for one restart (see its docstring for the rules)."""
+    step = current - previous
+    if not aitken:
+        return abs(step) < tol
+    last = previous - before
+    rate = step / (last if last != 0.0 else 1.0)
+    valid = last > 0.0 and rate >= 0.0 and rate < 1.0 and step >= 0.0
+    gap = step * rate / (1.0 - (rate if valid else 0.0))
+    stalled = step <= 0.0 and abs(step) <= tol
+    return ((valid and gap <= tol and step <= tol) or stalled) and tol > 0.0
+
+
+@njit(cache=True, nogil=True)
+def _ridge_held(cov, ridge):  # pragma: no cover - compiled
+    """em._ridge_held for one parameter set: some Σ_k scaled by the ridge has an eigenvalue
+    at most 1 + 1e-3."""
+    k, d = cov.shape[0], cov.shape[1]
+    largest = 0.0
+    for i in range(d):
+        largest = max(largest, ridge[i])
+    if largest <= 0.0:
+        return False
+    unit, values, vectors = np.empty((d, d)), np.empty(d), np.empty((d, d))
+    for c in range(k):
+        for i in range(d):
+            for j in range(d):
+                unit[i, j] = cov[c, i, j] / math.sqrt(max(ridge[i], _TINY) * max(ridge[j], _TINY))
+        symmetric_eigen(unit, values, vectors)
+        if values[0] <= 1.0 + 1e-3:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
+def _e_step(xt, sw, weights, means, chol, log_det, nk, sx, sxx, lse, logp, z, top,
+            scale):  # pragma: no cover - compiled
+    """Responsibilities' statistics: nk (K,), sx (K, D), sxx (K, D, D) (lower triangle), and
+    log p(x_n) in ``lse`` (N,); returns the weighted log-likelihood.
+
+    Component-major over the transposed rows ``xt`` (D, N), so that every inner loop runs
+    along the data and the reductions vectorise (fast-math flags that only reassociate and
+    contract: NaN and infinity keep their meaning); ``logp`` (K, N), ``z`` (D, N), ``top``
+    and ``scale`` (N,) are work space.
+    """
+    d, n = xt.shape
+    k = weights.shape[0]
+    for i in range(n):
+        top[i] = -math.inf
+    for c in range(k):
+        const = math.log(weights[c]) - 0.5 * (d * _LOG_2PI + log_det[c])
+        for i in range(n):
+            logp[c, i] = const
+        for a in range(d):  # forward substitution L z = x - μ, all rows at once
+            inv = 1.0 / chol[c, a, a]
+            for i in range(n):
+                s = xt[a, i] - means[c, a]
+                for m in range(a):
+                    s -= chol[c, a, m] * z[m, i]
+                z[a, i] = s * inv
+                logp[c, i] -= 0.5 * z[a, i] * z[a, i]
+        for i in range(n):
+            top[i] = max(top[i], logp[c, i])
+    for i in range(n):
+        scale[i] = 0.0
+    for c in range(k):
+        for i in range(n):
+            logp[c, i] = math.exp(logp[c, i] - top[i])
+            scale[i] += logp[c, i]
+    total = 0.0
+    for i in range(n):
+        lse[i] = top[i] + math.log(scale[i])
+        total += sw[i] * lse[i]
+        scale[i] = sw[i] / scale[i]
+    for c in range(k):
+        count = 0.0
+        for i in range(n):
+            logp[c, i] *= scale[i]  # the weighted responsibility
+            count += logp[c, i]
+        nk[c] = count
+        for a in range(d):
+            first = 0.0
+            for i in range(n):
+                first += logp[c, i] * xt[a, i]
+            sx[c, a] = first
+            for b in range(a + 1):
+                second = 0.0
+                for i in range(n):
+                    second += logp[c, i] * xt[a, i] * xt[b, i]
+                sxx[c, a, b] = second
+    return total
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov):  # pragma: no cover
+    """Maximum-likelihood weights (K,), means (K, D) and constrained covariances (K, D, D)
+    with the ridge, from the statistics (counts floored as in em_steps.m_step)."""
+    k, d = sx.shape
+    counts = np.empty(k)
+    total = 0.0
+    for c in range(k):
+        counts[c] = nk[c] + 10 * _EPS
+        total += counts[c]
+    for c in range(k):
+        weights[c] = counts[c] / total
+        for a in range(d):
+            means[c, a] = sx[c, a] / counts[c]
+        for a in range(d):
+            for b in range(a + 1):
+                value = sxx[c, a, b] - sx[c, a] * sx[c, b] / counts[c]
+                scatter[c, a, b] = value
+                scatter[c, b, a] = value
+    constrained(code, scatter, counts, start, cov)
+    for c in range(k):
+        for a in range(d):
+            cov[c, a, a] += ridge[a]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jacobian,
+                total_weight, min_count, max_iter, tol, aitken, check_held, history, n_iter,
+                converged, held, steps):  # pragma: no cover - compiled
+    """Run every restart's EM to its stop, in place.
+
+    Parameters
+    ----------
+    x : float64 (N, D)
+        Standardised rows.
+    sw : float64 (N,)
+        Row weights (ones when unweighted).
+    code : int
+        The covariance model's position in ``MODELS``.
+    weights (R, K), means (R, K, D), cov (R, K, D, D) : float64
+        Initial parameters (full covariances), replaced by the final ones.
+    ok : bool (R,)
+        Restarts whose covariances factorise; set False for one that breaks.
+    ridge : float64 (D,)
+        The ridge added to every covariance's diagonal.
+    reset_cov : bool
+        Whether a re-seeded component also gets the global covariance (not for a tied model).
+    log_jacobian, total_weight, min_count : float
+        As in fit_em: the objective is (log-likelihood + log_jacobian) / total_weight; a
+        component with a weighted count below min_count is empty.
+    max_iter : int
+    tol : float
+    aitken : bool
+        The stopping rule ("aitken", else "change").
+    check_held : bool
+        Stop a restart whose covariance is the ridge alone in some direction (every tenth
+        iteration; there are other restarts to win).
+    history : float64 (max_iter, R)
+        Objective per unit weight before each M-step; row t written while restart r runs.
+    n_iter : int64 (R,), converged, held : bool (R,), steps : int64 (R,)
+        Outputs: M-steps taken, whether the stopping rule was met, whether stopped on the
+        ridge, and loop iterations run (rows of ``history`` written).
+    """
+    n, d = x.shape
+    n_restarts, k = weights.shape
+    chol = np.zeros((k, d, d))
+    new_chol = np.zeros((k, d, d))
+    log_det = np.empty(k)
+    new_log_det = np.empty(k)
+    nk, sx, sxx = np.empty(k), np.empty((k, d)), np.zeros((k, d, d))
+    lse = np.empty(n)
+    xt = np.ascontiguousarray(x.T)
+    logp, z, top, scale = np.empty((k, n)), np.empty((d, n)), np.empty(n), np.empty(n)
+    new_w, new_m = np.empty(k), np.empty((k, d))
+    scatter, new_c = np.empty((k, d, d)), np.empty((k, d, d))
+    # the re-seeding covariance: the model's estimate for the whole data, as em_init's
+    # global_covariance (every component given every row)
+    gw, gm, gsx, gsxx = np.empty(k), np.empty((k, d)), np.zeros((k, d)), np.zeros((k, d, d))
+    global_cov = np.empty((k, d, d))
+    gn = np.full(k, total_weight)
+    for i in range(n):
+        for a in range(d):
+            gsx[0, a] += sw[i] * x[i, a]
+            for b in range(a + 1):
+                gsxx[0, a, b] += sw[i] * x[i, a] * x[i, b]
+    for c in range(1, k):
+        for a in range(d):
+            gsx[c, a] = gsx[0, a]
+            for b in range(a + 1):
+                gsxx[c, a, b] = gsxx[0, a, b]
+    for c in range(k):  # EVE/VVE start from the data's own orientation
+        for a in range(d):
+            for b in range(d):
+                new_c[c, a, b] = gsxx[c, max(a, b), min(a, b)]
+    _m_step(code, gn, gsx, gsxx, new_c, ridge, gw, gm, scatter, global_cov)
+    for r in range(n_restarts):
+        active = ok[r]
+        for c in range(k):
+            log_det[c] = _cholesky(cov[r, c], chol[c])
+            if not math.isfinite(log_det[c]):
+                active = False
+                ok[r] = False
+        previous, before = -math.inf, -math.inf
+        t = 0
+        while active and t < max_iter:
+            loglik = _e_step(xt, sw, weights[r], means[r], chol, log_det, nk, sx, sxx, lse, logp,
+                             z, top, scale)
+            current = (loglik + log_jacobian) / total_weight
+            history[t, r] = current
+            _m_step(code, nk, sx, sxx, cov[r], ridge, new_w, new_m, scatter, new_c)
+            empty = False
+            for c in range(k):
+                empty = empty or nk[c] < min_count
+            if empty:  # move empty components onto the worst-explained rows
+                worst = np.argsort(lse)
+                rank = 0
+                norm = 0.0
+                for c in range(k):
+                    if nk[c] < min_count:
+                        row = worst[min(rank, n - 1)]
+                        for a in range(d):
+                            new_m[c, a] = x[row, a]
+                            for b in range(d):
+                                if reset_cov:
+                                    new_c[c, a, b] = global_cov[c, a, b]
+                        new_w[c] = 1.0 / total_weight
+                        rank += 1
+                    norm += new_w[c]
+                for c in range(k):
+                    new_w[c] /= norm
+            new_ok = True
+            for c in range(k):
+                new_log_det[c] = _cholesky(new_c[c], new_chol[c])
+                new_ok = new_ok and math.isfinite(new_log_det[c])
+            if new_ok:
+                for c in range(k):
+                    weights[r, c] = new_w[c]
+                    log_det[c] = new_log_det[c]
+                    for a in range(d):
+                        means[r, c, a] = new_m[c, a]
+                        for b in range(d):
+                            cov[r, c, a, b] = new_c[c, a, b]
+                            chol[c, a, b] = new_chol[c, a, b]
+                n_iter[r] += 1
+            else:
+                ok[r] = False
+            done = new_ok and not empty and _stopped(aitken, tol, current, previous, before)
+            converged[r] = converged[r] or done
+            before, previous = previous, current
+            if check_held and t % 10 == 9 and _ridge_held(cov[r], ridge):
+                held[r] = True
+                active = False
+            active = active and not done and ok[r]
+            t += 1
+        steps[r] = t

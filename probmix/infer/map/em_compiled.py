@@ -1,0 +1,164 @@
+"""The compiled small-data EM: when :func:`probmix.infer.map.em.fit_em` uses it, and the bridge
+between its tensors and the kernel (:mod:`probmix.infer.map._em_kernel`).
+
+The batched torch loop pays about 0.5 ms of tensor-operation overhead per EM iteration
+whatever the data's size; on mclust's data sets (150-272 rows) that overhead was nearly all
+of ``select``'s time. The kernel does the same iterations (E-step, the constrained M-step
+of every mclust model, re-seeding, the stopping rule, the ridge check) in compiled loops, one
+restart at a time. It serves maximum-likelihood fits (``prior="flat"``, what ``select``
+runs) of the built-in families on in-memory CPU float64 data whose per-iteration work is
+small (:data:`MAX_WORK`), once it is compiled; everything else runs the torch loop. The
+kernel compiles once per installation (about 15 s; then numba's disk cache loads it in
+0.3 s): ``select`` compiles it before a grid of small fits, where it saves more than that
+on the first run already; a single ``fit`` never waits for it (``compiled=True`` asks it
+to). ``PROBMIX_COMPILED_EM=0`` turns the kernel off, ``=1`` uses it for every fit it can
+serve. Both paths reach the same optimum to about 1e-11 nats (tests/test_em_compiled.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from probmix.infer.map.em_steps import PreparedData
+from probmix.model.covariance import (DiagCovariance, FullCovariance, ParsimoniousCovariance,
+                                      SphericalCovariance, TiedCovariance, mclust_name)
+from probmix.model.parsimonious import MODELS
+
+__all__ = ["applies", "small", "ready", "compile_kernel", "iterate", "MAX_WORK"]
+
+#: the kernel serves fits with N · R · K · D (D + 3) / 2 at most this (per EM iteration): on
+#: 2 cores the batched torch loop only catches up with it around there (measured in
+#: benchmarks/bench_em.py's small-data rows)
+MAX_WORK = 4_000_000
+_OURS = (SphericalCovariance, DiagCovariance, TiedCovariance, FullCovariance,
+         ParsimoniousCovariance)
+
+
+def applies(data, family, prior, n_restarts: int, k: int, compiled="auto") -> bool:
+    """Whether the compiled kernel serves this fit (see the module's docstring).
+
+    ``compiled``: True uses it whenever it can serve the fit (compiling it first if needed),
+    False never; "auto" when the per-iteration work is at most :data:`MAX_WORK` and the kernel
+    is already compiled (:func:`ready`), so that no fit pays the one-time compilation.
+    """
+    switch = os.environ.get("PROBMIX_COMPILED_EM", "")
+    if compiled is False or switch == "0" or prior is not None or type(family) not in _OURS:
+        return False
+    if not isinstance(data, PreparedData) or data.reducer.distributed:
+        return False
+    if data.x.device.type != "cpu" or data.x.dtype != torch.float64:
+        return False
+    if mclust_name(family) not in MODELS:
+        return False
+    if compiled is True or switch == "1":
+        return True
+    return small(data.n, data.d, n_restarts, k) and ready()
+
+
+def small(n: int, d: int, n_restarts: int, k: int) -> bool:
+    """Whether an EM iteration's work N · R · K · D (D + 3) / 2 is at most :data:`MAX_WORK`."""
+    return n * n_restarts * k * d * (d + 3) // 2 <= MAX_WORK
+
+
+def ready() -> bool:
+    """Whether the kernel is compiled: in this process, or in numba's cache on disk (then
+    loading it takes about 0.3 s)."""
+    from probmix.infer.map._em_kernel import em_restarts
+
+    if em_restarts.signatures:
+        return True
+    try:  # numba's on-disk index (an internal API: any change of it reads as "not compiled")
+        return bool(em_restarts._cache._cache_file._load_index())
+    except Exception:  # noqa: BLE001 - any failure means "not known to be compiled"
+        return False
+
+
+def compile_kernel() -> None:
+    """Compile the kernel now (about 15 s once per installation, then cached on disk), by
+    running it on a tiny problem; ``select`` does this before a grid of small fits."""
+    if ready():
+        return
+    x = np.zeros((2, 1))
+    x[1, 0] = 1.0
+    r, k = 1, 1
+    em_kernel_call(x, np.ones(2), 0, np.ones((r, k)), np.full((r, k, 1), 0.5),
+                   np.ones((r, k, 1, 1)), np.ones(r, np.bool_), np.full(1, 1e-6), True, 0.0,
+                   2.0, 1e-3, 2, 1e-8, True, False)
+
+
+def em_kernel_call(x, sw, code, w, m, c, ok, ridge, reset_cov, log_jacobian, total_weight,
+                   min_count, max_iter, tol, aitken, check_held):
+    """Run the kernel with fresh output arrays; returns history, n_iter, converged, held, steps."""
+    from probmix.infer.map._em_kernel import em_restarts  # compiles on first use
+
+    r = w.shape[0]
+    history = np.full((max_iter, r), -np.inf)
+    n_iter, steps = np.zeros(r, np.int64), np.zeros(r, np.int64)
+    converged, held = np.zeros(r, np.bool_), np.zeros(r, np.bool_)
+    em_restarts(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(sw, dtype=np.float64),
+                int(code), w, m, c, ok, np.ascontiguousarray(ridge, dtype=np.float64),
+                bool(reset_cov), float(log_jacobian), float(total_weight), float(min_count),
+                int(max_iter), float(tol), bool(aitken), bool(check_held), history, n_iter,
+                converged, held, steps)
+    return history, n_iter, converged, held, steps
+
+
+def _to_native(family, full: torch.Tensor) -> torch.Tensor:
+    """Full covariances (R, K, D, D) in the family's native shape."""
+    if isinstance(family, SphericalCovariance):
+        return full[..., 0, 0]
+    if isinstance(family, DiagCovariance):
+        return torch.diagonal(full, dim1=-2, dim2=-1).clone()
+    if isinstance(family, TiedCovariance):
+        return full[:, 0].clone()
+    return full
+
+
+def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
+            max_iter: int, tol: float, stop: str, check_held: bool):
+    """EM from the initial parameters of every restart, to its stop.
+
+    Parameters
+    ----------
+    data : PreparedData
+    family : CovarianceFamily
+    weights (R, K), means (R, K, D), cov (R, native) : Tensor
+        Initial parameters in standardised coordinates.
+    ok : Tensor bool (R,)
+        Restarts whose initial covariances factorise.
+    reg_s : float or Tensor (D,)
+        The ridge in standardised units.
+    min_count, max_iter, tol, stop, check_held
+        As in fit_em's torch loop.
+
+    Returns
+    -------
+    weights, means, cov (native), ok, converged, n_iter, held, history (T, R)
+        As the torch loop leaves them; ``history`` holds the objective per unit weight
+        before each M-step, a finished restart's last value carried to the end.
+    """
+    r, k = weights.shape
+    d = data.d
+    full = family.to_full(cov, k, d)
+    zero = torch.zeros_like(cov[:1])
+    ridge = torch.diagonal(family.to_full(family.add_ridge(zero, reg_s), k, d)[0, 0]).numpy()
+    x = data.x.numpy()
+    sw = np.ones(data.n) if data.sample_weight is None else \
+        data.sample_weight.to(torch.float64).numpy()
+    w, m, c = (np.ascontiguousarray(t.numpy(), dtype=np.float64).copy()
+               for t in (weights, means, full))
+    ok_np = ok.numpy().copy()
+    history, n_iter, converged, held, steps = em_kernel_call(
+        x, sw, MODELS.index(mclust_name(family)), w, m, c, ok_np, ridge, not family.tied,
+        data.log_jacobian(), data.total_weight, min_count, max_iter, tol, stop == "aitken",
+        check_held)
+    t_max = max(int(steps.max()), 1)
+    for j in range(r):  # a finished restart's objective stays at its last value
+        if 0 < steps[j] < t_max:
+            history[steps[j]:t_max, j] = history[steps[j] - 1, j]
+    as_t = torch.from_numpy
+    return (as_t(w), as_t(m), _to_native(family, as_t(c)), as_t(ok_np), as_t(converged),
+            as_t(n_iter), as_t(held), as_t(history[:t_max]))

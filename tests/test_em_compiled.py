@@ -1,0 +1,174 @@
+"""The compiled small-data EM (probmix.infer.map.em_compiled) against the batched torch loop.
+
+Oracle: the torch loop of probmix.infer.map.em_torch, itself tested against scikit-learn and
+mclust (test_em.py, test_mclust_reference.py). From the same initial parameters both must
+reach the same objective for every one of mclust's 14 models (and the four built-in names),
+re-seed empty components, drop collapsing restarts, weight rows as counts and stop by the
+same rules; the compiled M-step must minimise the same objective as the torch M-step.
+"""
+
+from pathlib import Path
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import probmix
+from probmix.infer.map import em_compiled
+from probmix.model._constrained_kernel import constrained, symmetric_eigen
+from probmix.model.parsimonious import MODELS, constrained_covariances, objective
+
+DATA = Path(__file__).parent / "data"
+
+
+def _csv(name):
+    return pd.read_csv(DATA / f"{name}.csv").select_dtypes("number").to_numpy(np.float64)
+
+
+def _both(x, k, covariance, **options):
+    """The same fit by the torch loop and by the kernel."""
+    model = probmix.GaussianMixture(k, covariance=covariance, prior="flat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slow = probmix.fit(model, x, compiled=False, **options)
+        fast = probmix.fit(model, x, compiled=True, **options)
+    return slow, fast
+
+
+def _sorted_means(fit):
+    return fit.means[np.lexsort(fit.means.T[::-1])]
+
+
+@pytest.mark.parametrize("covariance", MODELS + ("full", "diag", "spherical", "tied"))
+@pytest.mark.parametrize("k", [1, 3])
+def test_kernel_reaches_the_torch_loops_optimum(covariance, k):
+    x = _csv("iris")
+    slow, fast = _both(x, k, covariance, seed=1)
+    n = len(x)
+    assert abs(slow.lower_bounds[-1] - fast.lower_bounds[-1]) * n < 1e-8
+    assert slow.converged and fast.converged
+    assert np.all(np.diff(fast.lower_bounds) >= -1e-12)  # EM never decreases the objective
+    assert np.allclose(slow.score(x), fast.score(x), rtol=0, atol=1e-10)
+    assert fast.covariances.shape == slow.covariances.shape  # the family's native shape
+    assert np.allclose(_sorted_means(slow), _sorted_means(fast), atol=1e-5)
+
+
+@pytest.mark.parametrize("stop", ["aitken", "change"])
+def test_same_iterations_from_one_given_start(stop):
+    x = _csv("faithful")
+    rng = np.random.default_rng(0)
+    init = {"weights": np.full(3, 1 / 3), "means": x[rng.choice(len(x), 3, replace=False)],
+            "covariances": np.stack([np.cov(x.T)] * 3)}
+    slow, fast = _both(x, 3, "VVV", init=init, stop=stop, tol=1e-6)
+    assert slow.n_iter == fast.n_iter
+    assert np.allclose(slow.lower_bounds, fast.lower_bounds, rtol=0, atol=1e-12)
+    assert np.allclose(slow.covariances, fast.covariances, atol=1e-9)
+
+
+def test_empty_component_is_reseeded_as_in_torch():
+    x = _csv("faithful")
+    init = {"weights": np.full(3, 1 / 3), "means": np.array([x[0], x[100], [1e4, 1e4]]),
+            "covariances": np.stack([np.cov(x.T)] * 3)}
+    slow, fast = _both(x, 3, "VVV", init=init, max_iter=300)
+    assert fast.weights.min() > 0.05 and np.abs(fast.means).max() < 200
+    assert slow.n_iter == fast.n_iter
+    assert abs(slow.lower_bounds[-1] - fast.lower_bounds[-1]) < 1e-10
+
+
+def test_row_weights_act_as_counts():
+    x = _csv("faithful")[:120]
+    counts = np.random.default_rng(3).integers(1, 4, len(x))
+    model = probmix.GaussianMixture(2, covariance="VEV", prior="flat")
+    weighted = probmix.fit(model, x, sample_weight=counts.astype(float), compiled=True)
+    repeated = probmix.fit(model, np.repeat(x, counts, axis=0), compiled=True)
+    torch_fit = probmix.fit(model, x, sample_weight=counts.astype(float), compiled=False)
+    assert abs(weighted.score(np.repeat(x, counts, axis=0)) - repeated.score(
+        np.repeat(x, counts, axis=0))) < 1e-8
+    assert abs(weighted.lower_bounds[-1] - torch_fit.lower_bounds[-1]) < 1e-10
+
+
+def test_collapsing_restarts_are_dropped_as_in_torch():
+    # five copies of one row: a component that takes them is held up by the ridge alone
+    from probmix.infer.map import em_torch
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(200, 2)), np.tile([[6.0, 6.0]], (5, 1))])
+    family = get_family("VVV")
+    data = PreparedData(torch.as_tensor(x), family)
+    xs = data.x
+    weights = torch.full((2, 3), 1 / 3, dtype=torch.float64)
+    means = torch.stack([torch.stack([xs[0], xs[50], xs[-1]]), torch.stack([xs[0], xs[50], xs[100]])])
+    cov = 0.5 * torch.eye(2, dtype=torch.float64).expand(2, 3, 2, 2).clone()
+    cov[0, 2] = 1e-3 * torch.eye(2)
+    ok = torch.ones(2, dtype=torch.bool)
+    loop = dict(reg_s=1e-6 * torch.ones(2, dtype=torch.float64), min_count=1e-3, max_iter=200,
+                tol=1e-8, stop="aitken", check_held=True)
+    model = probmix.GaussianMixture(3, covariance="VVV", prior="flat")
+    slow = em_torch.iterate(model, data, None, None, weights, means, cov, ok, progress=False, **loop)
+    fast = em_compiled.iterate(data, family, weights, means, cov, ok, **loop)
+    held, n_iter, history = 6, 5, 7
+    assert slow[held].all() and torch.equal(slow[held], fast[held])
+    assert torch.equal(slow[n_iter], fast[n_iter])
+    assert slow[history].shape == fast[history].shape
+    assert torch.allclose(slow[history], fast[history], rtol=0, atol=1e-9)
+
+
+def test_auto_uses_the_kernel_only_when_it_can_serve_the_fit(monkeypatch):
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    x = torch.as_tensor(_csv("iris"))
+    family = get_family("VEV")
+    data = PreparedData(x, family)
+    monkeypatch.setattr(em_compiled, "ready", lambda: True)
+    assert em_compiled.applies(data, family, None, 6, 3)
+    assert not em_compiled.applies(data, family, object(), 6, 3)  # a prior: torch
+    assert not em_compiled.applies(PreparedData(x.float(), family), family, None, 6, 3)
+    assert not em_compiled.applies(data, family, None, 6, 3, compiled=False)
+    big = em_compiled.MAX_WORK  # more work per iteration than the kernel is for
+    assert not em_compiled.applies(data, family, None, big, 3)
+    assert em_compiled.applies(data, family, None, big, 3, compiled=True)
+    monkeypatch.setattr(em_compiled, "ready", lambda: False)  # never waits for a compilation
+    assert not em_compiled.applies(data, family, None, 6, 3)
+    monkeypatch.setenv("PROBMIX_COMPILED_EM", "0")
+    assert not em_compiled.applies(data, family, None, 6, 3, compiled=True)
+
+
+def test_bad_compiled_option_is_named():
+    with pytest.raises(ValueError, match="compiled"):
+        probmix.fit(probmix.GaussianMixture(2, prior="flat"), _csv("faithful"), compiled="yes")
+
+
+@pytest.mark.parametrize("code", range(len(MODELS)))
+def test_compiled_m_step_minimises_the_same_objective(code):
+    g = torch.Generator().manual_seed(code)
+    k, d = 3, 4
+    a = torch.randn(k, 30, d, generator=g, dtype=torch.float64) * torch.tensor(
+        [2.0, 1.0, 0.5, 0.2], dtype=torch.float64)
+    scatter = a.mT @ a
+    counts = torch.tensor([30.0, 45.0, 12.0], dtype=torch.float64)
+    start = constrained_covariances(MODELS[code], scatter, counts)
+    expected = constrained_covariances(MODELS[code], scatter, counts, start=start)
+    out = np.empty((k, d, d))
+    constrained(code, scatter.numpy().copy(), counts.numpy().copy(), start.numpy().copy(), out)
+    got = objective(torch.from_numpy(out), scatter, counts)
+    want = objective(expected, scatter, counts)
+    assert abs(float(got - want)) <= 1e-9 * abs(float(want))
+    if MODELS[code] not in ("EVE", "VVE"):  # unique minimisers: the same matrices
+        assert np.allclose(out, expected.numpy(), rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 13])
+def test_symmetric_eigen_equals_lapack(d):
+    rng = np.random.default_rng(d)
+    a = rng.normal(size=(d, d))
+    a = a @ a.T
+    values, vectors = np.empty(d), np.empty((d, d))
+    symmetric_eigen(a, values, vectors)
+    assert np.allclose(values, np.linalg.eigvalsh(a), atol=1e-12 * np.abs(a).max())
+    assert np.allclose(vectors @ np.diag(values) @ vectors.T, a, atol=1e-12 * np.abs(a).max())
+    assert np.allclose(vectors.T @ vectors, np.eye(d), atol=1e-12)
