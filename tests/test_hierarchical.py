@@ -15,15 +15,19 @@ def _adjusted_rand(a, b):
 
 
 def _brute_force_merges(z):
-    """The greedy VVV merges recomputed from scratch at every step (the oracle)."""
+    """The greedy VVV merges recomputed from scratch at every step (the oracle), with the
+    cost of mclust's hcvvv (src/mclust.f, vvvtij with β = 1): n log(|W/n| + (tr W + α)/n)
+    for clusters of more than D rows, n log((tr W + α)/n) otherwise, α = tr(W_all)/(N D)."""
     m, d = z.shape
-    ridge = np.trace(np.cov(z.T, bias=True).reshape(d, d)) / d * np.eye(d)
+    alpha = np.trace(np.cov(z.T, bias=True).reshape(d, d)) / d
     clusters = [[i] for i in range(m)]
 
     def cost(rows):
         x = z[rows]
+        n = len(rows)
         w = (x - x.mean(0)).T @ (x - x.mean(0))
-        return len(rows) * (np.linalg.slogdet(w + ridge)[1] - d * np.log(len(rows)))
+        det = np.linalg.det(w / n) if n > d else 0.0
+        return n * np.log(det + (np.trace(w) + alpha) / n)
 
     merges = []
     while len(clusters) > 1:
@@ -65,8 +69,8 @@ def test_vvv_tree_separates_a_tight_cluster_from_a_diffuse_one_where_ward_does_n
         truth = np.repeat([0, 1], n)
         _, vvv = hierarchical_partitions(x, [2], model="VVV")
         _, ward = hierarchical_partitions(x, [2], model="EII")
-        assert _adjusted_rand(vvv[2], truth) > 0.85, seed
-        assert _adjusted_rand(ward[2], truth) < 0.5, seed
+        assert _adjusted_rand(vvv[2], truth) > 0.8, seed  # 0.85, 0.88, 0.91
+        assert _adjusted_rand(ward[2], truth) < 0.5, seed  # 0.25, 0.35, 0.26
 
 
 def test_partitions_have_k_clusters_and_subsample_beyond_max_points():
@@ -78,3 +82,22 @@ def test_partitions_have_k_clusters_and_subsample_beyond_max_points():
     assert rows.shape == (200,) and len(np.unique(rows)) == 200
     for k in (1, 4, 9):
         assert labels[k].shape == (200,) and sorted(np.unique(labels[k])) == list(range(k))
+
+
+def test_vvv_tree_equals_mclusts_hc_on_the_reference_data():
+    """mclust's own hc(X) (modelName "VVV", use "SVD") partition into 3 clusters, stored by
+    benchmarks/mclust_reference.py: the same partition on four of the five data sets. On
+    faithful (rounded values: many exactly tied merge costs) the ties break differently."""
+    import csv
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    reference = json.loads((data / "mclust_reference.json").read_text())["datasets"]
+    for name in ("iris", "wine", "banknote", "diabetes"):
+        entry = reference[name]
+        with open(data / Path(entry["csv"]).name) as f:
+            x = np.array([[float(r[c]) for c in entry["columns"]] for r in csv.DictReader(f)])
+        rows, labels = hierarchical_partitions(x, [3], model="VVV")
+        assert len(rows) == len(x)
+        assert _adjusted_rand(labels[3], entry["hc"]["partition"]) == 1.0, name
