@@ -154,12 +154,19 @@ def test_compiled_m_step_minimises_the_same_objective(code):
     start = constrained_covariances(MODELS[code], scatter, counts)
     expected = constrained_covariances(MODELS[code], scatter, counts, start=start)
     out = np.empty((k, d, d))
-    constrained(code, scatter.numpy().copy(), counts.numpy().copy(), start.numpy().copy(), out)
+    bases = np.broadcast_to(np.eye(d), (k, d, d)).copy()
+    constrained(code, scatter.numpy().copy(), counts.numpy().copy(), start.numpy().copy(), out,
+                bases)
     got = objective(torch.from_numpy(out), scatter, counts)
     want = objective(expected, scatter, counts)
     assert abs(float(got - want)) <= 1e-9 * abs(float(want))
     if MODELS[code] not in ("EVE", "VVE"):  # unique minimisers: the same matrices
         assert np.allclose(out, expected.numpy(), rtol=1e-7, atol=1e-10)
+        # from the eigenvectors it left in ``bases`` (EM's next M-step): the same again
+        again = np.empty((k, d, d))
+        constrained(code, scatter.numpy().copy(), counts.numpy().copy(), start.numpy().copy(),
+                    again, bases)
+        assert np.allclose(again, out, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 2, 5, 13])

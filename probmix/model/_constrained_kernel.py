@@ -43,19 +43,18 @@ def symmetric_eigen(a, values, vectors):  # pragma: no cover - compiled
     for i in range(d):
         for j in range(d):
             vectors[i, j] = 1.0 if i == j else 0.0
-    for _ in range(100):
-        off, norm = 0.0, 0.0
-        for i in range(d):
-            norm += m[i, i] * m[i, i]
-            for j in range(i + 1, d):
-                off += m[i, j] * m[i, j]
-        if off <= 1e-30 * norm or off == 0.0:
-            break
+    for _ in range(60):
+        rotated = False
         for p in range(d - 1):
             for q in range(p + 1, d):
-                if m[p, q] == 0.0:
+                apq = m[p, q]
+                # negligible against the diagonal (threshold Jacobi): set to zero, no rotation
+                if abs(apq) <= 1e-15 * math.sqrt(abs(m[p, p] * m[q, q])) or apq == 0.0:
+                    m[p, q] = 0.0
+                    m[q, p] = 0.0
                     continue
-                theta = (m[q, q] - m[p, p]) / (2.0 * m[p, q])
+                rotated = True
+                theta = (m[q, q] - m[p, p]) / (2.0 * apq)
                 t = (1.0 if theta >= 0.0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
                 cs = 1.0 / math.sqrt(t * t + 1.0)
                 sn = t * cs
@@ -71,6 +70,10 @@ def symmetric_eigen(a, values, vectors):  # pragma: no cover - compiled
                     vp, vq = vectors[r, p], vectors[r, q]
                     vectors[r, p] = cs * vp - sn * vq
                     vectors[r, q] = sn * vp + cs * vq
+                m[p, q] = 0.0  # what the rotation makes it, without the rounding residue
+                m[q, p] = 0.0
+        if not rotated:
+            break
     for i in range(d):  # insertion sort, increasing
         values[i] = m[i, i]
     for i in range(1, d):
@@ -83,16 +86,42 @@ def symmetric_eigen(a, values, vectors):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _eig_descending(w, values, vectors):  # pragma: no cover - compiled
+def _eig_descending(w, values, vectors, basis):  # pragma: no cover - compiled
     """Eigenvalues (D,) of the symmetric ``w`` in decreasing order, clamped at 0, and the
-    matching eigenvectors (D, D) as columns."""
+    matching eigenvectors (D, D) as columns.
+
+    ``basis`` (D, D), orthonormal columns, is a guess of them (EM's previous eigenvectors,
+    or the identity): Jacobi's rotations then run on the nearly diagonal Bᵀ W B, which
+    settles in one or two sweeps; ``basis`` is replaced by the new eigenvectors.
+    """
     d = w.shape[0]
+    product = np.zeros((d, d))  # W B
+    for a in range(d):
+        for b in range(d):
+            wab = w[a, b]
+            for j in range(d):
+                product[a, j] += wab * basis[b, j]
+    rotated = np.zeros((d, d))  # Bᵀ W B
+    for a in range(d):
+        for i in range(d):
+            bai = basis[a, i]
+            for j in range(i, d):
+                rotated[i, j] += bai * product[a, j]
+    for i in range(d):
+        for j in range(i):
+            rotated[i, j] = rotated[j, i]
     val, vec = np.empty(d), np.empty((d, d))
-    symmetric_eigen(w, val, vec)
+    symmetric_eigen(rotated, val, vec)
     for j in range(d):
         values[j] = max(val[d - 1 - j], 0.0)
         for i in range(d):
-            vectors[i, j] = vec[i, d - 1 - j]
+            s = 0.0
+            for m in range(d):
+                s += basis[i, m] * vec[m, d - 1 - j]
+            vectors[i, j] = s
+    for i in range(d):
+        for j in range(d):
+            basis[i, j] = vectors[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -118,7 +147,7 @@ def _fill(out, c, value, scale):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
+def constrained(code, w, counts, start, out, bases):  # pragma: no cover - compiled
     """The covariances (K, D, D) of model ``code`` minimising Σ_k [n_k log|Σ_k| + tr(Σ_k⁻¹ W_k)].
 
     Written with plain loops (array expressions compile several times slower).
@@ -136,6 +165,11 @@ def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
         The current covariances (EVE and VVE start from their common orientation).
     out : float64 (K, D, D)
         Written with the estimates.
+    bases : float64 (K, D, D)
+        Orthonormal guesses of each W_k's eigenvectors (EEV, VEV, EVV), or of start[0]'s
+        (EVE, VVE: ``bases[0]``): the identity, or the previous EM step's, which this
+        replaces. Any orthonormal guess gives the same estimates; a close one only makes
+        the eigendecompositions faster.
     """
     k, d = w.shape[0], w.shape[1]
     total = 0.0
@@ -201,7 +235,7 @@ def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
         root = np.empty(k)
         lam = 0.0
         for c in range(k):
-            symmetric_eigen(w[c], values[0, c], vectors[c])
+            _eig_descending(w[c], values[0, c], vectors[c], bases[c])
             root[c] = _geometric_mean(values[0, c])
             lam += root[c] / total
         for c in range(k):
@@ -209,7 +243,7 @@ def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
         return
     if code == 10 or code == 11:  # EEV, VEV: orientations of W_k, a common shape
         for c in range(k):
-            _eig_descending(w[c], values[0, c], vectors[c])
+            _eig_descending(w[c], values[0, c], vectors[c], bases[c])
         if code == 10:
             pooled = np.zeros(d)
             for c in range(k):
@@ -234,7 +268,7 @@ def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
         return
     # EVE (8), VVE (9): one orientation, from the current one (the eigenvectors of any Σ_k)
     rot = np.empty((1, d, d))
-    symmetric_eigen(start[0], np.empty(d), rot[0])
+    _eig_descending(start[0], np.empty(d), rot[0], bases[0])
     rotated = np.empty((1, k, d, d))
     for c in range(k):  # B_k = Dᵀ W_k D
         for i in range(d):
@@ -248,3 +282,6 @@ def constrained(code, w, counts, start, out):  # pragma: no cover - compiled
                                         WARM_SWEEPS, INNER_TOL, ANGLE_TOL)
     for c in range(k):
         _compose(volume[0, c], shapes[0, c], rot[0], out[c])
+    for i in range(d):  # the next M-step's guess of start[0]'s eigenvectors
+        for j in range(d):
+            bases[0, i, j] = rot[0, i, j]
