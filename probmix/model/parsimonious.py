@@ -162,12 +162,15 @@ def _common_orientation(scatter, counts, d, equal_volume: bool, start=None):
     _, pooled = _eig_descending(scatter.sum(-3))  # (..., D, D)
     _, own = _eig_descending(scatter)  # (..., K, D, D)
     starts = torch.cat([pooled[..., None, :, :], own], -3).movedim(-3, 0)  # (K + 1, ..., D, D)
+    # a few sweeps from every start pick the basin; only the best start runs to convergence
     cov = _common_orientation_from(scatter.expand(starts.shape[0], *scatter.shape),
                                    counts.expand(starts.shape[0], *counts.shape), d,
-                                   equal_volume, starts)  # (K + 1, ..., K, D, D)
+                                   equal_volume, starts, sweeps=_WARM_SWEEPS)  # (K + 1, ..., K, D, D)
     best = objective(cov, scatter, counts).argmin(0)  # (...,)
     index = best[None, ..., None, None, None].expand(1, *cov.shape[1:])
-    return cov.gather(0, index)[0]
+    chosen = cov.gather(0, index)[0]  # (..., K, D, D)
+    return _common_orientation_from(scatter, counts, d, equal_volume,
+                                    torch.linalg.eigh(chosen[..., 0, :, :])[1])
 
 
 def _common_orientation_from(scatter, counts, d, equal_volume: bool, orientation,
