@@ -179,3 +179,26 @@ def test_symmetric_eigen_equals_lapack(d):
     assert np.allclose(values, np.linalg.eigvalsh(a), atol=1e-12 * np.abs(a).max())
     assert np.allclose(vectors @ np.diag(values) @ vectors.T, a, atol=1e-12 * np.abs(a).max())
     assert np.allclose(vectors.T @ vectors, np.eye(d), atol=1e-12)
+
+
+def test_partitions_as_init_equal_the_auto_start():
+    """select computes the "auto" partitions once per K and passes them as ``init``: the
+    fits equal those that compute their own starts."""
+    from probmix.infer.map.em_init import initial_partitions
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    x = _csv("iris")
+    data = PreparedData(torch.as_tensor(x), get_family("spherical"))
+    labels = initial_partitions("auto", data, 3, 5, 0).numpy()
+    assert labels.shape == (7, len(x))  # Ward's and the VVV tree's, and five k-means++
+    model = probmix.GaussianMixture(3, covariance="VVE", prior="flat")
+    own = probmix.fit(model, x, seed=0)
+    given = probmix.fit(model, x, init=labels, seed=0)
+    assert given.options["init"] == "partition" and given.options["n_init"] == 7
+    assert given.lower_bounds[-1] == own.lower_bounds[-1]
+    assert np.array_equal(given.means, own.means)
+    with pytest.raises(ValueError, match="0..2"):
+        probmix.fit(model, x, init=np.full(len(x), 3))
+    with pytest.raises(ValueError, match=r"\(N,\) or \(R, N\)"):
+        probmix.fit(model, x, init=np.zeros(len(x) - 1, dtype=int))

@@ -198,6 +198,33 @@ def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
     return row
 
 
+def _shared_starts(x, ks, method: str, seed, options) -> dict:
+    """EM's default starts ("auto": the hierarchical and k-means++ partitions) depend on the
+    rows alone, not on the covariance family: computed once per K here, they are passed to
+    every family's fit as ``init`` (the same starts each fit would compute; 14× fewer trees
+    and k-means++ passes). {} when the fits choose their own starts."""
+    if method != "em" or options.get("init", "auto") != "auto" or options.get("n_init") \
+            or options.get("sample_weight") is not None or options.get("chunk_size") \
+            or options.get("distributed"):
+        return {}
+    import torch
+
+    if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        return {}
+    from probmix.infer.map.em_data import AUTO_RESTARTS
+    from probmix.infer.map.em_init import initial_partitions
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    if x.shape[0] > 20_000 or x.shape[1] > 50:  # where the default n_init depends on the family
+        return {}
+    dtype = options.get("dtype") or torch.float64
+    device = options.get("device")
+    data = PreparedData(x.to(dtype=dtype, device=device), get_family("spherical"))
+    return {k: {"init": initial_partitions("auto", data, k, AUTO_RESTARTS, seed).cpu().numpy()}
+            for k in ks}
+
+
 def _compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     """Compile EM's small-data kernel (once per installation, about 15 s) before a grid of
     :data:`COMPILE_MIN_FITS` or more small maximum-likelihood fits, which it then runs 10-20×
@@ -327,10 +354,12 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
         _compile_em_kernel(x, len(grid), max(ks), options, progress)
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
+    starts = _shared_starts(x, ks, entry.method, seed, stage)
     for k, label, family in progress_bar(grid, desc=f"select ({criterion})", enabled=progress,
                                          unit="fit"):
         model = GaussianMixture(k, covariance=family, prior=prior)
-        fit = _fit_one(run, model, x, label, k, engine=engine, seed=seed, **stage)
+        fit = _fit_one(run, model, x, label, k, engine=engine, seed=seed,
+                       **{**stage, **starts.get(k, {})})
         if fit is not None:
             fits[k if one else (label, k)] = fit
         rows.append({**_row(fit, model, x, label, k, criterion), "refined": not screen})

@@ -24,7 +24,7 @@ from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_compiled, em_steps, em_torch
 from probmix.infer.map.em_torch import DEFAULT_TOL, STOP_RULES
-from probmix.infer.map.em_init import INITS, distinct_rows, init_params
+from probmix.infer.map.em_init import INITS, distinct_rows, init_params, is_partition
 from probmix.infer.map.em_data import auto_restarts, check_memory, prepare, ridge
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.exceptions import ConvergenceWarning
@@ -69,7 +69,8 @@ def fit_em(
         k-means++ seeds; "k-means++": the nearest seed; "random": uniform random
         responsibilities; "random_from_data": means at random rows. A dict gives the initial
         ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension
-        it gives R restarts. See :mod:`probmix.infer.map.em_init`.
+        it gives R restarts. An integer array (N,) or (R, N) gives hard partitions of the
+        rows (labels 0..K-1), one restart each. See :mod:`probmix.infer.map.em_init`.
     n_init : int, optional
         Number of (k-means++ or random) restarts, run together as one batched computation;
         the best objective wins. Default: 5 with ``init="auto"`` on up to 20,000 rows (on
@@ -166,6 +167,8 @@ def fit_em(
     _, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
     r = weights.shape[0]
+    if is_partition(init):
+        n_init = r  # one restart per partition given
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
                 check_held=r > 1)
@@ -206,7 +209,9 @@ def fit_em(
         engine="map", model=model, params=params, n_features=data.d,
         converged=bool(converged[best]), n_iter=t_best,
         lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
-        options=dict(method="em", init=init if isinstance(init, str) else "given", n_init=n_init,
+        options=dict(method="em", n_init=n_init,
+                     init=init if isinstance(init, str) else "partition" if is_partition(init)
+                     else "given",
                      max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
                      reg_covar_relative=reg_covar_relative, seed=seed,
                      ridge_held=bool(em_torch.ridge_held(family, cov[best:best + 1], reg_s, k,

@@ -29,7 +29,7 @@ def auto_restarts(init, n: int, k: int, n_phi: int, itemsize: int) -> int:
     """The default n_init: AUTO_RESTARTS starts for init="auto" on up to AUTO_RESTARTS_ROWS
     rows, fewer when their batched statistics (R, K, F) would pass AUTO_RESTARTS_BYTES (wide
     data: F grows as D²/2, and every restart carries several (K, D, D) arrays), else 1."""
-    if init != "auto" or n > AUTO_RESTARTS_ROWS:
+    if not isinstance(init, str) or init != "auto" or n > AUTO_RESTARTS_ROWS:
         return 1
     return max(1, min(AUTO_RESTARTS, AUTO_RESTARTS_BYTES // (k * n_phi * itemsize)))
 
@@ -53,7 +53,7 @@ def check_memory(x, model, *, init, n_init, dtype) -> None:
     n_phi = 1 + d + family.n_quadratic(d)
     itemsize = 4 if dtype in (torch.float32, "float32") else 8
     restarts = (auto_restarts(init, n, k, n_phi, itemsize) if n_init is None else n_init) \
-        + (init in ("auto", "hc"))
+        + (isinstance(init, str) and init in ("auto", "hc"))
     need = _EM_WORKING_COPIES * restarts * k * n_phi * itemsize
     have = _physical_memory()
     if have is None or need <= have:

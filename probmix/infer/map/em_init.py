@@ -12,7 +12,9 @@ in the standardised coordinates of the data (leading dimension R):
   default VVV tree (:mod:`probmix.infer.map.hierarchical_vvv`) plus ``n_init`` k-means++
   starts (about half in the data's own scale, half on columns of unit variance), all
   batched, so EM keeps whichever reaches the best objective;
-- a dict of parameters (optionally with a leading (R,) dimension), or a previous Fit.
+- a dict of parameters (optionally with a leading (R,) dimension), or a previous Fit;
+- an integer array of labels (N,) or (R, N): hard partitions, one restart each (``select``
+  passes the "auto" partitions, computed once per K, to every family's fit).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from probmix.infer.map.hierarchical import hierarchical_partitions
 from probmix.model.gaussian_mixture import MixtureParams, as_params
 from probmix.results.result import Fit
 
-__all__ = ["INITS", "init_params", "global_covariance", "distinct_rows"]
+__all__ = ["INITS", "init_params", "initial_partitions", "is_partition", "global_covariance",
+           "distinct_rows"]
 
 INITS = ("auto", "hc", "kmeans", "k-means++", "random", "random_from_data")
 # "auto" adds the VVV tree's start where its full-covariance merges are informed (10 rows per
@@ -62,8 +65,11 @@ def _hierarchical_labels(data, k: int, seed: int, model: str = "EII") -> torch.T
     return torch.cdist(data.x, centers).argmin(-1)[None]  # (1, N)
 
 
-def _initial_stats(init, data, k, n_init, seed, dtype):
-    """Statistics of the initial responsibilities for the string initialisations."""
+def initial_partitions(init, data, k, n_init, seed):
+    """The hard partitions (R, N) of the rows that start EM for ``init`` in "hc", "auto",
+    "kmeans" and "k-means++" (None for "random"). They depend on the rows alone, not on the
+    covariance family, so ``select`` computes them once per K and passes them to every
+    family's fit as ``init`` (an integer array)."""
     x, device = data.x, data.x.device
     gen = generator(seed, device)
     if init in ("hc", "auto") and (k == 1 or data.n < 2):  # no tree to build: one cluster
@@ -88,20 +94,43 @@ def _initial_stats(init, data, k, n_init, seed, dtype):
                         centers = kmeans_plusplus(frame, k, n_init=count, generator=gen,
                                                   sample_weight=data.sample_weight)  # (r, K, D)
                         labels = torch.cat([labels, torch.cdist(frame, centers).argmin(-1)])
-            return em_steps.stats_from_responsibilities(
-                data, _hard_responsibilities(labels, k, dtype))
+            return labels
     if init in ("k-means++", "kmeans"):
         centers = kmeans_plusplus(x, k, n_init=n_init, sample_weight=data.sample_weight,
                                   generator=gen)  # (R, K, D)
         if init == "kmeans":
-            labels = lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
-        else:
-            labels = torch.cdist(x, centers).argmin(-1)  # (R, N)
+            return lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
+        return torch.cdist(x, centers).argmin(-1)  # (R, N)
+    return None
+
+
+def _initial_stats(init, data, k, n_init, seed, dtype):
+    """Statistics of the initial responsibilities for the string initialisations."""
+    labels = initial_partitions(init, data, k, n_init, seed)
+    if labels is not None:
         return em_steps.stats_from_responsibilities(data, _hard_responsibilities(labels, k, dtype))
     # "random": uniform random responsibilities, normalised per row (as scikit-learn)
-    draws = torch.rand(n_init, k, data.n, generator=gen, device=device, dtype=dtype)
+    gen = generator(seed, data.x.device)
+    draws = torch.rand(n_init, k, data.n, generator=gen, device=data.x.device, dtype=dtype)
     draws /= draws.sum(1, keepdim=True)
     return em_steps.stats_from_responsibilities(data, lambda rows: draws[:, :, rows])
+
+
+def _as_partitions(labels, data, k: int) -> torch.Tensor:
+    """Integer labels (N,) or (R, N) given as ``init``, checked, as a long tensor (R, N)."""
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    if labels.ndim == 1:
+        labels = labels[None]
+    if labels.ndim != 2 or labels.shape[1] != data.n:
+        raise ValueError(
+            f"init as labels must have shape (N,) or (R, N) with N = {data.n} rows (one "
+            f"partition per restart); got shape {tuple(labels.shape)}. Pass one component "
+            "index per row of x.")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise ValueError(
+            f"init labels must lie in 0..{k - 1} for n_components={k}; got values from "
+            f"{int(labels.min())} to {int(labels.max())}.")
+    return labels.to(device=data.x.device, dtype=torch.long)
 
 
 def _random_from_data(data, k, n_init, seed, reg):
@@ -140,6 +169,11 @@ def init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
         weights, means, cov = ((p.weights, p.means, p.covariances) if batched else
                                (p.weights[None], p.means[None], p.covariances[None]))
         return weights, (means - data.shift) / data.scale, cov / data.scale**2
+    if is_partition(init):
+        labels = _as_partitions(init, data, k)
+        s = em_steps.stats_from_responsibilities(
+            data, _hard_responsibilities(labels, k, data.x.dtype))
+        return em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
     if init not in INITS:
         raise ValueError(
             f"init must be one of {INITS}, a dict of initial parameters or a Fit (warm_start); "
@@ -150,6 +184,13 @@ def init_params(model, data, init, *, n_init, seed, prior_s, reg_s, warm_start):
     s = _initial_stats(init, data, k, n_init, seed, data.x.dtype)
     weights, means, cov = em_steps.m_step(family, s, prior=prior_s, reg_covar=reg_s)[:3]
     return weights, means, cov
+
+
+def is_partition(init) -> bool:
+    """Whether ``init`` is an integer array of labels (a partition per restart)."""
+    if isinstance(init, torch.Tensor):
+        return not init.is_floating_point() and not init.is_complex() and init.dtype != torch.bool
+    return isinstance(init, np.ndarray) and init.dtype.kind in "iu"
 
 
 def distinct_rows(x: torch.Tensor, k: int) -> int | None:
