@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
+from probmix._numba_cache import drop_stale as _drop_stale
+from probmix.model import _parsimonious_kernels
 from probmix.model._parsimonious_kernels import orientation_sweeps, vee_sweeps, volume_shape_sweeps
 
 __all__ = ["constrained", "symmetric_eigen"]
@@ -285,3 +287,6 @@ def constrained(code, w, counts, start, out, bases):  # pragma: no cover - compi
     for i in range(d):  # the next M-step's guess of start[0]'s eigenvectors
         for j in range(d):
             bases[0, i, j] = rot[0, i, j]
+
+
+_drop_stale(constrained, _parsimonious_kernels)

@@ -19,6 +19,8 @@ import math
 import numpy as np
 from numba import njit
 
+from probmix._numba_cache import drop_stale as _drop_stale
+from probmix.model import _constrained_kernel, _parsimonious_kernels
 from probmix.model._constrained_kernel import constrained, symmetric_eigen
 
 __all__ = ["em_restarts"]
@@ -181,8 +183,8 @@ def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov, bases
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jacobian,
-                total_weight, min_count, max_iter, tol, aitken, check_held, history, n_iter,
-                converged, held, steps):  # pragma: no cover - compiled
+                total_weight, min_count, max_iter, tol, aitken, check_held, reseed_patience,
+                history, n_iter, converged, held, steps):  # pragma: no cover - compiled
     """Run every restart's EM to its stop, in place.
 
     Parameters
@@ -211,6 +213,9 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
     check_held : bool
         Stop a restart whose covariance is the ridge alone in some direction (every tenth
         iteration; there are other restarts to win).
+    reseed_patience : int
+        Stop (unconverged) a restart that keeps re-seeding an empty component for this many
+        iterations with a settled objective.
     history : float64 (max_iter, R)
         Objective per unit weight before each M-step; row t written while restart r runs.
     n_iter : int64 (R,), converged, held : bool (R,), steps : int64 (R,)
@@ -266,6 +271,7 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
                 ok[r] = False
         previous, before = -math.inf, -math.inf
         t = 0
+        reseeding = 0
         while active and t < max_iter:
             loglik = _e_step(xt, sw, weights[r], means[r], chol, log_det, nk, sx, sxx, lse, logp,
                              z, top, scale)
@@ -308,12 +314,17 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
                 n_iter[r] += 1
             else:
                 ok[r] = False
-            done = new_ok and not empty and _stopped(aitken, tol, current, previous, before)
+            settled = new_ok and _stopped(aitken, tol, current, previous, before)
+            done = settled and not empty
+            reseeding = reseeding + 1 if settled and empty else 0  # see em_torch
             converged[r] = converged[r] or done
             before, previous = previous, current
             if check_held and t % 10 == 9 and _ridge_held(cov[r], ridge):
                 held[r] = True
                 active = False
-            active = active and not done and ok[r]
+            active = active and not done and ok[r] and reseeding < reseed_patience
             t += 1
         steps[r] = t
+
+
+_drop_stale(em_restarts, _constrained_kernel, _parsimonious_kernels)

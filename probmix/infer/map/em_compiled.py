@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from probmix.infer.map.em_steps import PreparedData
+from probmix.infer.map.em_torch import RESEED_PATIENCE
 from probmix.model.covariance import (DiagCovariance, FullCovariance, ParsimoniousCovariance,
                                       SphericalCovariance, TiedCovariance, mclust_name)
 from probmix.model.parsimonious import MODELS
@@ -101,8 +102,8 @@ def em_kernel_call(x, sw, code, w, m, c, ok, ridge, reset_cov, log_jacobian, tot
     em_restarts(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(sw, dtype=np.float64),
                 int(code), w, m, c, ok, np.ascontiguousarray(ridge, dtype=np.float64),
                 bool(reset_cov), float(log_jacobian), float(total_weight), float(min_count),
-                int(max_iter), float(tol), bool(aitken), bool(check_held), history, n_iter,
-                converged, held, steps)
+                int(max_iter), float(tol), bool(aitken), bool(check_held), RESEED_PATIENCE,
+                history, n_iter, converged, held, steps)
     return history, n_iter, converged, held, steps
 
 

@@ -17,7 +17,10 @@ from probmix._progress import progress_bar
 from probmix.infer.map import em_steps
 from probmix.infer.map.em_init import global_covariance
 
-__all__ = ["iterate", "ridge_held", "STOP_RULES", "DEFAULT_TOL"]
+__all__ = ["iterate", "ridge_held", "STOP_RULES", "DEFAULT_TOL", "RESEED_PATIENCE"]
+
+#: iterations a restart may keep re-seeding an empty component with a settled objective
+RESEED_PATIENCE = 20
 
 
 STOP_RULES = ("aitken", "change")
@@ -141,6 +144,7 @@ def iterate(model, data, prior, prior_s, weights, means, cov, ok, *, reg_s, min_
     previous = torch.full((r,), -math.inf, dtype=x.dtype, device=x.device)
     before = previous.clone()  # the objective two iterations back (Aitken's rule)
     held = torch.zeros(r, dtype=torch.bool, device=x.device)  # collapsing onto the ridge
+    reseeding = torch.zeros(r, dtype=torch.long, device=x.device)
     bar = progress_bar(total=max_iter, desc="EM", enabled=progress, at_most=True)
     for t in range(max_iter):
         w = em_steps.natural_weights(family, weights, means, prec_chol)
@@ -169,13 +173,17 @@ def iterate(model, data, prior, prior_s, weights, means, cov, ok, *, reg_s, min_
         prec_chol = torch.where(step_cov, new_prec_chol, prec_chol)
         n_iter += step.long()
         ok = ok & (new_ok | ~active)  # a restart whose covariance broke is dropped
-        done = step & _stopped(stop, tol, current, previous, before) & ~empty.any(-1)
+        settled = step & _stopped(stop, tol, current, previous, before)
+        done = settled & ~empty.any(-1)
+        # a component that empties again after every re-seeding holds no data: once the
+        # objective has settled for RESEED_PATIENCE such iterations, stop (not converged)
+        reseeding = torch.where(settled & empty.any(-1), reseeding + 1, 0)
         converged |= done
         before, previous = previous, current
         if check_held and t % 10 == 9 and bool(active.any()):  # restarts on a singularity stop
             held |= active & ridge_held(family, cov, reg_s, k, data.d)
             active = active & ~held
-        active = active & ~done & ok
+        active = active & ~done & ok & (reseeding < RESEED_PATIENCE)
         if progress:
             bar.update(1)
             bar.set_postfix(objective=f"{float(current[ok].max()) if bool(ok.any()) else -math.inf:.6g}")
