@@ -172,10 +172,11 @@ def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
     if criterion in LIKELIHOOD_CRITERIA:
         n = x.shape[0]
         loglik = nan if fit is None else fit.score(x) * n
-        row.update(loglik=loglik, n_parameters=model.n_parameters(x.shape[1]),
-                   bic=nan if fit is None else fit.bic(x))
+        p = model.n_parameters(x.shape[1])
+        # fit.bic(x) and fit.aic(x) from the one log-likelihood (each would score x again)
+        row.update(loglik=loglik, n_parameters=p, bic=-2.0 * loglik + p * math.log(n))
         if criterion == "aic":
-            row["aic"] = nan if fit is None else fit.aic(x)
+            row["aic"] = -2.0 * loglik + 2.0 * p
         elif criterion == "icl":  # BIC plus twice the entropy of the hard classification
             top = nan if fit is None else float(np.log(fit.predict_proba(x).max(1)).sum())
             row["icl"] = row["bic"] - 2.0 * top
