@@ -22,7 +22,7 @@ def _potential(x, k, covariance="full"):
     return gmm_potential(model, std.x, prior).fn
 
 
-@pytest.mark.parametrize("k, n, d", [(2, 40, 1), (3, 50, 2), (4, 30, 3)])
+@pytest.mark.parametrize("k, n, d", [(1, 20, 2), (2, 40, 1), (3, 50, 2), (4, 30, 3), (2, 30, 6)])
 def test_value_and_gradient_equal_the_torch_closed_form(rng, k, n, d):
     fn = _potential(rng.normal(size=(n, d)), k)
     spec = nuts_fused.fused_spec(fn)
