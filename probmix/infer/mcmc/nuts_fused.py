@@ -37,7 +37,7 @@ def _load():
     if _kernels is None:
         try:
             from probmix.infer.mcmc import _nuts_kernels
-        except ImportError:  # numba missing or broken: the torch sampler serves
+        except Exception:  # numba missing or broken (or no cache location): torch serves
             _kernels = False
         else:
             _kernels = _nuts_kernels
