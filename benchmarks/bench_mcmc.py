@@ -11,8 +11,12 @@ prior resolved on the data) on three data sets, 4 chains x (1000 warm-up + 1000 
 ``seed=0`` (``--quick``: 2 chains x (300 + 300)):
 
 * ``NUTS batched``: ``probmix.fit(model, x, engine="mcmc", backend="batched")``, the
-  default for this model: chains batched in pairs, the pairs in parallel processes, one
-  batched closed-form potential per leapfrog step, dense mass matrix
+  default for this model: chains in pairs, the pairs in parallel processes, dense mass
+  matrix; on float64 CPU data the compiled sampler (``probmix.infer.mcmc.nuts_fused``: the
+  closed-form potential and the NUTS transition in numba; its compile, once per install, is
+  cached and not counted: the first fit of a run loads it);
+* ``NUTS torch`` (kind ``torch``): the same with ``PROBMIX_FUSED=0``: the batched torch
+  sampler, one batched closed-form potential per leapfrog step
   (``probmix.infer.mcmc.nuts_batched``);
 * ``NUTS pyro``: ``backend="pyro"``: Pyro's NUTS kernel, one chain per worker process,
   diagonal mass (what probmix ran before the batched sampler);
@@ -90,12 +94,21 @@ def run_probmix(x, k, kind, num_samples, warmup, chains):
     if kind == "gibbs":
         opts["method"] = "gibbs"
     else:
-        opts["backend"] = kind
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        t0 = time.perf_counter()
-        fit = probmix.fit(probmix.GaussianMixture(k), x, **opts)
-        total = time.perf_counter() - t0
+        opts["backend"] = "batched" if kind == "torch" else kind
+    switch = os.environ.get("PROBMIX_FUSED")
+    if kind == "torch":  # the batched torch sampler, the compiled one switched off
+        os.environ["PROBMIX_FUSED"] = "0"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            fit = probmix.fit(probmix.GaussianMixture(k), x, **opts)
+            total = time.perf_counter() - t0
+    finally:
+        if switch is None:
+            os.environ.pop("PROBMIX_FUSED", None)
+        else:
+            os.environ["PROBMIX_FUSED"] = switch
     seconds = fit.options.get("seconds", total)
     div = fit.sample_stats.get("diverging")
     messages = sorted({str(w.message).splitlines()[0][:90] for w in caught
@@ -179,7 +192,8 @@ def main():
             tree = arviz_base.from_dict({"posterior": {"means": means}})
             ess = _values(arviz_stats.ess(tree, var_names=["means"]))
             rhat = _values(arviz_stats.rhat(tree, var_names=["means"]))
-            label = {"batched": "NUTS batched", "pyro": "NUTS pyro"}.get(kind, kind)
+            label = {"batched": "NUTS batched", "torch": "NUTS torch",
+                     "pyro": "NUTS pyro"}.get(kind, kind)
             row = [name, label, f"{seconds:.3g}", f"{ess.min():.0f}",
                    f"{ess.min() / seconds:.3g}", f"{rhat.max():.4f}",
                    "–" if div is None else str(div)]

@@ -1,7 +1,8 @@
 """The NUTS engine: the No-U-Turn sampler on a mixture program, z summed out.
 
 Two backends: for a full-covariance GaussianMixture with Dirichlet weights and a proper
-prior, all chains advance together in this process on the batched closed-form potential
+prior, chains advance in groups of two on the closed-form potential, compiled with numba on
+float64 CPU data (:mod:`probmix.infer.mcmc.nuts_fused`), else batched in torch
 (:mod:`probmix.infer.mcmc.nuts_batched`); any other model runs Pyro's NUTS kernel, one chain
 per worker process (:mod:`probmix.infer.mcmc.nuts_chain`).
 
@@ -42,6 +43,7 @@ from probmix.infer.map.gradient import map_start
 from probmix.infer.mcmc.chain_starts import dispersed_values, initial_points
 from probmix.infer.mcmc.nuts_batched import run_batched_chains
 from probmix.infer.mcmc.nuts_chain import laplace_inverse_mass, run_chain
+from probmix.infer.mcmc.nuts_fused import fused_spec, prepare, run_fused_chains
 from probmix.infer.standardize import Standardizer
 from probmix.model.gaussian_mixture import GaussianMixture, stick_breaking
 
@@ -104,11 +106,14 @@ def _run_batched(batched, potential, inits, seed, kwargs, workers: int, bar, par
     """The batched sampler on groups of ``_GROUP`` chains, in parallel processes if asked."""
     groups = [list(range(i, min(i + _GROUP, len(inits)))) for i in range(0, len(inits), _GROUP)]
     seeds = [int(s) for s in np.random.SeedSequence([seed, 1]).generate_state(len(groups))]
+    spec = fused_spec(potential.fn)  # the compiled sampler where it serves, else torch
+    if spec is not None:
+        prepare(spec)  # compile (or load from the cache) once, before any fork
 
     def task(g, progress):
-        return run_batched_chains(batched, [inits[c] for c in groups[g]],
-                                  constrain=potential.constrain, seed=seeds[g],
-                                  progress=progress, **kwargs)
+        run = run_batched_chains if spec is None else run_fused_chains
+        return run(batched if spec is None else spec, [inits[c] for c in groups[g]],
+                   constrain=potential.constrain, seed=seeds[g], progress=progress, **kwargs)
 
     if parallel and workers > 1 and len(groups) > 1:
         per_group = _run_parallel(task, len(groups), workers, bar)
@@ -183,9 +188,11 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
         Parallel worker processes (as many as CPU cores, one torch thread each) or one after
         the other in this process.
     backend : {"auto", "batched", "pyro"}
-        "batched": chains advanced together in groups of two, one batched closed-form
-        potential evaluation per leapfrog step (:mod:`probmix.infer.mcmc.nuts_batched`; a
-        GaussianMixture with full covariances, Dirichlet weights and a proper prior), the
+        "batched": chains advanced together in groups of two on the closed-form potential (a
+        GaussianMixture with full covariances, Dirichlet weights and a proper prior): compiled
+        (numba) on float64 CPU data (:mod:`probmix.infer.mcmc.nuts_fused`; ``PROBMIX_FUSED=0``
+        switches it off), else one batched torch evaluation per leapfrog step
+        (:mod:`probmix.infer.mcmc.nuts_batched`); the
         groups in parallel worker processes (``chain_method``; the draws do not depend on
         the number of cores);
         "pyro": Pyro's NUTS kernel, one chain per worker process (``chain_method``); "auto"

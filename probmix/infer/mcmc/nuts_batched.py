@@ -17,7 +17,9 @@ trajectory, a valid one replaces the proposal with probability min(1, W_new / W_
 the doubling stops when the whole trajectory makes a U-turn or reaches ``max_tree_depth``.
 Chains that have stopped are carried along unchanged (masked) until the last one stops.
 Warm-up adapts a step size and a diagonal or dense mass matrix per chain
-(:mod:`probmix.infer.mcmc.nuts_adapt`).
+(:mod:`probmix.infer.mcmc.nuts_adapt`). On float64 CPU data a GaussianMixture runs the same
+algorithm compiled instead (:mod:`probmix.infer.mcmc.nuts_fused`); this module serves the
+other devices and dtypes.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def gmm_potential(model: GaussianMixture, x: torch.Tensor, prior) -> Potential:
     if matrix and not family.tied and not dp and prior is not None:  # one Wishart per component
         fast = full_potential_fn(transform=transforms["weights"], alpha=alpha, prior=prior,
                                  blocks=blocks, place=place, on_diag=on_diag,
-                                 diag_weight=diag_weight, const=const)
+                                 diag_weight=diag_weight, const=const, x=x)
         return Potential(fast, transforms, sites)
 
     def fn(params: dict) -> torch.Tensor:

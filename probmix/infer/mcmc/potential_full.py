@@ -51,7 +51,8 @@ class _ValueAndGrad(torch.autograd.Function):
         return None, g * gw, g * gp, g * gm
 
 
-def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_weight, const):
+def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_weight, const,
+                      x=None):
     """``fn(params) -> U`` for the full family with Dirichlet weights and a proper prior.
 
     Arguments are the pieces :func:`probmix.infer.mcmc.potential.gmm_potential` prepares:
@@ -124,6 +125,9 @@ def full_potential_fn(*, transform, alpha, prior, blocks, place, on_diag, diag_w
                                    params["means"])
 
     fn.batched = compute  # value (B,) and gradients of B parameter sets, for batched samplers
+    if x is not None:
+        fn.closed_form = {"x": x, "alpha": alpha, "nu": nu, "psi": psi, "beta": beta, "m0": m0,
+                          "const": const}
     return fn
 
 
