@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["orientation_sweeps", "volume_shape_sweeps", "vee_sweeps"]
+__all__ = ["orientation_sweeps", "volume_shape_sweeps", "vee_sweeps", "cholesky_lower"]
 
 _TINY = 2.2250738585072014e-308 * 1e4  # float64's smallest normal number, times 1e4
 
@@ -185,11 +185,10 @@ def volume_shape_sweeps(values, counts, max_iter, tol):  # pragma: no cover - co
 
 
 @njit(cache=True, nogil=True)
-def _inverse_cholesky(a, inv):  # pragma: no cover - compiled
-    """inv = a⁻¹ for a symmetric positive-definite (D, D) ``a``, through its Cholesky factor;
-    returns log|a|, or NaN when ``a`` is not positive definite."""
+def cholesky_lower(a, low):  # pragma: no cover - compiled
+    """low = the lower Cholesky factor of the symmetric (D, D) ``a`` (its lower triangle
+    written); returns log|a|, or NaN when ``a`` is not positive definite."""
     d = a.shape[0]
-    low = np.zeros((d, d))
     log_det = 0.0
     for j in range(d):
         s = a[j, j]
@@ -204,6 +203,18 @@ def _inverse_cholesky(a, inv):  # pragma: no cover - compiled
             for m in range(j):
                 s -= low[i, m] * low[j, m]
             low[i, j] = s / low[j, j]
+    return log_det
+
+
+@njit(cache=True, nogil=True)
+def _inverse_cholesky(a, inv):  # pragma: no cover - compiled
+    """inv = a⁻¹ for a symmetric positive-definite (D, D) ``a``, through its Cholesky factor;
+    returns log|a|, or NaN when ``a`` is not positive definite."""
+    d = a.shape[0]
+    low = np.zeros((d, d))
+    log_det = cholesky_lower(a, low)
+    if not math.isfinite(log_det):
+        return math.nan
     inv_low = np.zeros((d, d))  # L⁻¹ by forward substitution
     for j in range(d):
         inv_low[j, j] = 1.0 / low[j, j]

@@ -22,6 +22,7 @@ from numba import njit
 from probmix._numba_cache import drop_stale as _drop_stale
 from probmix.model import _constrained_kernel, _parsimonious_kernels
 from probmix.model._constrained_kernel import constrained, symmetric_eigen
+from probmix.model._parsimonious_kernels import cholesky_lower
 
 __all__ = ["em_restarts"]
 
@@ -29,28 +30,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _EPS = 2.220446049250313e-16
 _TINY = 2.2250738585072014e-308
 _EXP_FLOOR = -600.0
-
-
-@njit(cache=True, nogil=True)
-def _cholesky(a, low):  # pragma: no cover - compiled
-    """low = the lower Cholesky factor of ``a`` (D, D); returns log|a|, NaN if not positive
-    definite."""
-    d = a.shape[0]
-    log_det = 0.0
-    for j in range(d):
-        s = a[j, j]
-        for m in range(j):
-            s -= low[j, m] * low[j, m]
-        if not s > 0.0:
-            return math.nan
-        low[j, j] = math.sqrt(s)
-        log_det += 2.0 * math.log(low[j, j])
-        for i in range(j + 1, d):
-            s = a[i, j]
-            for m in range(j):
-                s -= low[i, m] * low[j, m]
-            low[i, j] = s / low[j, j]
-    return log_det
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -265,7 +244,7 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
                 for b in range(d):
                     bases[c, a, b] = 1.0 if a == b else 0.0
         for c in range(k):
-            log_det[c] = _cholesky(cov[r, c], chol[c])
+            log_det[c] = cholesky_lower(cov[r, c], chol[c])
             if not math.isfinite(log_det[c]):
                 active = False
                 ok[r] = False
@@ -300,7 +279,7 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
                     new_w[c] /= norm
             new_ok = True
             for c in range(k):
-                new_log_det[c] = _cholesky(new_c[c], new_chol[c])
+                new_log_det[c] = cholesky_lower(new_c[c], new_chol[c])
                 new_ok = new_ok and math.isfinite(new_log_det[c])
             if new_ok:
                 for c in range(k):

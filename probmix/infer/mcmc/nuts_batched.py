@@ -273,8 +273,15 @@ def run_batched_chains(batched, inits: list[dict], *, constrain, seed: int, prog
 
     init = torch.stack([torch.cat([i[n].reshape(-1) for n in names]) for i in inits])  # (C, P)
     out = run_batched(vg, init, seed=seed, progress=progress, **kwargs)
-    s = out["samples"].shape[1]
-    parts = torch.split(out["samples"], sizes, -1)
+    return per_chain(out, names, shapes, constrain)
+
+
+def per_chain(out: dict, names, shapes, constrain) -> list[dict]:
+    """Split a batched run's flat unconstrained samples (C, S, P) into constrained sites, one
+    ``{"samples": {site: (S, ...)}, "stats": {name: (S,)}}`` per chain."""
+    samples = out["samples"]
+    c, s = samples.shape[:2]
+    parts = torch.split(samples, [math.prod(shape) for shape in shapes], -1)
     with torch.no_grad():
         values = constrain({n: v.reshape(c, s, *shape) for n, v, shape in
                             zip(names, parts, shapes)})

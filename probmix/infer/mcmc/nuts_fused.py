@@ -18,13 +18,13 @@ compiles the kernels (about 10-20 s, once: numba caches them on disk).
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 import torch
 
 from probmix.infer.mcmc.nuts_adapt import DualAveraging, Welford, mass_windows
+from probmix.infer.mcmc.nuts_batched import per_chain
 
 __all__ = ["fused_spec", "run_fused_chains", "prepare"]
 
@@ -182,16 +182,7 @@ def run_fused_chains(spec: dict, inits: list[dict], *, constrain, seed: int, pro
     """
     names = ("means", "precisions", "weights")  # the kernels' layout (and the mass matrix's)
     shapes = [inits[0][n].shape for n in names]
-    sizes = [math.prod(s) for s in shapes]
-    c = len(inits)
     init = torch.stack([torch.cat([i[n].reshape(-1) for n in names]) for i in inits])
     out = run_fused(spec, init.detach().cpu().numpy().astype(np.float64), seed=seed,
                     progress=progress, **kwargs)
-    s = out["samples"].shape[1]
-    parts = torch.split(out["samples"], sizes, -1)
-    with torch.no_grad():
-        values = constrain({n: v.reshape(c, s, *shape) for n, v, shape in
-                            zip(names, parts, shapes)})
-    values = {n: v.cpu().numpy() for n, v in values.items()}
-    return [{"samples": {n: v[ch] for n, v in values.items()},
-             "stats": {k: v[ch] for k, v in out["stats"].items()}} for ch in range(c)]
+    return per_chain(out, names, shapes, constrain)
