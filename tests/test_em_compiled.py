@@ -232,3 +232,18 @@ def test_a_cached_kernel_older_than_its_callees_is_dropped(tmp_path):
     os.utime(callee, (os.path.getmtime(index) + 10,) * 2)
     assert drop_stale(kernel.twice, types.SimpleNamespace(__file__=str(callee)))
     assert not kernel.twice._cache._cache_file._load_index()  # emptied: recompiles next time
+
+
+def test_restarts_split_over_threads_give_the_same_fit():
+    x = _csv("faithful")
+    model = probmix.GaussianMixture(4, covariance="VEV", prior="flat")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = probmix.fit(model, x, compiled=True, seed=3)
+        torch.set_num_threads(3)  # 7 restarts in groups of 2, 2 and 3
+        split = probmix.fit(model, x, compiled=True, seed=3)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(alone.lower_bounds, split.lower_bounds)
+    assert np.array_equal(alone.covariances, split.covariances)

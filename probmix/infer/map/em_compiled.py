@@ -5,7 +5,8 @@ The batched torch loop pays about 0.5 ms of tensor-operation overhead per EM ite
 whatever the data's size; on mclust's data sets (150-272 rows) that overhead was nearly all
 of ``select``'s time. The kernel does the same iterations (E-step, the constrained M-step
 of every mclust model, re-seeding, the stopping rule, the ridge check) in compiled loops, one
-restart at a time. It serves maximum-likelihood fits (``prior="flat"``, what ``select``
+restart at a time (the restarts split over torch's intra-op threads, ``torch.get_num_threads()``,
+in parallel threads). It serves maximum-likelihood fits (``prior="flat"``, what ``select``
 runs) of the built-in families on in-memory CPU float64 data whose per-iteration work is
 small (:data:`MAX_WORK`), once it is compiled; everything else runs the torch loop. The
 kernel compiles once per installation (about 15 s; then numba's disk cache loads it in
@@ -91,19 +92,40 @@ def compile_kernel() -> None:
 
 
 def em_kernel_call(x, sw, code, w, m, c, ok, ridge, reset_cov, log_jacobian, total_weight,
-                   min_count, max_iter, tol, aitken, check_held):
-    """Run the kernel with fresh output arrays; returns history, n_iter, converged, held, steps."""
+                   min_count, max_iter, tol, aitken, check_held, threads: int = 1):
+    """Run the kernel with fresh output arrays; returns history, n_iter, converged, held, steps.
+
+    ``threads`` > 1 splits the restarts into that many groups run in parallel threads (the
+    kernel releases the GIL; every restart computes alone, so the results are the same).
+    """
     from probmix.infer.map._em_kernel import em_restarts  # compiles on first use
 
     r = w.shape[0]
     history = np.full((max_iter, r), -np.inf)
     n_iter, steps = np.zeros(r, np.int64), np.zeros(r, np.int64)
     converged, held = np.zeros(r, np.bool_), np.zeros(r, np.bool_)
-    em_restarts(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(sw, dtype=np.float64),
-                int(code), w, m, c, ok, np.ascontiguousarray(ridge, dtype=np.float64),
-                bool(reset_cov), float(log_jacobian), float(total_weight), float(min_count),
-                int(max_iter), float(tol), bool(aitken), bool(check_held), RESEED_PATIENCE,
-                history, n_iter, converged, held, steps)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    ridge = np.ascontiguousarray(ridge, dtype=np.float64)
+
+    def run(rows: slice):
+        part = np.full((max_iter, rows.stop - rows.start), -np.inf)
+        em_restarts(x, sw, int(code), w[rows], m[rows], c[rows], ok[rows], ridge,
+                    bool(reset_cov), float(log_jacobian), float(total_weight), float(min_count),
+                    int(max_iter), float(tol), bool(aitken), bool(check_held), RESEED_PATIENCE,
+                    part, n_iter[rows], converged[rows], held[rows], steps[rows])
+        history[:, rows] = part
+
+    bounds = np.linspace(0, r, max(1, min(int(threads), r)) + 1).astype(int)
+    groups = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    if len(groups) == 1:
+        run(groups[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(groups), thread_name_prefix="probmix-em") as pool:
+            for future in [pool.submit(run, rows) for rows in groups]:
+                future.result()
     return history, n_iter, converged, held, steps
 
 
@@ -155,7 +177,7 @@ def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_c
     history, n_iter, converged, held, steps = em_kernel_call(
         x, sw, MODELS.index(mclust_name(family)), w, m, c, ok_np, ridge, not family.tied,
         data.log_jacobian(), data.total_weight, min_count, max_iter, tol, stop == "aitken",
-        check_held)
+        check_held, threads=torch.get_num_threads())
     t_max = max(int(steps.max()), 1)
     for j in range(r):  # a finished restart's objective stays at its last value
         if 0 < steps[j] < t_max:
