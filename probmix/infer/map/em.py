@@ -192,6 +192,21 @@ def fit_em(
             "so some components cannot hold any data and EM kept re-seeding them. Use "
             f"n_components <= {distinct}.", ConvergenceWarning, stacklevel=3,
         )
+    elif bool(held[best]):
+        warnings.warn(
+            f"EM stopped before converging: every restart has a component whose covariance is "
+            f"the reg_covar ridge alone in some direction (it collapsed onto too few rows), "
+            f"where the likelihood grows without bound (mclust reports such fits as NA). Use "
+            f"fewer components than n_components={k}, a prior (prior='default'), or a larger "
+            "reg_covar.", ConvergenceWarning, stacklevel=3,
+        )
+    elif not bool(converged[best]) and int(n_iter[best]) < max_iter:
+        warnings.warn(  # stopped by em_torch.RESEED_PATIENCE
+            f"EM stopped before converging: with n_components={k} a component emptied again "
+            "after every re-seeding (no rows are more probable under it), so this fit "
+            "effectively has fewer components. Use fewer components, or another init.",
+            ConvergenceWarning, stacklevel=3,
+        )
     elif not bool(converged[best]):
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last change of the "
