@@ -261,3 +261,12 @@ def test_every_restart_on_the_ridge_is_said_so(compiled):
                           stop="change", tol=1e-5, compiled=compiled)
     assert fit.options["ridge_held"] and not fit.converged
     assert not any("max_iter" in str(w.message) for w in caught)
+
+
+def test_the_fit_records_which_loop_ran():
+    x = _csv("faithful")
+    model = probmix.GaussianMixture(2, covariance="EEV", prior="flat")
+    assert probmix.fit(model, x, compiled=True).options["compiled"] is True
+    assert probmix.fit(model, x, compiled=False).options["compiled"] is False
+    prior = probmix.GaussianMixture(2, covariance="EEV")  # the default prior: torch
+    assert probmix.fit(prior, x, compiled=True).options["compiled"] is False

@@ -104,3 +104,15 @@ def test_compiled_and_torch_samplers_agree(monkeypatch, dense):
     assert not np.array_equal(fused.draws["means"], plain.draws["means"])  # two samplers
     assert (abs(a["mean"] - b["mean"]) <= 4 * np.hypot(a["mcse_mean"], b["mcse_mean"])).all()
     assert (abs(a["sd"] - b["sd"]) <= 4 * np.hypot(a["mcse_sd"], b["mcse_sd"])).all()
+
+
+def test_the_fit_records_which_sampler_ran(monkeypatch):
+    x = probmix.three_clusters(60, seed=0)[0]
+    model = probmix.GaussianMixture(2)
+    opts = dict(engine="mcmc", method="nuts", num_samples=20, num_warmup=20, num_chains=2,
+                seed=0, progress=False)
+    fit = probmix.fit(model, x, **opts)
+    assert fit.options["backend"] == "batched" and fit.options["compiled"] is True
+    monkeypatch.setenv("PROBMIX_FUSED", "0")
+    fit = probmix.fit(model, x, **opts)
+    assert fit.options["backend"] == "batched" and fit.options["compiled"] is False

@@ -128,6 +128,7 @@ def fit_em(
     Fit
         ``engine="map"``, ``converged``, ``n_iter`` and ``lower_bounds`` (objective per unit
         weight before each M-step, of the best restart).
+        ``options["compiled"]`` says whether the compiled kernel ran the iterations.
         ``options["ridge_held"]`` says whether a component of the returned fit is the ridge
         alone in some direction (a singular scatter: the likelihood is bounded by
         ``reg_covar`` only; mclust reports such fits as NA).
@@ -172,11 +173,12 @@ def fit_em(
     min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
                 check_held=r > 1)
-    if em_compiled.applies(data, family, prior, r, k, compiled):
+    kernel = em_compiled.applies(data, family, prior, r, k, compiled)
+    if kernel:
         out = em_compiled.iterate(data, family, weights, means, cov, ok, **loop)
     else:
-        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, ok, progress=progress,
-                       **loop)
+        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, ok,
+                               progress=progress, **loop)
     weights, means, cov, ok, converged, n_iter, held, final = out
     raise_if_degenerate(ok, reg_covar)
 
@@ -230,7 +232,8 @@ def fit_em(
                      max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
                      reg_covar_relative=reg_covar_relative, seed=seed,
                      ridge_held=bool(em_torch.ridge_held(family, cov[best:best + 1], reg_s, k,
-                                                 data.d)[0]),
+                                                         data.d)[0]),
+                     compiled=bool(kernel),
                      **({} if chunk_size is None and not isinstance(data, StreamedData)
                         else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
                      **({"world_size": data.reducer.world_size} if data.reducer.distributed

@@ -306,6 +306,7 @@ def fit_nuts(model, x, *, num_samples: int = 1000, num_warmup: int = 1000, num_c
                      target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
                      dense_mass=dense_mass, jit_compile=jit_compile, chain_method=chain_method,
                      backend="pyro" if batched is None else "batched",
+                     compiled=batched is not None and fused_spec(potential.fn) is not None,
                      seed=seed, seconds=seconds))
     check_convergence(fit, stacklevel=4)
     return fit
