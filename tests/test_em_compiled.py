@@ -270,3 +270,20 @@ def test_the_fit_records_which_loop_ran():
     assert probmix.fit(model, x, compiled=False).options["compiled"] is False
     prior = probmix.GaussianMixture(2, covariance="EEV")  # the default prior: torch
     assert probmix.fit(prior, x, compiled=True).options["compiled"] is False
+
+
+def test_the_kernels_exp_equals_numpys():
+    """The vectorised exp of the E-step: within 2 units in the last place of numpy.exp on
+    [-600, 0], exactly 0 at and below -600 (and 1 at 0)."""
+    from probmix.infer.map._em_kernel import exp_nonpositive
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([-rng.exponential(5.0, 50_000), -rng.uniform(0.0, 700.0, 50_000),
+                        [0.0, -1e-300, -0.5 * np.log(2), -599.999, -600.0, -600.001, -745.0]])
+    out = v.copy()
+    exp_nonpositive(out, np.empty(len(v), np.int64))
+    expected = np.where(v > -600.0, np.exp(v), 0.0)
+    assert np.array_equal(out == 0.0, expected == 0.0)
+    close = expected > 0
+    assert np.max(np.abs(out[close] / expected[close] - 1.0)) <= 2 * np.finfo(float).eps
+    assert out[len(v) - 7] == 1.0
