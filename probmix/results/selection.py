@@ -212,12 +212,13 @@ def _shared_starts(x, ks, method: str, seed, options) -> dict:
 
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         return {}
-    from probmix.infer.map.em_data import AUTO_RESTARTS
+    from probmix.infer.map.em_data import AUTO_RESTARTS, AUTO_RESTARTS_ROWS
     from probmix.infer.map.em_init import initial_partitions
     from probmix.infer.map.em_steps import PreparedData
     from probmix.model.covariance import get_family
 
-    if x.shape[0] > 20_000 or x.shape[1] > 50:  # where the default n_init depends on the family
+    if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50:  # where the default n_init depends
+        # on the family (wide data: fewer restarts for the larger statistics)
         return {}
     dtype = options.get("dtype") or torch.float64
     device = options.get("device")
@@ -237,7 +238,10 @@ def _compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     if str(options.get("device") or "cpu") != "cpu" or \
             str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
         return
-    if not em_compiled.small(x.shape[0], x.shape[1], 8, k_max) or em_compiled.ready():
+    from probmix.infer.map.em_data import AUTO_RESTARTS
+
+    restarts = AUTO_RESTARTS + 2  # "auto": the k-means++ starts and the two trees' starts
+    if not em_compiled.small(x.shape[0], x.shape[1], restarts, k_max) or em_compiled.ready():
         return
     if progress:
         print("probmix: compiling the EM kernel for small data (once per installation, "

@@ -34,7 +34,7 @@ _EXP_FLOOR = -600.0
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _stopped(aitken, tol, current, previous, before):  # pragma: no cover - compiled
-    """em._stopped for one restart (see its docstring for the rules)."""
+    """em_torch._stopped for one restart (see its docstring for the rules)."""
     step = current - previous
     if not aitken:
         return abs(step) < tol
@@ -48,7 +48,7 @@ def _stopped(aitken, tol, current, previous, before):  # pragma: no cover - comp
 
 @njit(cache=True, nogil=True)
 def _ridge_held(cov, ridge):  # pragma: no cover - compiled
-    """em._ridge_held for one parameter set: some Σ_k scaled by the ridge has an eigenvalue
+    """em_torch.ridge_held for one parameter set: some Σ_k scaled by the ridge has an eigenvalue
     at most 1 + 1e-3."""
     k, d = cov.shape[0], cov.shape[1]
     largest = 0.0

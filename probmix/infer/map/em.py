@@ -165,7 +165,7 @@ def fit_em(
         n_init = auto_restarts(init, data.n_total, k, data.n_phi, data.shift.element_size())
     weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
                                        prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
-    _, ok = em_steps.factorise(family, cov)
+    prec_chol, ok = em_steps.factorise(family, cov)
     raise_if_degenerate(ok, reg_covar)
     r = weights.shape[0]
     if is_partition(init):
@@ -177,7 +177,7 @@ def fit_em(
     if kernel:
         out = em_compiled.iterate(data, family, weights, means, cov, ok, **loop)
     else:
-        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, ok,
+        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, prec_chol, ok,
                                progress=progress, **loop)
     weights, means, cov, ok, converged, n_iter, held, final = out
     raise_if_degenerate(ok, reg_covar)

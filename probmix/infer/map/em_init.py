@@ -118,7 +118,7 @@ def _initial_stats(init, data, k, n_init, seed, dtype):
 
 def _as_partitions(labels, data, k: int) -> torch.Tensor:
     """Integer labels (N,) or (R, N) given as ``init``, checked, as a long tensor (R, N)."""
-    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+    labels = torch.as_tensor(labels)
     if labels.ndim == 1:
         labels = labels[None]
     if labels.ndim != 2 or labels.shape[1] != data.n:

@@ -125,8 +125,8 @@ def ridge_held(family, cov, reg, k: int, d: int) -> torch.Tensor:
     return (torch.linalg.eigvalsh(unit)[..., 0] <= 1 + 1e-3).any(-1)  # (R,)
 
 
-def iterate(model, data, prior, prior_s, weights, means, cov, ok, *, reg_s, min_count,
-             max_iter, tol, stop, check_held, progress):
+def iterate(model, data, prior, prior_s, weights, means, cov, prec_chol, ok, *, reg_s,
+            min_count, max_iter, tol, stop, check_held, progress):
     """EM's iterations in torch, every restart batched, from the initial parameters.
 
     Returns weights, means, cov, ok, converged, n_iter, held and the history (T, R) of the
@@ -134,7 +134,6 @@ def iterate(model, data, prior, prior_s, weights, means, cov, ok, *, reg_s, min_
     """
     family, k = model.family, model.n_components
     x = data.shift  # only its device and dtype are used below
-    prec_chol, _ = em_steps.factorise(family, cov)
     r = weights.shape[0]
 
     active = ok.clone()  # restarts still iterating
