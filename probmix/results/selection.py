@@ -143,35 +143,42 @@ def _collapsed(fit) -> bool:
     return bool(fit.options.get("ridge_held", False))
 
 
-def _fit_one(run, model, x, label: str, k: int, **options):
-    """One fit of the search: None when its covariance degenerates (an error, or a component
-    held up by the ridge alone); its warnings re-emitted naming (covariance, K); any other
-    error gets a note saying which fit raised it."""
+def _captured(step, label: str, k: int):
+    """``step()`` for the fit (covariance, K) of the search: None when its covariance
+    degenerates (DegenerateCovarianceError); its warnings re-emitted naming (covariance, K);
+    any other error gets a note saying which fit raised it."""
     from probmix.exceptions import DegenerateCovarianceError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = run(model, x, **options)
-            fit = None if _collapsed(fit) else fit
+            out = step()
         except DegenerateCovarianceError:
-            fit = None
+            out = None
         except Exception as error:
             error.add_note(f"(raised while probmix.select fitted covariance={label!r}, K={k})")
             raise
     for w in caught:
         warnings.warn(f"select, covariance={label!r}, K={k}: {w.message}", w.category,
-                      stacklevel=3)
-    return fit
+                      stacklevel=4)
+    return out
 
 
-def _row(fit, model, x, label: str, k: int, criterion: str) -> dict:
-    """The table row of one fit (NaN where it failed)."""
+def _fit_one(run, model, x, label: str, k: int, **options):
+    """One fit of the search: None when its covariance degenerates (an error, or a component
+    held up by the ridge alone); warnings and errors as :func:`_captured`."""
+    fit = _captured(lambda: run(model, x, **options), label, k)
+    return None if fit is None or _collapsed(fit) else fit
+
+
+def _row(fit, model, x, label: str, k: int, criterion: str, loglik=None) -> dict:
+    """The table row of one fit (NaN where it failed); ``loglik``: the fit's log-likelihood
+    of x when the caller has it (else it is scored here)."""
     row = {"covariance": label, "k": k}
     nan = math.nan
     if criterion in LIKELIHOOD_CRITERIA:
         n = x.shape[0]
-        loglik = nan if fit is None else fit.score(x) * n
+        loglik = nan if fit is None else fit.score(x) * n if loglik is None else loglik
         p = model.n_parameters(x.shape[1])
         # fit.bic(x) and fit.aic(x) from the one log-likelihood (each would score x again)
         row.update(loglik=loglik, n_parameters=p, bic=-2.0 * loglik + p * math.log(n))
@@ -277,6 +284,71 @@ def _refine(rows, fits, grid, one, column, run, x, criterion, prior, options) ->
             rows[i] = {**_row(fit, model, x, label, k, criterion), "refined": True}
 
 
+def _grid_search(x, grid, one, starts, options, criterion, screen, progress):
+    """The likelihood search with every fit in EM's compiled kernel
+    (:class:`probmix.infer.map.em_grid.Grid`): shared preparation, lazy restarts while
+    screening, fits in parallel threads. Returns (rows, fits) as the per-fit path; a
+    refined row equals what fit_em gives for its (covariance, K)."""
+    import torch
+
+    from probmix._progress import progress_bar
+    from probmix.infer.dispatch import fit as run_one
+    from probmix.infer.map.em_grid import Grid
+    from probmix.model.gaussian_mixture import GaussianMixture
+
+    cells = [(GaussianMixture(k, covariance=family, prior="flat"), label, k)
+             for k, label, family in grid]
+    search = Grid(x, cells, starts, options, threads=torch.get_num_threads())
+    rows, fits, column = [None] * len(cells), {}, COLUMNS[criterion]
+
+    def record(i, fit, loglik, refined):
+        model, label, k = cells[i]
+        key = k if one else (label, k)
+        fits.pop(key, None)
+        if fit is not None and not _collapsed(fit):
+            fits[key] = fit
+        else:
+            fit = None
+        rows[i] = {**_row(fit, model, x, label, k, criterion, loglik), "refined": refined}
+
+    started = []
+    for i in progress_bar(range(len(cells)), desc=f"select ({criterion})", enabled=progress,
+                          unit="fit"):
+        model, label, k = cells[i]
+        served = _captured(lambda: search.start(i), label, k)
+        if served:
+            started.append(i)
+        elif served is None:  # the starts' covariances degenerate
+            record(i, None, None, True)
+        else:  # the kernel does not serve it: fit_em alone, to the full rule
+            options_i = {**options, "init": starts[k]}
+            record(i, _fit_one(run_one, model, x, label, k, engine="map", method="em",
+                               **options_i), None, True)
+    if screen:
+        search.screen(started, SCREEN_STOP["tol"])
+    else:
+        search.refine(started)
+    for i in started:
+        model, label, k = cells[i]
+        out = _captured(lambda: search.fit(i, screened=screen), label, k)
+        record(i, *(out if out is not None else (None, None)), not screen)
+    while screen:  # refine every fit within SCREEN_WINDOW of the best, until none is left
+        values = np.array([row[column] for row in rows], dtype=np.float64)
+        finite = np.isfinite(values)
+        if not finite.any():
+            break
+        todo = [i for i in np.flatnonzero(finite & (values <= values[finite].min()
+                                                     + SCREEN_WINDOW)) if not rows[i]["refined"]]
+        if not todo:
+            break
+        search.refine(todo)
+        for i in todo:
+            model, label, k = cells[i]
+            out = _captured(lambda: search.fit(i, screened=False), label, k)
+            record(i, *(out if out is not None else (None, None)), True)
+    return rows, fits
+
+
 def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "bic",
            prior=None, engine: str | None = None, seed: int = 0, progress: bool = False,
            screen: bool = True, **options) -> Selection:
@@ -360,6 +432,15 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
     starts = _shared_starts(x, ks, entry.method, seed, stage)
+    from probmix.infer.map import em_grid
+
+    em_options = {**{k: v for k, v in options.items() if k != "method"}, "seed": seed}
+    if likelihood and starts and prior == "flat" and em_grid.applies(
+            x, ks, max(len(v["init"]) for v in starts.values()), em_options):
+        rows, fits = _grid_search(x, grid, one, {k: v["init"] for k, v in starts.items()},
+                                  em_options, criterion, screen, progress)
+        screen = False  # screened and refined already
+        grid = []
     for k, label, family in progress_bar(grid, desc=f"select ({criterion})", enabled=progress,
                                          unit="fit"):
         model = GaussianMixture(k, covariance=family, prior=prior)

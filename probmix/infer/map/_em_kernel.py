@@ -24,7 +24,7 @@ from probmix.model import _constrained_kernel, _parsimonious_kernels
 from probmix.model._constrained_kernel import constrained, symmetric_eigen
 from probmix.model._parsimonious_kernels import cholesky_lower
 
-__all__ = ["em_restarts"]
+__all__ = ["em_restarts", "log_likelihood"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _EPS = 2.220446049250313e-16
@@ -211,8 +211,14 @@ def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov, bases
 @njit(cache=True, nogil=True, error_model="numpy")
 def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jacobian,
                 total_weight, min_count, max_iter, tol, aitken, check_held, reseed_patience,
-                history, n_iter, converged, held, steps):  # pragma: no cover - compiled
-    """Run every restart's EM to its stop, in place.
+                history, n_iter, converged, held, steps, trail, reseeding, bases, budget,
+                screen_tol, paused):  # pragma: no cover - compiled
+    """Run every restart's EM to its stop (or to a pause), in place.
+
+    A restart's whole state lives in the arrays below, so a paused restart resumes in a later
+    call exactly where it stopped: the iterates, the stopping rule's history and the
+    re-seeding count are those of one uninterrupted run (``select`` screens every restart
+    for a few iterations and resumes only where it matters; em_grid).
 
     Parameters
     ----------
@@ -246,8 +252,25 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
     history : float64 (max_iter, R)
         Objective per unit weight before each M-step; row t written while restart r runs.
     n_iter : int64 (R,), converged, held : bool (R,), steps : int64 (R,)
-        Outputs: M-steps taken, whether the stopping rule was met, whether stopped on the
-        ridge, and loop iterations run (rows of ``history`` written).
+        M-steps taken, whether the stopping rule was met, whether stopped on the ridge, and
+        loop iterations run (rows of ``history`` written); zeros and False for a fresh run,
+        carried for a resumed one.
+    trail : float64 (R, 2)
+        The objective one and two iterations back (-inf for a fresh run), carried.
+    reseeding : int64 (R,)
+        Consecutive settled iterations spent re-seeding an empty component (0 fresh), carried.
+    bases : float64 (R, K, D, D)
+        Each restart's eigenvectors carried between M-steps (EVE/VVE's warm start; identity
+        matrices for a fresh run), carried.
+    budget : int64 (R,)
+        Run restart r while ``steps[r] < budget[r]`` (``max_iter``: to its stop).
+    screen_tol : float
+        Pause a restart (it stays resumable) once its objective changes by less than this
+        (0: never), as well as at its budget.
+    paused : bool (R,)
+        Output: whether the restart can go on (paused at its budget or by ``screen_tol``)
+        rather than finished (stopping rule met, on the ridge, broken, re-seeding without end,
+        or at ``max_iter``).
     """
     n, d = x.shape
     n_restarts, k = weights.shape
@@ -281,31 +304,32 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
         for a in range(d):
             for b in range(d):
                 new_c[c, a, b] = gsxx[c, max(a, b), min(a, b)]
-    bases = np.zeros((k, d, d))  # each component's eigenvectors, carried between M-steps
+    global_bases = np.zeros((k, d, d))
     for c in range(k):
         for a in range(d):
-            bases[c, a, a] = 1.0
-    _m_step(code, gn, gsx, gsxx, new_c, ridge, gw, gm, scatter, global_cov, bases)
+            global_bases[c, a, a] = 1.0
+    _m_step(code, gn, gsx, gsxx, new_c, ridge, gw, gm, scatter, global_cov, global_bases)
     for r in range(n_restarts):
-        active = ok[r]
-        for c in range(k):  # every restart starts its eigen-bases afresh (reproducible alone)
-            for a in range(d):
-                for b in range(d):
-                    bases[c, a, b] = 1.0 if a == b else 0.0
+        paused[r] = False
+        finished = converged[r] or held[r] or not ok[r] or reseeding[r] >= reseed_patience
+        active = not finished and steps[r] < min(budget[r], max_iter)
+        if not active:
+            paused[r] = not finished and steps[r] < max_iter
+            continue
         for c in range(k):
             log_det[c] = cholesky_lower(cov[r, c], chol[c])
             if not math.isfinite(log_det[c]):
                 active = False
                 ok[r] = False
-        previous, before = -math.inf, -math.inf
-        t = 0
-        reseeding = 0
+        previous, before = trail[r, 0], trail[r, 1]
+        t = steps[r]
+        stop_at = min(budget[r], max_iter)
         while active and t < max_iter:
             loglik = _e_step(xt, sw, weights[r], means[r], chol, log_det, nk, sx, sxx, lse, logp,
                              z, top, scale, bits)
             current = (loglik + log_jacobian) / total_weight
             history[t, r] = current
-            _m_step(code, nk, sx, sxx, cov[r], ridge, new_w, new_m, scatter, new_c, bases)
+            _m_step(code, nk, sx, sxx, cov[r], ridge, new_w, new_m, scatter, new_c, bases[r])
             empty = False
             for c in range(k):
                 empty = empty or nk[c] < min_count
@@ -344,15 +368,37 @@ def em_restarts(x, sw, code, weights, means, cov, ok, ridge, reset_cov, log_jaco
                 ok[r] = False
             settled = new_ok and _stopped(aitken, tol, current, previous, before)
             done = settled and not empty
-            reseeding = reseeding + 1 if settled and empty else 0  # see em_torch
+            reseeding[r] = reseeding[r] + 1 if settled and empty else 0  # see em_torch
             converged[r] = converged[r] or done
+            pause = screen_tol > 0.0 and abs(current - previous) < screen_tol
             before, previous = previous, current
             if check_held and t % 10 == 9 and _ridge_held(cov[r], ridge):
                 held[r] = True
                 active = False
-            active = active and not done and ok[r] and reseeding < reseed_patience
+            active = active and not done and ok[r] and reseeding[r] < reseed_patience
             t += 1
+            if active and (pause or t >= stop_at) and t < max_iter:
+                paused[r] = True
+                active = False
         steps[r] = t
+        trail[r, 0], trail[r, 1] = previous, before
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def log_likelihood(x, sw, weights, means, cov):  # pragma: no cover - compiled
+    """Σ_n sw_n log p(x_n) for one parameter set: weights (K,), means (K, D), full
+    covariances cov (K, D, D); -inf when a covariance does not factorise."""
+    n, d = x.shape
+    k = weights.shape[0]
+    chol, log_det = np.zeros((k, d, d)), np.empty(k)
+    for c in range(k):
+        log_det[c] = cholesky_lower(cov[c], chol[c])
+        if not math.isfinite(log_det[c]):
+            return -math.inf
+    xt = np.ascontiguousarray(x.T)
+    return _e_step(xt, sw, weights, means, chol, log_det, np.empty(k), np.empty((k, d)),
+                   np.zeros((k, d, d)), np.empty(n), np.empty((k, n)), np.empty((d, n)),
+                   np.empty(n), np.empty(n), np.empty(n, np.int64))
 
 
 _drop_stale(em_restarts, _constrained_kernel, _parsimonious_kernels)

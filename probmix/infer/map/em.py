@@ -32,7 +32,8 @@ from probmix.model.gaussian_mixture import GaussianMixture
 from probmix.model.priors import Prior
 from probmix.results.result import Fit
 
-__all__ = ["fit_em_start", "fit_em", "INITS"]
+__all__ = ["fit_em_start", "fit_em", "start_em", "finish_em", "EMStart",
+           "best_restart", "checked_loop_options", "INITS"]
 
 
 def fit_em(
@@ -138,6 +139,29 @@ def fit_em(
     k = model.n_components
     if n_init is not None:
         n_init = check_int(n_init, "n_init", minimum=1)
+    max_iter, tol, stop, reg_covar, seed = checked_loop_options(
+        max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar, seed=seed,
+        compiled=compiled)
+    init_size = check_int(init_size, "init_size", minimum=k)
+    start = start_em(model, x, init=init, n_init=n_init, max_iter=max_iter, tol=tol, stop=stop,
+                     reg_covar=reg_covar, reg_covar_relative=reg_covar_relative, seed=seed,
+                     device=device, dtype=dtype, sample_weight=sample_weight,
+                     warm_start=warm_start, chunk_size=chunk_size, init_size=init_size,
+                     distributed=distributed, compiled=compiled)
+    if start.kernel:
+        out = em_compiled.iterate(start.data, model.family, start.weights, start.means,
+                                  start.cov, start.ok, **start.loop)
+    else:
+        out = em_torch.iterate(model, start.data, start.prior, start.prior_s, start.weights,
+                               start.means, start.cov, start.prec_chol, start.ok,
+                               progress=progress, **start.loop)
+    return finish_em(start, out)
+
+
+def checked_loop_options(*, max_iter, tol, stop, reg_covar, seed, compiled):
+    """fit_em's iteration options checked (a ValueError naming a bad one) and resolved:
+    (max_iter, tol, stop, reg_covar, seed) with the stopping rule's default tol and a seed
+    drawn from the OS for None."""
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     if compiled not in ("auto", True, False) or not isinstance(compiled, (str, bool)):
         raise ValueError(f"compiled must be 'auto', True or False; got {compiled!r}.")
@@ -145,13 +169,55 @@ def fit_em(
         raise ValueError(f"stop must be one of {STOP_RULES}; got {stop!r}.")
     tol = check_float(DEFAULT_TOL[stop] if tol is None else tol, "tol", minimum=0.0)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
-    seed = resolve_seed(seed)
-    init_size = check_int(init_size, "init_size", minimum=k)
+    return max_iter, tol, stop, reg_covar, resolve_seed(seed)
+
+
+def best_restart(ok: torch.Tensor, held: torch.Tensor, final: torch.Tensor) -> int:
+    """The restart a fit keeps: the best last objective ``final`` (R,) among those whose
+    covariances factorise (``ok``) and, if any, are not held up by the ridge alone (a
+    component collapsing onto the ridge only grows its likelihood without bound: mclust
+    reports NA)."""
+    usable = ok & ~held if bool((ok & ~held).any()) else ok
+    return int(torch.where(usable, final, torch.full_like(final, -math.inf)).argmax())
+
+
+@dataclasses.dataclass
+class EMStart:
+    """What :func:`fit_em` settles before iterating: the prepared data, the prior, the ridge,
+    every restart's initial parameters (standardised coordinates, leading (R,)), the loop's
+    options and whether the compiled kernel runs it. :func:`start_em` makes one,
+    :func:`finish_em` turns the iterations' outputs into the Fit; ``select`` runs many of
+    them in between (:mod:`probmix.infer.map.em_grid`)."""
+
+    model: GaussianMixture
+    data: object
+    prior: object
+    prior_s: object
+    reg_s: object
+    weights: torch.Tensor
+    means: torch.Tensor
+    cov: torch.Tensor
+    prec_chol: torch.Tensor
+    ok: torch.Tensor
+    loop: dict
+    kernel: bool
+    options: dict
+
+
+def start_em(model, x, *, init, n_init, max_iter, tol, stop, reg_covar, reg_covar_relative,
+             seed, device, dtype, sample_weight, warm_start, chunk_size, init_size,
+             distributed, compiled, prepared=None) -> EMStart:
+    """fit_em's checks, data preparation and initialisation (arguments as fit_em's; options
+    already checked). ``prepared``: the (data, sample, prior, variances) of
+    :func:`~probmix.infer.map.em_data.prepare` for in-memory data, when the caller shares
+    one preparation between fits of the same rows."""
+    k = model.n_components
     check_memory(x, model, init=init, n_init=n_init, dtype=dtype)
-    data, sample, prior, variances = prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
-                                   init_size=init_size, distributed=distributed, seed=seed,
-                                   device=device, dtype=dtype)
-    x = data.shift  # only its device and dtype are used below
+    if prepared is None:
+        prepared = prepare(model, x, sample_weight=sample_weight, chunk_size=chunk_size,
+                           init_size=init_size, distributed=distributed, seed=seed,
+                           device=device, dtype=dtype)
+    data, sample, prior, variances = prepared
     family = model.family
     if prior is not None and bool((prior.alpha < 1).any()):
         raise ValueError(
@@ -174,25 +240,39 @@ def fit_em(
     loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
                 check_held=r > 1)
     kernel = em_compiled.applies(data, family, prior, r, k, compiled)
-    if kernel:
-        out = em_compiled.iterate(data, family, weights, means, cov, ok, **loop)
-    else:
-        out = em_torch.iterate(model, data, prior, prior_s, weights, means, cov, prec_chol, ok,
-                               progress=progress, **loop)
+    options = dict(method="em", n_init=n_init,
+                   init=init if isinstance(init, str) else "partition" if is_partition(init)
+                   else "given",
+                   max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
+                   reg_covar_relative=reg_covar_relative, seed=seed, compiled=bool(kernel),
+                   **({} if chunk_size is None and not isinstance(data, StreamedData)
+                      else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
+                   **({"world_size": data.reducer.world_size} if data.reducer.distributed
+                      else {}))
+    return EMStart(model=model, data=data, prior=prior, prior_s=prior_s, reg_s=reg_s,
+                   weights=weights, means=means, cov=cov, prec_chol=prec_chol, ok=ok,
+                   loop=loop, kernel=bool(kernel), options=options)
+
+
+def finish_em(start: EMStart, out, *, stop: str | None = None, tol: float | None = None) -> Fit:
+    """The Fit of the best restart from the iterations' outputs (weights, means, cov, ok,
+    converged, n_iter, held, history), with fit_em's warnings. ``stop``/``tol`` override the
+    stopping rule recorded (``select``'s screening stops with a looser one)."""
+    model, data, reg_s = start.model, start.data, start.reg_s
+    family, k = model.family, model.n_components
+    reg_covar, max_iter = start.options["reg_covar"], start.options["max_iter"]
+    stop = start.options["stop"] if stop is None else stop
+    tol = start.options["tol"] if tol is None else tol
     weights, means, cov, ok, converged, n_iter, held, final = out
     raise_if_degenerate(ok, reg_covar)
-
-    # a restart whose component collapsed onto the ridge loses to any healthy one (its
-    # likelihood only grows without bound as the component shrinks: mclust reports NA)
-    usable = ok & ~held if bool((ok & ~held).any()) else ok
-    best = int(torch.where(usable, final[-1], torch.full_like(final[-1], -math.inf)).argmax())
+    best = best_restart(ok, held, final[-1])
     in_memory = isinstance(data, em_steps.PreparedData) and not data.reducer.distributed
     distinct = None if bool(converged[best]) or not in_memory else distinct_rows(data.x, k)
     if distinct is not None and distinct < k:  # the reason it could not converge
         warnings.warn(
             f"EM did not converge: x has only {distinct} distinct row(s) for n_components={k}, "
             "so some components cannot hold any data and EM kept re-seeding them. Use "
-            f"n_components <= {distinct}.", ConvergenceWarning, stacklevel=3,
+            f"n_components <= {distinct}.", ConvergenceWarning, stacklevel=4,
         )
     elif bool(held[best]):
         warnings.warn(
@@ -200,21 +280,21 @@ def fit_em(
             f"the reg_covar ridge alone in some direction (it collapsed onto too few rows), "
             f"where the likelihood grows without bound (mclust reports such fits as NA). Use "
             f"fewer components than n_components={k}, a prior (prior='default'), or a larger "
-            "reg_covar.", ConvergenceWarning, stacklevel=3,
+            "reg_covar.", ConvergenceWarning, stacklevel=4,
         )
     elif not bool(converged[best]) and int(n_iter[best]) < max_iter:
         warnings.warn(  # stopped by em_torch.RESEED_PATIENCE
             f"EM stopped before converging: with n_components={k} a component emptied again "
             "after every re-seeding (no rows are more probable under it), so this fit "
             "effectively has fewer components. Use fewer components, or another init.",
-            ConvergenceWarning, stacklevel=3,
+            ConvergenceWarning, stacklevel=4,
         )
     elif not bool(converged[best]):
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last change of the "
             f"objective {float((final[-1, best] - final[-2, best]).abs()) if len(final) > 1 else math.nan:.3g}"
             f", stop={stop!r}, tol={tol:g}). Increase max_iter, raise tol, or try another init.",
-            ConvergenceWarning, stacklevel=3,
+            ConvergenceWarning, stacklevel=4,
         )
     t_best = int(n_iter[best])
     params = {
@@ -226,19 +306,10 @@ def fit_em(
         engine="map", model=model, params=params, n_features=data.d,
         converged=bool(converged[best]), n_iter=t_best,
         lower_bounds=final[:max(t_best, 1), best].cpu().numpy(),
-        options=dict(method="em", n_init=n_init,
-                     init=init if isinstance(init, str) else "partition" if is_partition(init)
-                     else "given",
-                     max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
-                     reg_covar_relative=reg_covar_relative, seed=seed,
-                     ridge_held=bool(em_torch.ridge_held(family, cov[best:best + 1], reg_s, k,
-                                                         data.d)[0]),
-                     compiled=bool(kernel),
-                     **({} if chunk_size is None and not isinstance(data, StreamedData)
-                        else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
-                     **({"world_size": data.reducer.world_size} if data.reducer.distributed
-                        else {})),
-        device=str(x.device), dtype=str(x.dtype).replace("torch.", ""),
+        options={**start.options, "stop": stop, "tol": tol,
+                 "ridge_held": bool(em_torch.ridge_held(family, cov[best:best + 1], reg_s, k,
+                                                        data.d)[0])},
+        device=str(data.shift.device), dtype=str(data.shift.dtype).replace("torch.", ""),
         center=data.shift.cpu().numpy(), scale=data.scale,
     )
 

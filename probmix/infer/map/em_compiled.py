@@ -31,7 +31,8 @@ from probmix.model.covariance import (DiagCovariance, FullCovariance, Parsimonio
                                       SphericalCovariance, TiedCovariance, mclust_name)
 from probmix.model.parsimonious import MODELS
 
-__all__ = ["applies", "small", "ready", "compile_kernel", "iterate", "MAX_WORK"]
+__all__ = ["applies", "small", "ready", "compile_kernel", "iterate", "start_run",
+           "finish_run", "KernelRun", "MAX_WORK"]
 
 #: the kernel serves fits with N · R · K · D (D + 3) / 2 at most this (per EM iteration):
 #: the batched torch loop catches up with it around there (measured on 2 cores, VVV, 7
@@ -89,48 +90,115 @@ def compile_kernel() -> None:
         return
     x = np.zeros((2, 1))
     x[1, 0] = 1.0
-    r, k = 1, 1
-    em_kernel_call(x, np.ones(2), 0, np.ones((r, k)), np.full((r, k, 1), 0.5),
-                   np.ones((r, k, 1, 1)), np.ones(r, np.bool_), np.full(1, 1e-6), True, 0.0,
-                   2.0, 1e-3, 2, 1e-8, True, False)
+    run = KernelRun(x, np.ones(2), 0, np.ones((1, 1)), np.full((1, 1, 1), 0.5),
+                    np.ones((1, 1, 1, 1)), np.ones(1, np.bool_), np.full(1, 1e-6),
+                    reset_cov=True, log_jacobian=0.0, total_weight=2.0, min_count=1e-3,
+                    max_iter=2, tol=1e-8, aitken=True, check_held=False)
+    run.advance()
+    run.log_likelihood(0)
 
 
-def em_kernel_call(x, sw, code, w, m, c, ok, ridge, reset_cov, log_jacobian, total_weight,
-                   min_count, max_iter, tol, aitken, check_held, threads: int = 1):
-    """Run the kernel with fresh output arrays; returns history, n_iter, converged, held, steps.
+class KernelRun:
+    """Every restart of one EM fit in the kernel, resumable: the arrays below are the whole
+    state (iterates, the stopping rule's history, re-seeding counts, eigen-bases), so that
+    :meth:`advance` can pause restarts (after a number of iterations, or once the objective
+    changes by less than a screening tolerance) and resume them later on exactly the path of
+    one uninterrupted run.
 
-    ``threads`` > 1 splits the restarts into that many groups run in parallel threads (the
-    kernel releases the GIL; every restart computes alone, so the results are the same).
+    Parameters
+    ----------
+    x : float64 (N, D)
+        Standardised rows.
+    sw : float64 (N,)
+    code : int
+        The covariance model's position in ``MODELS``.
+    w (R, K), m (R, K, D), c (R, K, D, D) : float64
+        Initial parameters (full covariances); updated in place.
+    ok : bool (R,)
+    ridge : float64 (D,)
+    reset_cov, log_jacobian, total_weight, min_count, max_iter, tol, aitken, check_held
+        As in the kernel (:func:`probmix.infer.map._em_kernel.em_restarts`).
     """
-    from probmix.infer.map._em_kernel import em_restarts  # compiles on first use
 
-    r = w.shape[0]
-    history = np.full((max_iter, r), -np.inf)
-    n_iter, steps = np.zeros(r, np.int64), np.zeros(r, np.int64)
-    converged, held = np.zeros(r, np.bool_), np.zeros(r, np.bool_)
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    sw = np.ascontiguousarray(sw, dtype=np.float64)
-    ridge = np.ascontiguousarray(ridge, dtype=np.float64)
+    def __init__(self, x, sw, code, w, m, c, ok, ridge, *, reset_cov, log_jacobian,
+                 total_weight, min_count, max_iter, tol, aitken, check_held):
+        r, k, d = m.shape
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        self.sw = np.ascontiguousarray(sw, dtype=np.float64)
+        self.ridge = np.ascontiguousarray(ridge, dtype=np.float64)
+        self.code, self.w, self.m, self.c, self.ok = int(code), w, m, c, ok
+        self.fixed = (bool(reset_cov), float(log_jacobian), float(total_weight),
+                      float(min_count), int(max_iter), float(tol), bool(aitken),
+                      bool(check_held), RESEED_PATIENCE)
+        self.max_iter = int(max_iter)
+        self.history = np.full((self.max_iter, r), -np.inf)
+        self.n_iter, self.steps = np.zeros(r, np.int64), np.zeros(r, np.int64)
+        self.converged, self.held = np.zeros(r, np.bool_), np.zeros(r, np.bool_)
+        self.trail = np.full((r, 2), -np.inf)
+        self.reseeding = np.zeros(r, np.int64)
+        self.bases = np.zeros((r, k, d, d))
+        self.bases[:, :, np.arange(d), np.arange(d)] = 1.0
+        self.paused = np.zeros(r, np.bool_)
+        self.total_weight, self.log_jacobian = float(total_weight), float(log_jacobian)
 
-    def run(rows: slice):
-        part = np.full((max_iter, rows.stop - rows.start), -np.inf)
-        em_restarts(x, sw, int(code), w[rows], m[rows], c[rows], ok[rows], ridge,
-                    bool(reset_cov), float(log_jacobian), float(total_weight), float(min_count),
-                    int(max_iter), float(tol), bool(aitken), bool(check_held), RESEED_PATIENCE,
-                    part, n_iter[rows], converged[rows], held[rows], steps[rows])
-        history[:, rows] = part
+    def advance(self, budget=None, *, screen_tol: float = 0.0, threads: int = 1) -> None:
+        """Run every restart until it stops, reaches ``budget`` (int64 (R,) or int: total
+        iterations; default ``max_iter``) or, with ``screen_tol`` > 0, its objective changes by
+        less than that (a pause: ``paused`` says which restarts can go on).
 
-    bounds = np.linspace(0, r, max(1, min(int(threads), r)) + 1).astype(int)
-    groups = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    if len(groups) == 1:
-        run(groups[0])
-    else:
+        ``threads`` > 1 splits the restarts into that many groups run in parallel threads (the
+        kernel releases the GIL; every restart computes alone, so the results are the same).
+        """
+        from probmix.infer.map._em_kernel import em_restarts  # compiles on first use
+
+        r = self.w.shape[0]
+        budget = np.broadcast_to(np.asarray(self.max_iter if budget is None else budget,
+                                            dtype=np.int64), (r,)).copy()
+
+        def run(rows: slice):
+            part = np.ascontiguousarray(self.history[:, rows])
+            em_restarts(self.x, self.sw, self.code, self.w[rows], self.m[rows], self.c[rows],
+                        self.ok[rows], self.ridge, *self.fixed, part, self.n_iter[rows],
+                        self.converged[rows], self.held[rows], self.steps[rows],
+                        self.trail[rows], self.reseeding[rows], self.bases[rows],
+                        budget[rows], float(screen_tol), self.paused[rows])
+            self.history[:, rows] = part
+
+        bounds = np.linspace(0, r, max(1, min(int(threads), r)) + 1).astype(int)
+        groups = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        if len(groups) == 1:
+            run(groups[0])
+            return
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(len(groups), thread_name_prefix="probmix-em") as pool:
             for future in [pool.submit(run, rows) for rows in groups]:
                 future.result()
-    return history, n_iter, converged, held, steps
+
+    def current(self) -> np.ndarray:
+        """(R,) each restart's last objective per unit weight (-inf before its first
+        iteration, or when it broke)."""
+        r = self.w.shape[0]
+        last = self.history[np.maximum(self.steps - 1, 0), np.arange(r)]
+        return np.where((self.steps > 0) & self.ok, last, -np.inf)
+
+    def log_likelihood(self, j: int) -> float:
+        """Restart j's log-likelihood at its current parameters, in the original units."""
+        from probmix.infer.map._em_kernel import log_likelihood
+
+        return float(log_likelihood(self.x, self.sw, self.w[j], self.m[j], self.c[j])) \
+            + self.log_jacobian
+
+    def trimmed_history(self) -> np.ndarray:
+        """The history (T, R) up to the longest restart, a finished restart's last value
+        carried to the end (as the torch loop records it)."""
+        steps = self.steps
+        t_max = max(int(steps.max()), 1)
+        history = self.history[:t_max].copy()
+        for j in range(history.shape[1]):
+            if 0 < steps[j] < t_max:
+                history[steps[j]:t_max, j] = history[steps[j] - 1, j]
+        return history
 
 
 def _to_native(family, full: torch.Tensor) -> torch.Tensor:
@@ -167,6 +235,15 @@ def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_c
         As the torch loop leaves them; ``history`` holds the objective per unit weight
         before each M-step, a finished restart's last value carried to the end.
     """
+    run = start_run(data, family, weights, means, cov, ok, reg_s=reg_s, min_count=min_count,
+                    max_iter=max_iter, tol=tol, stop=stop, check_held=check_held)
+    run.advance(threads=torch.get_num_threads())
+    return finish_run(run, family)
+
+
+def start_run(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
+              max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
+    """A :class:`KernelRun` of the restarts from their initial parameters (see :func:`iterate`)."""
     r, k = weights.shape
     d = data.d
     full = family.to_full(cov, k, d)
@@ -177,15 +254,15 @@ def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_c
         data.sample_weight.to(torch.float64).numpy()
     w, m, c = (np.ascontiguousarray(t.numpy(), dtype=np.float64).copy()
                for t in (weights, means, full))
-    ok_np = ok.numpy().copy()
-    history, n_iter, converged, held, steps = em_kernel_call(
-        x, sw, MODELS.index(mclust_name(family)), w, m, c, ok_np, ridge, not family.tied,
-        data.log_jacobian(), data.total_weight, min_count, max_iter, tol, stop == "aitken",
-        check_held, threads=torch.get_num_threads())
-    t_max = max(int(steps.max()), 1)
-    for j in range(r):  # a finished restart's objective stays at its last value
-        if 0 < steps[j] < t_max:
-            history[steps[j]:t_max, j] = history[steps[j] - 1, j]
+    return KernelRun(x, sw, MODELS.index(mclust_name(family)), w, m, c, ok.numpy().copy(),
+                     ridge, reset_cov=not family.tied, log_jacobian=data.log_jacobian(),
+                     total_weight=data.total_weight, min_count=min_count, max_iter=max_iter,
+                     tol=tol, aitken=stop == "aitken", check_held=check_held)
+
+
+def finish_run(run: KernelRun, family):
+    """:func:`iterate`'s outputs from a run's current state."""
     as_t = torch.from_numpy
-    return (as_t(w), as_t(m), _to_native(family, as_t(c)), as_t(ok_np), as_t(converged),
-            as_t(n_iter), as_t(held), as_t(history[:t_max]))
+    return (as_t(run.w.copy()), as_t(run.m.copy()), _to_native(family, as_t(run.c.copy())),
+            as_t(run.ok.copy()), as_t(run.converged.copy()), as_t(run.n_iter.copy()),
+            as_t(run.held.copy()), as_t(run.trimmed_history()))

@@ -1,0 +1,169 @@
+"""EM over a grid of (covariance, K) fits of the same small data: how ``select`` runs
+mclust's search (14 families × K = 1..9) in the compiled kernel.
+
+Every fit starts as :func:`probmix.infer.map.em.fit_em` would (the same starts, ridge and
+options; :func:`~probmix.infer.map.em.start_em`) and ends as it would
+(:func:`~probmix.infer.map.em.finish_em`); in between, the grid saves work in three ways:
+
+- **shared preparation**: the rows are standardised once per covariance family, not once
+  per fit;
+- **lazy restarts** (:meth:`Grid.screen`): every restart of a fit runs :data:`SCREEN_STEPS`
+  iterations (or until its objective changes by less than the screening tolerance), then
+  only the leader goes on, to the screening tolerance. Most fits of a search are far from
+  the best criterion and keep these values. :meth:`Grid.refine` resumes *every* restart of
+  a fit to the full stopping rule; the kernel keeps each restart's whole state
+  (:class:`~probmix.infer.map.em_compiled.KernelRun`), so a refined fit follows the path of
+  one uninterrupted run and equals fit_em's fit (tests/test_em_grid.py);
+- **parallel fits**: the fits' kernels run in ``threads`` threads (the kernel releases the
+  GIL), one fit per task; the results do not depend on the thread count.
+
+Used where the kernel serves every fit (:func:`applies`: maximum likelihood on small
+in-memory CPU float64 data, the kernel compiled); otherwise ``select`` runs fit_em per fit.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from probmix.infer.map import em_compiled
+from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
+from probmix.infer.map.em_data import prepare
+
+__all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
+
+#: every restart runs this many iterations before the leader alone goes on (measured on the
+#: five mclust data sets: stopping the others at 10 kept every data set's best (covariance, K)
+#: and cut the screening iterations 2-4×; see benchmarks/bench_select.py)
+SCREEN_STEPS = 10
+#: the options the grid understands (fit_em's, for in-memory rows and given starts)
+GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_covar_relative",
+                          "seed", "compiled", "progress", "device", "dtype"})
+
+
+def applies(x, ks, n_restarts: int, options: dict) -> bool:
+    """Whether the grid can run every fit of a search on ``x`` (N, D) tensor: EM options it
+    understands, CPU float64 rows, maximum likelihood (the caller checks the prior), and a
+    compiled kernel that serves the largest K with ``n_restarts`` restarts."""
+    if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False:
+        return False
+    if str(options.get("device") or "cpu") != "cpu" or \
+            str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
+        return False
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu":
+        return False
+    if options.get("compiled", "auto") == "auto" and not (
+            em_compiled.small(x.shape[0], x.shape[1], n_restarts, max(ks))
+            and em_compiled.ready()):
+        return False
+    return True
+
+
+class Grid:
+    """The fits of a search, each started, screened and refined on demand.
+
+    Parameters
+    ----------
+    x : Tensor (N, D)
+        The rows (CPU float64).
+    cells : list of (GaussianMixture, label, K)
+        The fits, in the caller's order.
+    starts : dict
+        K -> int array (R, N): the hard partitions that start every family's fit with K
+        components (``select``'s shared "auto" starts).
+    options : dict
+        fit_em's options (:data:`GRID_OPTIONS`); ``init`` is replaced by ``starts``.
+    threads : int
+        Fits computed at once.
+    """
+
+    def __init__(self, x, cells, starts, options, *, threads: int = 1):
+        self.x, self.cells, self.starts = x, cells, starts
+        opts = {key: value for key, value in options.items() if key not in ("init", "progress")}
+        self.compiled = opts.pop("compiled", "auto")
+        self.max_iter, self.tol, self.stop, self.reg_covar, self.seed = checked_loop_options(
+            max_iter=opts.pop("max_iter", 1000), tol=opts.pop("tol", None),
+            stop=opts.pop("stop", "aitken"), reg_covar=opts.pop("reg_covar", 1e-6),
+            seed=opts.pop("seed", 0), compiled=self.compiled)
+        self.reg_covar_relative = opts.pop("reg_covar_relative", True)
+        self.device, self.dtype = opts.pop("device", None), opts.pop("dtype", None)
+        self.threads = max(1, int(threads))
+        self.begun = [None] * len(cells)  # EMStart per fit
+        self.runs = [None] * len(cells)  # KernelRun per fit
+        self._prepared = {}  # family -> prepare(...)'s output, shared by that family's fits
+        self.screen_tol = 0.0
+
+    def start(self, i: int) -> bool:
+        """Set up fit i (as fit_em: checks, starts, the initial M-step); False when the kernel
+        does not serve it (the caller then fits it alone). Raises what fit_em raises (a
+        DegenerateCovarianceError for starts whose covariances do not factorise)."""
+        model, _, k = self.cells[i]
+        family = model.family
+        if family not in self._prepared:
+            self._prepared[family] = prepare(
+                model, self.x, sample_weight=None, chunk_size=None, init_size=100_000,
+                distributed=False, seed=self.seed, device=self.device, dtype=self.dtype)
+        begun = start_em(model, self.x, init=self.starts[k], n_init=None,
+                         max_iter=self.max_iter, tol=self.tol, stop=self.stop,
+                         reg_covar=self.reg_covar, reg_covar_relative=self.reg_covar_relative,
+                         seed=self.seed, device=self.device, dtype=self.dtype,
+                         sample_weight=None, warm_start=None, chunk_size=None,
+                         init_size=100_000, distributed=False, compiled=self.compiled,
+                         prepared=self._prepared[family])
+        if not begun.kernel:
+            return False
+        self.begun[i] = begun
+        self.runs[i] = em_compiled.start_run(begun.data, family, begun.weights, begun.means,
+                                             begun.cov, begun.ok, **begun.loop)
+        return True
+
+    def _each(self, task, indices) -> None:
+        indices = [i for i in indices if self.runs[i] is not None]
+        if self.threads == 1 or len(indices) < 2:
+            for i in indices:
+                task(i)
+            return
+        with ThreadPoolExecutor(min(self.threads, len(indices)),
+                                thread_name_prefix="probmix-grid") as pool:
+            for future in [pool.submit(task, i) for i in indices]:
+                future.result()
+
+    def screen(self, indices, screen_tol: float) -> None:
+        """Every restart of fits ``indices`` for :data:`SCREEN_STEPS` iterations (or to a
+        change below ``screen_tol`` nats per point), then the leader alone until its objective
+        changes by less than ``screen_tol``."""
+        self.screen_tol = float(screen_tol)
+
+        def task(i):
+            run = self.runs[i]
+            run.advance(SCREEN_STEPS, screen_tol=screen_tol)
+            lead = self._leader(run)
+            budget = run.steps.copy()
+            budget[lead] = run.max_iter
+            run.advance(budget, screen_tol=screen_tol)
+
+        self._each(task, indices)
+
+    def refine(self, indices) -> None:
+        """Resume every restart of fits ``indices`` to the full stopping rule."""
+        self._each(lambda i: self.runs[i].advance(), indices)
+
+    @staticmethod
+    def _leader(run) -> int:
+        return best_restart(torch.from_numpy(run.ok), torch.from_numpy(run.held),
+                            torch.from_numpy(run.current()))
+
+    def fit(self, i: int, *, screened: bool):
+        """(Fit, log-likelihood) of fit i as it stands: the best restart, fit_em's warnings.
+        A screened fit records the screening rule (``stop="change"``, its tolerance) and
+        counts as converged when its leader paused there."""
+        run, begun = self.runs[i], self.begun[i]
+        out = list(em_compiled.finish_run(run, begun.model.family))
+        best = best_restart(out[3], out[6], out[7][-1])
+        if screened:
+            out[4] = torch.from_numpy(run.converged | run.paused)
+            fit = finish_em(begun, tuple(out), stop="change", tol=self.screen_tol)
+        else:
+            fit = finish_em(begun, tuple(out))
+        return fit, run.log_likelihood(best)
