@@ -277,7 +277,7 @@ def test_the_fit_records_which_loop_ran():
 def test_the_kernels_exp_equals_numpys():
     """The vectorised exp of the E-step: within 2 units in the last place of numpy.exp on
     [-600, 0], exactly 0 at and below -600 (and 1 at 0)."""
-    from probmix.infer.map._em_kernel import exp_nonpositive
+    from probmix.infer.map._e_step_kernel import exp_nonpositive
 
     rng = np.random.default_rng(0)
     v = np.concatenate([-rng.exponential(5.0, 50_000), -rng.uniform(0.0, 700.0, 50_000),

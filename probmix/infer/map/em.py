@@ -33,7 +33,7 @@ from probmix.model.priors import Prior
 from probmix.results.result import Fit
 
 __all__ = ["fit_em_start", "fit_em", "start_em", "finish_em", "EMStart",
-           "best_restart", "checked_loop_options", "INITS"]
+           "best_restart", "checked_loop_options", "fit_options", "INITS"]
 
 
 def fit_em(
@@ -240,18 +240,26 @@ def start_em(model, x, *, init, n_init, max_iter, tol, stop, reg_covar, reg_cova
     loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
                 check_held=r > 1)
     kernel = em_compiled.applies(data, family, prior, r, k, compiled)
-    options = dict(method="em", n_init=n_init,
-                   init=init if isinstance(init, str) else "partition" if is_partition(init)
-                   else "given",
-                   max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
-                   reg_covar_relative=reg_covar_relative, seed=seed, compiled=bool(kernel),
-                   **({} if chunk_size is None and not isinstance(data, StreamedData)
-                      else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
-                   **({"world_size": data.reducer.world_size} if data.reducer.distributed
-                      else {}))
+    options = fit_options(data, n_init=n_init, init=init, max_iter=max_iter, tol=tol,
+                          stop=stop, reg_covar=reg_covar, reg_covar_relative=reg_covar_relative,
+                          seed=seed, kernel=kernel, chunk_size=chunk_size, init_size=init_size)
     return EMStart(model=model, data=data, prior=prior, prior_s=prior_s, reg_s=reg_s,
                    weights=weights, means=means, cov=cov, prec_chol=prec_chol, ok=ok,
                    loop=loop, kernel=bool(kernel), options=options)
+
+
+def fit_options(data, *, n_init, init, max_iter, tol, stop, reg_covar, reg_covar_relative,
+                seed, kernel, chunk_size, init_size) -> dict:
+    """The options a fit records (``fit.options``, before finish_em adds ``ridge_held``)."""
+    return dict(method="em", n_init=n_init,
+                init=init if isinstance(init, str) else "partition" if is_partition(init)
+                else "given",
+                max_iter=max_iter, tol=tol, stop=stop, reg_covar=reg_covar,
+                reg_covar_relative=reg_covar_relative, seed=seed, compiled=bool(kernel),
+                **({} if chunk_size is None and not isinstance(data, StreamedData)
+                   else {"chunk_size": data.source.chunk_size, "init_size": init_size}),
+                **({"world_size": data.reducer.world_size} if data.reducer.distributed
+                   else {}))
 
 
 def finish_em(start: EMStart, out, *, stop: str | None = None, tol: float | None = None) -> Fit:

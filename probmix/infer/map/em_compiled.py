@@ -32,7 +32,7 @@ from probmix.model.covariance import (DiagCovariance, FullCovariance, Parsimonio
 from probmix.model.parsimonious import MODELS
 
 __all__ = ["applies", "small", "ready", "compile_kernel", "iterate", "start_run",
-           "finish_run", "KernelRun", "MAX_WORK"]
+           "empty_run", "finish_run", "KernelRun", "MAX_WORK"]
 
 #: the kernel serves fits with N · R · K · D (D + 3) / 2 at most this (per EM iteration):
 #: the batched torch loop catches up with it around there (measured on 2 cores, VVV, 7
@@ -244,17 +244,30 @@ def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_c
 def start_run(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
               max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
     """A :class:`KernelRun` of the restarts from their initial parameters (see :func:`iterate`)."""
-    r, k = weights.shape
+    k = weights.shape[1]
+    w, m, c = (np.ascontiguousarray(t.numpy(), dtype=np.float64).copy()
+               for t in (weights, means, family.to_full(cov, k, data.d)))
+    return _run(data, family, w, m, c, ok.numpy().copy(), reg_s=reg_s, min_count=min_count,
+                max_iter=max_iter, tol=tol, stop=stop, check_held=check_held)
+
+
+def empty_run(data: PreparedData, family, r: int, k: int, *, reg_s, min_count: float,
+              max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
+    """A :class:`KernelRun` of R restarts whose initial parameters (``w``, ``m``, ``c``,
+    ``ok``) the caller writes in place before advancing it (em_grid's first M-step)."""
     d = data.d
-    full = family.to_full(cov, k, d)
-    zero = torch.zeros_like(cov[:1])
+    return _run(data, family, np.empty((r, k)), np.empty((r, k, d)), np.empty((r, k, d, d)),
+                np.zeros(r, np.bool_), reg_s=reg_s, min_count=min_count, max_iter=max_iter,
+                tol=tol, stop=stop, check_held=check_held)
+
+
+def _run(data, family, w, m, c, ok, *, reg_s, min_count, max_iter, tol, stop, check_held):
+    k, d = m.shape[1], data.d
+    zero = family.from_full(torch.zeros(1, k, d, d, dtype=torch.float64))
     ridge = torch.diagonal(family.to_full(family.add_ridge(zero, reg_s), k, d)[0, 0]).numpy()
-    x = data.x.numpy()
     sw = np.ones(data.n) if data.sample_weight is None else \
         data.sample_weight.to(torch.float64).numpy()
-    w, m, c = (np.ascontiguousarray(t.numpy(), dtype=np.float64).copy()
-               for t in (weights, means, full))
-    return KernelRun(x, sw, MODELS.index(mclust_name(family)), w, m, c, ok.numpy().copy(),
+    return KernelRun(data.x.numpy(), sw, MODELS.index(mclust_name(family)), w, m, c, ok,
                      ridge, reset_cov=not family.tied, log_jacobian=data.log_jacobian(),
                      total_weight=data.total_weight, min_count=min_count, max_iter=max_iter,
                      tol=tol, aitken=stop == "aitken", check_held=check_held)

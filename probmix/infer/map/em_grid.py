@@ -23,13 +23,17 @@ in-memory CPU float64 data, the kernel compiled); otherwise ``select`` runs fit_
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from probmix.infer.map import em_compiled
-from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
-from probmix.infer.map.em_data import prepare
+from probmix.infer.map.em import (EMStart, best_restart, checked_loop_options, finish_em,
+                                  fit_options, start_em)
+from probmix.infer.map.em_data import prepare, ridge
+from probmix.model.covariance import mclust_name, raise_if_degenerate
 
 __all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
 
@@ -37,6 +41,9 @@ __all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
 #: five mclust data sets: stopping the others at 10 kept every data set's best (covariance, K)
 #: and cut the screening iterations 2-4×; see benchmarks/bench_select.py)
 SCREEN_STEPS = 10
+#: the models whose first M-step (from hard partitions) the grid runs in the kernel
+KERNEL_FIRST_STEP = frozenset({"EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVV",
+                               "VVV"})
 #: the options the grid understands (fit_em's, for in-memory rows and given starts)
 GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_covar_relative",
                           "seed", "compiled", "progress", "device", "dtype"})
@@ -46,12 +53,14 @@ def applies(x, ks, n_restarts: int, options: dict) -> bool:
     """Whether the grid can run every fit of a search on ``x`` (N, D) tensor: EM options it
     understands, CPU float64 rows, maximum likelihood (the caller checks the prior), and a
     compiled kernel that serves the largest K with ``n_restarts`` restarts."""
-    if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False:
+    if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False or \
+            os.environ.get("PROBMIX_COMPILED_EM", "") == "0":
         return False
     if str(options.get("device") or "cpu") != "cpu" or \
             str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
         return False
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu":
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu" or \
+            x.dtype != torch.float64:
         return False
     if options.get("compiled", "auto") == "auto" and not (
             em_compiled.small(x.shape[0], x.shape[1], n_restarts, max(ks))
@@ -75,7 +84,9 @@ class Grid:
     options : dict
         fit_em's options (:data:`GRID_OPTIONS`); ``init`` is replaced by ``starts``.
     threads : int
-        Fits computed at once.
+        Fits computed at once, on worker threads (the kernel releases the GIL); the
+        ``submit_*`` methods return at once, so the caller can start and finish other fits
+        meanwhile. Use the grid as a context manager (or call :meth:`close`) to stop them.
     """
 
     def __init__(self, x, cells, starts, options, *, threads: int = 1):
@@ -92,62 +103,128 @@ class Grid:
         self.begun = [None] * len(cells)  # EMStart per fit
         self.runs = [None] * len(cells)  # KernelRun per fit
         self._prepared = {}  # family -> prepare(...)'s output, shared by that family's fits
-        self.screen_tol = 0.0
+        self.screened = {}  # fit -> (its leader, the screening tolerance)
+        self._pool = None  # worker threads, started on the first task
 
     def start(self, i: int) -> bool:
         """Set up fit i (as fit_em: checks, starts, the initial M-step); False when the kernel
         does not serve it (the caller then fits it alone). Raises what fit_em raises (a
-        DegenerateCovarianceError for starts whose covariances do not factorise)."""
+        DegenerateCovarianceError for starts whose covariances do not factorise).
+
+        The first M-step from the hard partitions runs in the kernel (the same estimates as
+        fit_em's torch M-step, summed in another order) for the models whose M-step has one
+        answer (:data:`KERNEL_FIRST_STEP`). The others start in torch, exactly as fit_em:
+        EVE and VVE's iterative M-step with no current covariance tries several orientations
+        (:mod:`probmix.model.parsimonious`), and EEV and VEV pair a common shape with each
+        scatter's eigenvectors, which a singular scatter (a cluster of fewer than D + 1 rows)
+        leaves undetermined: any choice is a maximum, but EM then follows another path.
+        """
         model, _, k = self.cells[i]
         family = model.family
         if family not in self._prepared:
             self._prepared[family] = prepare(
                 model, self.x, sample_weight=None, chunk_size=None, init_size=100_000,
                 distributed=False, seed=self.seed, device=self.device, dtype=self.dtype)
-        begun = start_em(model, self.x, init=self.starts[k], n_init=None,
-                         max_iter=self.max_iter, tol=self.tol, stop=self.stop,
-                         reg_covar=self.reg_covar, reg_covar_relative=self.reg_covar_relative,
-                         seed=self.seed, device=self.device, dtype=self.dtype,
-                         sample_weight=None, warm_start=None, chunk_size=None,
-                         init_size=100_000, distributed=False, compiled=self.compiled,
-                         prepared=self._prepared[family])
-        if not begun.kernel:
-            return False
-        self.begun[i] = begun
-        self.runs[i] = em_compiled.start_run(begun.data, family, begun.weights, begun.means,
-                                             begun.cov, begun.ok, **begun.loop)
+        data, _, prior, variances = self._prepared[family]
+        labels = self.starts[k]
+        r = labels.shape[0]
+        name = mclust_name(family)
+        fast = prior is None and name in KERNEL_FIRST_STEP and \
+            em_compiled.applies(data, family, prior, r, k, self.compiled)
+        if not fast:
+            begun = start_em(model, self.x, init=labels, n_init=None,
+                             max_iter=self.max_iter, tol=self.tol, stop=self.stop,
+                             reg_covar=self.reg_covar,
+                             reg_covar_relative=self.reg_covar_relative, seed=self.seed,
+                             device=self.device, dtype=self.dtype, sample_weight=None,
+                             warm_start=None, chunk_size=None, init_size=100_000,
+                             distributed=False, compiled=self.compiled,
+                             prepared=self._prepared[family])
+            if not begun.kernel:
+                return False
+            self.begun[i] = begun
+            self.runs[i] = em_compiled.start_run(begun.data, family, begun.weights,
+                                                 begun.means, begun.cov, begun.ok,
+                                                 **begun.loop)
+            return True
+        from probmix.infer.map._em_kernel import partition_m_step
+
+        reg_s = ridge(self.reg_covar, self.reg_covar_relative, variances, data.scale)
+        run = em_compiled.empty_run(data, family, r, k, reg_s=reg_s,
+                                    min_count=1e-3 * data.total_weight / data.n_total,
+                                    max_iter=self.max_iter, tol=self.tol, stop=self.stop,
+                                    check_held=r > 1)
+        partition_m_step(run.code, run.x, run.sw, np.ascontiguousarray(labels, dtype=np.int64),
+                         k, run.ridge, run.w, run.m, run.c, run.ok)
+        raise_if_degenerate(torch.from_numpy(run.ok), self.reg_covar)
+        self.runs[i] = run
+        self.begun[i] = EMStart(
+            model=model, data=data, prior=None, prior_s=None, reg_s=reg_s, weights=None,
+            means=None, cov=None, prec_chol=None, ok=None, loop={}, kernel=True,
+            options=fit_options(data, n_init=r, init=labels, max_iter=self.max_iter,
+                                tol=self.tol, stop=self.stop, reg_covar=self.reg_covar,
+                                reg_covar_relative=self.reg_covar_relative, seed=self.seed,
+                                kernel=True, chunk_size=None, init_size=100_000))
         return True
 
-    def _each(self, task, indices) -> None:
-        indices = [i for i in indices if self.runs[i] is not None]
-        if self.threads == 1 or len(indices) < 2:
-            for i in indices:
-                task(i)
-            return
-        with ThreadPoolExecutor(min(self.threads, len(indices)),
-                                thread_name_prefix="probmix-grid") as pool:
-            for future in [pool.submit(task, i) for i in indices]:
-                future.result()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads (after the tasks submitted have finished)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _submit(self, task, i) -> Future:
+        """Run ``task(i)`` on a worker thread (inline with one thread); its Future."""
+        if self.threads == 1:
+            done = Future()
+            try:
+                done.set_result(task(i))
+            except BaseException as error:  # noqa: BLE001 - handed to whoever reads it
+                done.set_exception(error)
+            return done
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="probmix-grid")
+        return self._pool.submit(task, i)
+
+    def submit_screen(self, i: int, screen_tol: float) -> Future:
+        """Screen fit i (see :meth:`screen`) on a worker thread."""
+        return self._submit(lambda j: self._screen_one(j, float(screen_tol)), i)
+
+    def submit_refine(self, i: int) -> Future:
+        """Resume every restart of fit i to the full stopping rule on a worker thread."""
+        return self._submit(lambda j: self.runs[j].advance(), i)
 
     def screen(self, indices, screen_tol: float) -> None:
         """Every restart of fits ``indices`` for :data:`SCREEN_STEPS` iterations (or to a
         change below ``screen_tol`` nats per point), then the leader alone until its objective
-        changes by less than ``screen_tol``."""
-        self.screen_tol = float(screen_tol)
-
-        def task(i):
-            run = self.runs[i]
-            run.advance(SCREEN_STEPS, screen_tol=screen_tol)
-            lead = self._leader(run)
-            budget = run.steps.copy()
-            budget[lead] = run.max_iter
-            run.advance(budget, screen_tol=screen_tol)
-
-        self._each(task, indices)
+        changes by less than ``screen_tol`` (a leader that collapses onto the ridge, or
+        breaks, hands over to the next best, as fit_em prefers a healthy restart)."""
+        for future in [self.submit_screen(i, screen_tol) for i in indices]:
+            future.result()
 
     def refine(self, indices) -> None:
         """Resume every restart of fits ``indices`` to the full stopping rule."""
-        self._each(lambda i: self.runs[i].advance(), indices)
+        for future in [self.submit_refine(i) for i in indices]:
+            future.result()
+
+    def _screen_one(self, i: int, screen_tol: float) -> None:
+        run = self.runs[i]
+        run.advance(SCREEN_STEPS, screen_tol=screen_tol)
+        while True:
+            lead = self._leader(run)
+            if run.paused[lead]:
+                budget = run.steps.copy()
+                budget[lead] = run.max_iter
+                run.advance(budget, screen_tol=screen_tol)
+            if run.ok[lead] and not run.held[lead] or lead == self._leader(run):
+                break
+        self.screened[i] = (lead, screen_tol)
 
     @staticmethod
     def _leader(run) -> int:
@@ -162,8 +239,11 @@ class Grid:
         out = list(em_compiled.finish_run(run, begun.model.family))
         best = best_restart(out[3], out[6], out[7][-1])
         if screened:
-            out[4] = torch.from_numpy(run.converged | run.paused)
-            fit = finish_em(begun, tuple(out), stop="change", tol=self.screen_tol)
+            lead, screen_tol = self.screened[i]
+            converged = run.converged.copy()
+            converged[lead] |= run.paused[lead]  # its pause is the screening rule's stop
+            out[4] = torch.from_numpy(converged)
+            fit = finish_em(begun, tuple(out), stop="change", tol=screen_tol)
         else:
             fit = finish_em(begun, tuple(out))
         return fit, run.log_likelihood(best)
