@@ -155,7 +155,7 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
         for (EM's default: within 1e-8 nats per point of the mode), until no fit left in the
         window is unrefined. Rows far from the best keep their screening values (lower bounds
         of their log-likelihood; the table's ``refined`` column says which). False runs every
-        fit to the full rule (about 3× the EM iterations on mclust's data sets).
+        fit to the full rule (4-7× the EM iterations on mclust's data sets).
 
         On small in-memory data with maximum likelihood the whole search runs in EM's compiled
         kernel (:mod:`probmix.infer.map.em_grid`), ``torch.get_num_threads()`` fits at once;

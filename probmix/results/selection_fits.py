@@ -209,26 +209,29 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
             fit = None
         rows[i] = {**table_row(fit, model, x, label, k, criterion, loglik), "refined": refined}
 
-    with search:  # fits start here while earlier ones run on the worker threads
-        started, running = [], {}
+    with search:
+        started = []
         for i in progress_bar(range(len(cells)), desc=f"select ({criterion})",
                               enabled=progress, unit="fit"):
             model, label, k = cells[i]
             served = captured(lambda: search.start(i), label, k)
             if served:
                 started.append(i)
-                running[i] = search.submit_screen(i, SCREEN_STOP["tol"]) if screen else \
-                    search.submit_refine(i)
             elif served is None:  # the starts' covariances degenerate
                 record(i, None, None, True)
             else:  # the kernel does not serve it: fit_em alone, to the full rule
                 options_i = {**options, "init": starts[k]}
                 record(i, fit_one(run_one, model, x, label, k, engine="map", method="em",
                                   **options_i), None, True)
+        # every fit at once on the worker threads, after the starts: starting fits on the
+        # main thread meanwhile was slower (the workers wait for the GIL between kernel calls)
+        if screen:
+            search.screen(started, SCREEN_STOP["tol"])
+        else:
+            search.refine(started)
         for i in started:
             model, label, k = cells[i]
-            out = captured(lambda: (running[i].result(), search.fit(i, screened=screen))[1],
-                           label, k)
+            out = captured(lambda: search.fit(i, screened=screen), label, k)
             if out is None:
                 record(i, None, None, not screen)
             else:  # screened rows: the kernel's log-likelihood (the same to rounding, 10x
@@ -243,10 +246,9 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
                     if not rows[i]["refined"]]
             if not todo:
                 break
-            running = {i: search.submit_refine(i) for i in todo}
+            search.refine(todo)
             for i in todo:  # scored by the Fit itself: the row's BIC is exactly fit.bic(x)
                 model, label, k = cells[i]
-                out = captured(lambda: (running[i].result(),
-                                        search.fit(i, screened=False))[1], label, k)
+                out = captured(lambda: search.fit(i, screened=False), label, k)
                 record(i, None if out is None else out[0], None, True)
     return rows, fits
