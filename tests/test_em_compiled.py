@@ -289,3 +289,33 @@ def test_the_kernels_exp_equals_numpys():
     close = expected > 0
     assert np.max(np.abs(out[close] / expected[close] - 1.0)) <= 2 * np.finfo(float).eps
     assert out[len(v) - 7] == 1.0
+
+
+@pytest.mark.parametrize("code", range(len(MODELS)))
+@pytest.mark.parametrize("d", [4, 9])
+def test_first_m_step_in_the_kernel_minimises_the_same_objective(code, d):
+    """EM's first M-step (no current covariances) in the kernel, as fit_em and select run it
+    on small data: the objective of the torch M-step from no start (EVE/VVE: the best of
+    K + 1 orientation starts), and the same matrices where the minimiser is unique."""
+    from probmix.model._constrained_cold_kernel import constrained_cold
+
+    g = torch.Generator().manual_seed(100 + code + d)
+    k = 4
+    spread = torch.logspace(0.5, -1.0, d, dtype=torch.float64)
+    a = torch.randn(k, 40, d, generator=g, dtype=torch.float64) * spread
+    a = a @ torch.linalg.qr(torch.randn(k, d, d, generator=g, dtype=torch.float64))[0]
+    scatter = a.mT @ a
+    counts = torch.tensor([40.0, 25.0, 60.0, 15.0], dtype=torch.float64)
+    expected = constrained_covariances(MODELS[code], scatter, counts)
+    out = np.empty((k, d, d))
+    bases = np.broadcast_to(np.eye(d), (k, d, d)).copy()
+    constrained_cold(code, scatter.numpy().copy(), counts.numpy().copy(), out, bases)
+    got = objective(torch.from_numpy(out), scatter, counts)
+    want = objective(expected, scatter, counts)
+    assert abs(float(got - want)) <= 1e-9 * abs(float(want)), (float(got), float(want))
+    if MODELS[code] not in ("EVE", "VVE"):
+        assert np.allclose(out, expected.numpy(), rtol=1e-7, atol=1e-10)
+    else:  # bases[0]: the final common orientation, whose columns diagonalise every Σ_k
+        rotated = bases[0].T @ out @ bases[0]
+        off = rotated - np.einsum("kii->ki", rotated)[:, :, None] * np.eye(d)
+        assert np.abs(off).max() <= 1e-8 * np.abs(rotated).max()

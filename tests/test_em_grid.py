@@ -80,12 +80,17 @@ def _run(x, covariance, k, init, *, check_held=True, **options):
                      tol=tol, stop=stop, reg_covar=reg_covar, reg_covar_relative=True,
                      seed=seed, device=None, dtype=None, sample_weight=None, warm_start=None,
                      chunk_size=None, init_size=100_000, distributed=False, compiled=True)
-    assert begun.kernel
-    loop = begun.loop
-    return em_compiled.start_run(begun.data, model.family, begun.weights, begun.means,
-                                 begun.cov, begun.ok, reg_s=loop["reg_s"],
-                                 min_count=loop["min_count"], max_iter=loop["max_iter"],
-                                 tol=loop["tol"], stop=loop["stop"], check_held=check_held)
+    assert begun.kernel and begun.run is not None
+    run = begun.run  # its first M-step done in the kernel; restarts not yet advanced
+    if not check_held:  # the same restarts, without the check for ridge-held components
+        loop = {**begun.loop, "check_held": False}
+        if begun.weights is not None:  # given parameters
+            run = em_compiled.start_run(begun.data, model.family, begun.weights, begun.means,
+                                        begun.cov, begun.ok, **loop)
+        else:  # partitions
+            run = em_compiled.empty_run(begun.data, model.family, run.w.shape[0], k, **loop)
+            run.first_m_step(init)
+    return run
 
 
 def _one_at_a_time(run):

@@ -140,6 +140,30 @@ def _compose(volume, shape, orientation, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _rotate(w, rot, out):  # pragma: no cover - compiled
+    """out[k] = Dᵀ W_k D for W (K, D, D) and D = ``rot`` (D, D): two D³ products per
+    component (W_k D, then Dᵀ of it)."""
+    k, d = w.shape[0], w.shape[1]
+    product = np.empty((d, d))
+    for c in range(k):
+        for a in range(d):
+            for j in range(d):
+                product[a, j] = 0.0
+            for b in range(d):
+                wab = w[c, a, b]
+                for j in range(d):
+                    product[a, j] += wab * rot[b, j]
+        for i in range(d):
+            for j in range(d):
+                out[c, i, j] = 0.0
+        for a in range(d):
+            for i in range(d):
+                rai = rot[a, i]
+                for j in range(d):
+                    out[c, i, j] += rai * product[a, j]
+
+
+@njit(cache=True, nogil=True)
 def _fill(out, c, value, scale):  # pragma: no cover - compiled
     """out[c] = value · scale for a (D, D) ``value``."""
     d = value.shape[0]
@@ -272,14 +296,7 @@ def constrained(code, w, counts, start, out, bases):  # pragma: no cover - compi
     rot = np.empty((1, d, d))
     _eig_descending(start[0], np.empty(d), rot[0], bases[0])
     rotated = np.empty((1, k, d, d))
-    for c in range(k):  # B_k = Dᵀ W_k D
-        for i in range(d):
-            for j in range(d):
-                s = 0.0
-                for a in range(d):
-                    for b in range(d):
-                        s += rot[0, a, i] * w[c, a, b] * rot[0, b, j]
-                rotated[0, c, i, j] = s
+    _rotate(w, rot[0], rotated[0])
     volume, shapes = orientation_sweeps(rotated, rot, counts.reshape(1, k), code == 8,
                                         WARM_SWEEPS, INNER_TOL, ANGLE_TOL)
     for c in range(k):

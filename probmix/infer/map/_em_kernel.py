@@ -20,7 +20,8 @@ import numpy as np
 from numba import njit
 
 from probmix._numba_cache import drop_stale as _drop_stale
-from probmix.model import _constrained_kernel, _parsimonious_kernels
+from probmix.model import _constrained_cold_kernel, _constrained_kernel, _parsimonious_kernels
+from probmix.model._constrained_cold_kernel import constrained_cold
 from probmix.model._constrained_kernel import constrained, symmetric_eigen
 from probmix.model._parsimonious_kernels import cholesky_lower
 from probmix.infer.map import _e_step_kernel
@@ -68,7 +69,8 @@ def _ridge_held(cov, ridge):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov, bases):  # pragma: no cover
+def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov, bases,
+            cold=False):  # pragma: no cover
     """Maximum-likelihood weights (K,), means (K, D) and constrained covariances (K, D, D)
     with the ridge, from the statistics (counts floored as in em_steps.m_step)."""
     k, d = sx.shape
@@ -86,7 +88,10 @@ def _m_step(code, nk, sx, sxx, start, ridge, weights, means, scatter, cov, bases
                 value = sxx[c, a, b] - sx[c, a] * sx[c, b] / counts[c]
                 scatter[c, a, b] = value
                 scatter[c, b, a] = value
-    constrained(code, scatter, counts, start, cov, bases)
+    if cold:  # no current covariances (``start`` unused)
+        constrained_cold(code, scatter, counts, cov, bases)
+    else:
+        constrained(code, scatter, counts, start, cov, bases)
     for c in range(k):
         for a in range(d):
             cov[c, a, a] += ridge[a]
@@ -288,11 +293,11 @@ def log_likelihood(x, sw, weights, means, cov):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True, error_model="numpy")
 def partition_m_step(code, x, sw, labels, k, ridge, weights, means, cov,
                      ok):  # pragma: no cover - compiled
-    """EM's first M-step from hard partitions, for the models whose M-step does not depend on
-    the current covariances (all but EVE and VVE): ``labels`` int64 (R, N) in 0..K-1 give
-    weights (R, K), means (R, K, D) and covariances (R, K, D, D) with the ridge, written in
-    place; ``ok`` (R,) says which factorise. The same estimates as em_steps.m_step from the
-    one-hot responsibilities (the statistics summed in another order)."""
+    """EM's first M-step from hard partitions: ``labels`` int64 (R, N) in 0..K-1 give weights
+    (R, K), means (R, K, D) and covariances (R, K, D, D) with the ridge, written in place;
+    ``ok`` (R,) says which factorise. The estimates of em_steps.m_step from the one-hot
+    responsibilities with no current covariances (EVE/VVE's several orientation starts:
+    _constrained_kernel.constrained_cold)."""
     n, d = x.shape
     r = labels.shape[0]
     nk, sx, sxx = np.empty(k), np.empty((k, d)), np.zeros((k, d, d))
@@ -313,11 +318,13 @@ def partition_m_step(code, x, sw, labels, k, ridge, weights, means, cov,
         for c in range(k):
             for a in range(d):
                 bases[c, a, a] = 1.0
-        _m_step(code, nk, sx, sxx, unused, ridge, weights[j], means[j], scatter, cov[j], bases)
+        _m_step(code, nk, sx, sxx, unused, ridge, weights[j], means[j], scatter, cov[j], bases,
+                True)
         ok[j] = True
         for c in range(k):
             ok[j] = ok[j] and math.isfinite(cholesky_lower(cov[j, c], chol))
 
 
 for _kernel in (em_restarts, log_likelihood, partition_m_step):
-    _drop_stale(_kernel, _constrained_kernel, _parsimonious_kernels, _e_step_kernel)
+    _drop_stale(_kernel, _constrained_kernel, _constrained_cold_kernel, _parsimonious_kernels,
+                _e_step_kernel)

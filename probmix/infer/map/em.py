@@ -24,7 +24,8 @@ from probmix._validation import check_float, check_int
 from probmix.model.covariance import raise_if_degenerate
 from probmix.infer.map import em_compiled, em_steps, em_torch
 from probmix.infer.map.em_torch import DEFAULT_TOL, STOP_RULES
-from probmix.infer.map.em_init import INITS, distinct_rows, init_params, is_partition
+from probmix.infer.map.em_init import (INITS, distinct_rows, init_params, initial_labels,
+                                      is_partition)
 from probmix.infer.map.em_data import auto_restarts, check_memory, prepare, ridge
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.exceptions import ConvergenceWarning
@@ -149,8 +150,8 @@ def fit_em(
                      warm_start=warm_start, chunk_size=chunk_size, init_size=init_size,
                      distributed=distributed, compiled=compiled)
     if start.kernel:
-        out = em_compiled.iterate(start.data, model.family, start.weights, start.means,
-                                  start.cov, start.ok, **start.loop)
+        start.run.advance(threads=torch.get_num_threads())
+        out = em_compiled.finish_run(start.run, model.family)
     else:
         out = em_torch.iterate(model, start.data, start.prior, start.prior_s, start.weights,
                                start.means, start.cov, start.prec_chol, start.ok,
@@ -184,8 +185,9 @@ def best_restart(ok: torch.Tensor, held: torch.Tensor, final: torch.Tensor) -> i
 @dataclasses.dataclass
 class EMStart:
     """What :func:`fit_em` settles before iterating: the prepared data, the prior, the ridge,
-    every restart's initial parameters (standardised coordinates, leading (R,)), the loop's
-    options and whether the compiled kernel runs it. :func:`start_em` makes one,
+    every restart's initial parameters (standardised coordinates, leading (R,); None when
+    the kernel computed them, in ``run``), the loop's options and whether the compiled
+    kernel runs it (``run``: its :class:`~probmix.infer.map.em_compiled.KernelRun`). :func:`start_em` makes one,
     :func:`finish_em` turns the iterations' outputs into the Fit; ``select`` runs many of
     them in between (:mod:`probmix.infer.map.em_grid`)."""
 
@@ -202,6 +204,7 @@ class EMStart:
     loop: dict
     kernel: bool
     options: dict
+    run: object = None  # the KernelRun when the compiled kernel iterates
 
 
 def start_em(model, x, *, init, n_init, max_iter, tol, stop, reg_covar, reg_covar_relative,
@@ -229,23 +232,39 @@ def start_em(model, x, *, init, n_init, max_iter, tol, stop, reg_covar, reg_cova
     reg_s = ridge(reg_covar, reg_covar_relative, variances, data.scale)
     if n_init is None:
         n_init = auto_restarts(init, data.n_total, k, data.n_phi, data.shift.element_size())
-    weights, means, cov = init_params(model, sample, init, n_init=n_init, seed=seed,
-                                       prior_s=prior_s, reg_s=reg_s, warm_start=warm_start)
-    prec_chol, ok = em_steps.factorise(family, cov)
+    min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
+    labels = None if warm_start is not None else \
+        initial_labels(init, sample, k, n_init, seed)  # (R, N) for the partition starts
+    run = None
+    if labels is not None and em_compiled.applies(data, family, prior, labels.shape[0], k,
+                                                  compiled):
+        # the compiled EM: its first M-step from the partitions too (no torch at all)
+        r = labels.shape[0]
+        run = em_compiled.empty_run(data, family, r, k, reg_s=reg_s, min_count=min_count,
+                                    max_iter=max_iter, tol=tol, stop=stop, check_held=r > 1)
+        run.first_m_step(labels.cpu().numpy())
+        weights = means = cov = prec_chol = None
+        ok = torch.from_numpy(run.ok)
+    else:
+        weights, means, cov = init_params(model, sample, init if labels is None else labels,
+                                           n_init=n_init, seed=seed, prior_s=prior_s,
+                                           reg_s=reg_s, warm_start=warm_start)
+        prec_chol, ok = em_steps.factorise(family, cov)
+        r = weights.shape[0]
     raise_if_degenerate(ok, reg_covar)
-    r = weights.shape[0]
     if is_partition(init):
         n_init = r  # one restart per partition given
-    min_count = 1e-3 * data.total_weight / data.n_total  # "empty": less than a thousandth of a row
     loop = dict(reg_s=reg_s, min_count=min_count, max_iter=max_iter, tol=tol, stop=stop,
                 check_held=r > 1)
-    kernel = em_compiled.applies(data, family, prior, r, k, compiled)
+    kernel = run is not None or em_compiled.applies(data, family, prior, r, k, compiled)
     options = fit_options(data, n_init=n_init, init=init, max_iter=max_iter, tol=tol,
                           stop=stop, reg_covar=reg_covar, reg_covar_relative=reg_covar_relative,
                           seed=seed, kernel=kernel, chunk_size=chunk_size, init_size=init_size)
+    if kernel and run is None:  # given parameters (or random starts) in the kernel
+        run = em_compiled.start_run(data, family, weights, means, cov, ok, **loop)
     return EMStart(model=model, data=data, prior=prior, prior_s=prior_s, reg_s=reg_s,
                    weights=weights, means=means, cov=cov, prec_chol=prec_chol, ok=ok,
-                   loop=loop, kernel=bool(kernel), options=options)
+                   loop=loop, kernel=bool(kernel), options=options, run=run)
 
 
 def fit_options(data, *, n_init, init, max_iter, tol, stop, reg_covar, reg_covar_relative,

@@ -4,7 +4,8 @@ between its tensors and the kernel (:mod:`probmix.infer.map._em_kernel`).
 The batched torch loop pays about 0.5 ms of tensor-operation overhead per EM iteration
 whatever the data's size; on mclust's data sets (150-272 rows) that overhead was nearly all
 of ``select``'s time. The kernel does the same iterations (E-step, the constrained M-step
-of every mclust model, re-seeding, the stopping rule, the ridge check) in compiled loops, one
+of every mclust model, re-seeding, the stopping rule, the ridge check) in compiled loops,
+from the first M-step on the starting partitions (:meth:`KernelRun.first_m_step`), one
 restart at a time (the restarts split over torch's intra-op threads, ``torch.get_num_threads()``,
 in parallel threads). It serves maximum-likelihood fits (``prior="flat"``, what ``select``
 runs) of the built-in families on in-memory CPU float64 data whose per-iteration work is
@@ -174,6 +175,15 @@ class KernelRun:
         with ThreadPoolExecutor(len(groups), thread_name_prefix="probmix-em") as pool:
             for future in [pool.submit(run, rows) for rows in groups]:
                 future.result()
+
+    def first_m_step(self, labels) -> None:
+        """The initial parameters of every restart: EM's first M-step from the hard partitions
+        ``labels`` (R, N) (integers 0..K-1), in the kernel; ``ok`` says which factorise."""
+        from probmix.infer.map._em_kernel import partition_m_step
+
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        partition_m_step(self.code, self.x, self.sw, labels, self.m.shape[1], self.ridge,
+                         self.w, self.m, self.c, self.ok)
 
     def current(self) -> np.ndarray:
         """(R,) each restart's last objective per unit weight (-inf before its first

@@ -6,7 +6,8 @@ options; :func:`~probmix.infer.map.em.start_em`) and ends as it would
 (:func:`~probmix.infer.map.em.finish_em`); in between, the grid saves work in three ways:
 
 - **shared preparation**: the rows are standardised once per covariance family, not once
-  per fit;
+  per fit (and, as in every small fit_em, the first M-step from the starting partitions
+  runs in the kernel);
 - **lazy restarts** (:meth:`Grid.screen`): every restart of a fit runs :data:`SCREEN_STEPS`
   iterations (or until its objective changes by less than the screening tolerance), then
   only the leader goes on, to the screening tolerance. Most fits of a search are far from
@@ -26,14 +27,11 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import numpy as np
 import torch
 
 from probmix.infer.map import em_compiled
-from probmix.infer.map.em import (EMStart, best_restart, checked_loop_options, finish_em,
-                                  fit_options, start_em)
-from probmix.infer.map.em_data import prepare, ridge
-from probmix.model.covariance import mclust_name, raise_if_degenerate
+from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
+from probmix.infer.map.em_data import prepare
 
 __all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
 
@@ -41,9 +39,6 @@ __all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
 #: five mclust data sets: stopping the others at 10 kept every data set's best (covariance, K)
 #: and cut the screening iterations 2-4×; see benchmarks/bench_select.py)
 SCREEN_STEPS = 10
-#: the models whose first M-step (from hard partitions) the grid runs in the kernel
-KERNEL_FIRST_STEP = frozenset({"EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVV",
-                               "VVV"})
 #: the options the grid understands (fit_em's, for in-memory rows and given starts)
 GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_covar_relative",
                           "seed", "compiled", "progress", "device", "dtype"})
@@ -107,64 +102,26 @@ class Grid:
         self._pool = None  # worker threads, started on the first task
 
     def start(self, i: int) -> bool:
-        """Set up fit i (as fit_em: checks, starts, the initial M-step); False when the kernel
-        does not serve it (the caller then fits it alone). Raises what fit_em raises (a
-        DegenerateCovarianceError for starts whose covariances do not factorise).
-
-        The first M-step from the hard partitions runs in the kernel (the same estimates as
-        fit_em's torch M-step, summed in another order) for the models whose M-step has one
-        answer (:data:`KERNEL_FIRST_STEP`). The others start in torch, exactly as fit_em:
-        EVE and VVE's iterative M-step with no current covariance tries several orientations
-        (:mod:`probmix.model.parsimonious`), and EEV and VEV pair a common shape with each
-        scatter's eigenvectors, which a singular scatter (a cluster of fewer than D + 1 rows)
-        leaves undetermined: any choice is a maximum, but EM then follows another path.
-        """
+        """Set up fit i exactly as fit_em (checks, starts, the first M-step, in the kernel);
+        False when the kernel does not serve it (the caller then fits it alone). Raises what
+        fit_em raises (a DegenerateCovarianceError for starts whose covariances do not
+        factorise)."""
         model, _, k = self.cells[i]
         family = model.family
         if family not in self._prepared:
             self._prepared[family] = prepare(
                 model, self.x, sample_weight=None, chunk_size=None, init_size=100_000,
                 distributed=False, seed=self.seed, device=self.device, dtype=self.dtype)
-        data, _, prior, variances = self._prepared[family]
-        labels = self.starts[k]
-        r = labels.shape[0]
-        name = mclust_name(family)
-        fast = prior is None and name in KERNEL_FIRST_STEP and \
-            em_compiled.applies(data, family, prior, r, k, self.compiled)
-        if not fast:
-            begun = start_em(model, self.x, init=labels, n_init=None,
-                             max_iter=self.max_iter, tol=self.tol, stop=self.stop,
-                             reg_covar=self.reg_covar,
-                             reg_covar_relative=self.reg_covar_relative, seed=self.seed,
-                             device=self.device, dtype=self.dtype, sample_weight=None,
-                             warm_start=None, chunk_size=None, init_size=100_000,
-                             distributed=False, compiled=self.compiled,
-                             prepared=self._prepared[family])
-            if not begun.kernel:
-                return False
-            self.begun[i] = begun
-            self.runs[i] = em_compiled.start_run(begun.data, family, begun.weights,
-                                                 begun.means, begun.cov, begun.ok,
-                                                 **begun.loop)
-            return True
-        from probmix.infer.map._em_kernel import partition_m_step
-
-        reg_s = ridge(self.reg_covar, self.reg_covar_relative, variances, data.scale)
-        run = em_compiled.empty_run(data, family, r, k, reg_s=reg_s,
-                                    min_count=1e-3 * data.total_weight / data.n_total,
-                                    max_iter=self.max_iter, tol=self.tol, stop=self.stop,
-                                    check_held=r > 1)
-        partition_m_step(run.code, run.x, run.sw, np.ascontiguousarray(labels, dtype=np.int64),
-                         k, run.ridge, run.w, run.m, run.c, run.ok)
-        raise_if_degenerate(torch.from_numpy(run.ok), self.reg_covar)
-        self.runs[i] = run
-        self.begun[i] = EMStart(
-            model=model, data=data, prior=None, prior_s=None, reg_s=reg_s, weights=None,
-            means=None, cov=None, prec_chol=None, ok=None, loop={}, kernel=True,
-            options=fit_options(data, n_init=r, init=labels, max_iter=self.max_iter,
-                                tol=self.tol, stop=self.stop, reg_covar=self.reg_covar,
-                                reg_covar_relative=self.reg_covar_relative, seed=self.seed,
-                                kernel=True, chunk_size=None, init_size=100_000))
+        begun = start_em(model, self.x, init=self.starts[k], n_init=None,
+                         max_iter=self.max_iter, tol=self.tol, stop=self.stop,
+                         reg_covar=self.reg_covar, reg_covar_relative=self.reg_covar_relative,
+                         seed=self.seed, device=self.device, dtype=self.dtype,
+                         sample_weight=None, warm_start=None, chunk_size=None,
+                         init_size=100_000, distributed=False, compiled=self.compiled,
+                         prepared=self._prepared[family])
+        if not begun.kernel:
+            return False
+        self.begun[i], self.runs[i] = begun, begun.run
         return True
 
     def __enter__(self):

@@ -30,8 +30,8 @@ from probmix.infer.map.hierarchical import hierarchical_partitions
 from probmix.model.gaussian_mixture import MixtureParams, as_params
 from probmix.results.result import Fit
 
-__all__ = ["INITS", "init_params", "initial_partitions", "is_partition", "global_covariance",
-           "distinct_rows"]
+__all__ = ["INITS", "init_params", "initial_labels", "initial_partitions", "is_partition",
+           "global_covariance", "distinct_rows"]
 
 INITS = ("auto", "hc", "kmeans", "k-means++", "random", "random_from_data")
 # "auto" adds the VVV tree's start where its full-covariance merges are informed (10 rows per
@@ -101,6 +101,17 @@ def initial_partitions(init, data, k, n_init, seed):
         if init == "kmeans":
             return lloyd(x, centers, sample_weight=data.sample_weight)[0]  # (R, N)
         return torch.cdist(x, centers).argmin(-1)  # (R, N)
+    return None
+
+
+def initial_labels(init, data, k, n_init, seed):
+    """The hard partitions (R, N) that start EM for ``init`` (a string init that starts from
+    partitions, or integer labels given), checked; None for the other inits (random
+    responsibilities, means at random rows, given parameters)."""
+    if is_partition(init):
+        return _as_partitions(init, data, k)
+    if isinstance(init, str) and init in ("hc", "auto", "kmeans", "k-means++"):
+        return initial_partitions(init, data, k, n_init, seed)
     return None
 
 
