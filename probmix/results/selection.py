@@ -213,20 +213,20 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     if likelihood and starts and prior == "flat" and em_grid.applies(
             x, ks, max(len(v["init"]) for v in starts.values()), em_options):
         rows, fits = grid_search(x, grid, one, {k: v["init"] for k, v in starts.items()},
-                                  em_options, criterion, screen, progress)
-        screen = False  # screened and refined already
-        grid = []
-    for k, label, family in progress_bar(grid, desc=f"select ({criterion})", enabled=progress,
-                                         unit="fit"):
-        model = GaussianMixture(k, covariance=family, prior=prior)
-        fit = fit_one(run, model, x, label, k, engine=engine, seed=seed,
-                       **{**stage, **starts.get(k, {})})
-        if fit is not None:
-            fits[k if one else (label, k)] = fit
-        rows.append({**table_row(fit, model, x, label, k, criterion), "refined": not screen})
-    if screen:
-        refine(rows, fits, grid, one, column, run, x, criterion, prior,
-                dict(engine=engine, seed=seed, **options))
+                                 em_options, criterion, screen, progress)  # screened, refined
+    else:  # one fit at a time
+        for k, label, family in progress_bar(grid, desc=f"select ({criterion})",
+                                             enabled=progress, unit="fit"):
+            model = GaussianMixture(k, covariance=family, prior=prior)
+            fit = fit_one(run, model, x, label, k, engine=engine, seed=seed,
+                          **{**stage, **starts.get(k, {})})
+            if fit is not None:
+                fits[k if one else (label, k)] = fit
+            rows.append({**table_row(fit, model, x, label, k, criterion),
+                         "refined": not screen})
+        if screen:
+            refine(rows, fits, grid, one, column, run, x, criterion, prior,
+                   dict(engine=engine, seed=seed, **options))
     order = {label: i for i, (label, _) in enumerate(families)}
     table = pd.DataFrame(rows).sort_values(["covariance", "k"], key=lambda c: c.map(order)
                                            if c.name == "covariance" else c, kind="stable")

