@@ -155,22 +155,24 @@ def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     em_compiled.compile_kernel()
 
 
+def to_refine(rows, column) -> list:
+    """The rows not yet refined whose criterion (lower is better) is within
+    :data:`SCREEN_WINDOW` of the best finite one ([] when none, or no row is finite)."""
+    values = np.array([row[column] for row in rows], dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return []
+    near = finite & (values <= values[finite].min() + SCREEN_WINDOW)
+    return [int(i) for i in np.flatnonzero(near) if not rows[i]["refined"]]
+
+
 def refine(rows, fits, grid, one, column, run, x, criterion, prior, options) -> None:
     """Continue screened fits within :data:`SCREEN_WINDOW` of the best to the full stopping
     rule (warm-started where the screening stopped), until none in the window is left;
     ``rows`` and ``fits`` are updated in place."""
     from probmix.model.gaussian_mixture import GaussianMixture
 
-    while True:
-        values = np.array([row[column] for row in rows], dtype=np.float64)
-        finite = np.isfinite(values)
-        if not finite.any():
-            return
-        todo = [i for i in np.flatnonzero(finite & (values <= values[finite].min()
-                                                     + SCREEN_WINDOW))
-                if not rows[i]["refined"]]
-        if not todo:
-            return
+    while todo := to_refine(rows, column):
         for i in todo:
             k, label, family = grid[i]
             key = k if one else (label, k)
@@ -240,16 +242,7 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
                 record(i, None, None, not screen)
             else:  # screened rows: the kernel's log-likelihood (the same to rounding, 10x
                 record(i, out[0], out[1] if screen else None, not screen)  # faster)
-        while screen:  # refine every fit within SCREEN_WINDOW of the best, until none is left
-            values = np.array([row[column] for row in rows], dtype=np.float64)
-            finite = np.isfinite(values)
-            if not finite.any():
-                break
-            todo = [i for i in np.flatnonzero(finite & (values <= values[finite].min()
-                                                         + SCREEN_WINDOW))
-                    if not rows[i]["refined"]]
-            if not todo:
-                break
+        while screen and (todo := to_refine(rows, column)):  # until none is left
             bar.total = (bar.total or 0) + len(todo)  # the refinements, as they come
             getattr(bar, "refresh", lambda: None)()  # a log's LineReporter has none
             search.refine(todo, done=lambda i: bar.update(1))
