@@ -1,5 +1,5 @@
-"""EM over a grid of (covariance, K) fits of the same small data: how ``select`` runs
-mclust's search (14 families × K = 1..9) in the compiled kernel.
+"""EM over a grid of (covariance, K) fits of the same data: how ``select`` runs mclust's
+search (14 families × K = 1..9) in the compiled kernel.
 
 Every fit starts as :func:`probmix.infer.map.em.fit_em` would (the same starts, ridge and
 options; :func:`~probmix.infer.map.em.start_em`) and ends as it would
@@ -18,8 +18,8 @@ options; :func:`~probmix.infer.map.em.start_em`) and ends as it would
 - **parallel fits**: the fits' kernels run in ``threads`` threads (the kernel releases the
   GIL), one fit per task; the results do not depend on the thread count.
 
-Used where the kernel serves every fit (:func:`applies`: maximum likelihood on small
-in-memory CPU float64 data, the kernel compiled); otherwise ``select`` runs fit_em per fit.
+Used by ``select`` for maximum likelihood on in-memory CPU float64 data of up to 20,000 rows
+and 50 features (:func:`applies`); otherwise it runs fit_em once per fit.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def applies(x, ks, n_restarts: int, options: dict) -> bool:
     checks the prior), and the kernel compiled (select compiles it first).
 
     Unlike a single fit (:data:`~probmix.infer.map.em_compiled.MAX_WORK`), the grid has no
-    upper size: with its lazy screening it ran 1.4-4× faster than per-fit EM in torch on
-    every size measured (3,000-20,000 rows, 2-40 features, K up to 9).
+    upper size: with its lazy screening it ran 1.0-4.4× faster than one fit at a time on
+    every size measured (3,000-20,000 rows, 2-20 features, K up to 9;
+    benchmarks/bench_select_scale.py).
     """
     if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False or \
             os.environ.get("PROBMIX_COMPILED_EM", "") == "0":
@@ -83,9 +84,10 @@ class Grid:
     options : dict
         fit_em's options (:data:`GRID_OPTIONS`); ``init`` is replaced by ``starts``.
     threads : int
-        Fits computed at once, on worker threads (the kernel releases the GIL); the
-        ``submit_*`` methods return at once, so the caller can start and finish other fits
-        meanwhile. Use the grid as a context manager (or call :meth:`close`) to stop them.
+        Fits computed at once, on worker threads (the kernel releases the GIL). Use the grid
+        as a context manager (or call :meth:`close`) to stop them. (Starting fits on the
+        calling thread while earlier ones run made select slower: the workers then wait for
+        the GIL between kernel calls.)
     """
 
     def __init__(self, x, cells, starts, options, *, threads: int = 1):
