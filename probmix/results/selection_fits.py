@@ -133,7 +133,7 @@ def shared_starts(x, ks, method: str, seed, options) -> dict:
 
 
 def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
-    """Compile EM's kernel (once per installation, about 15 s) before a grid of
+    """Compile EM's kernel (once per installation, about 20 s) before a grid of
     :data:`COMPILE_MIN_FITS` or more maximum-likelihood fits on up to
     :data:`~probmix.infer.map.em_data.AUTO_RESTARTS_ROWS` rows, which
     :mod:`probmix.infer.map.em_grid` then runs (mclust's five data sets: 10-20× faster than
@@ -150,7 +150,7 @@ def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50 or em_compiled.ready():
         return
     if progress:
-        print("probmix: compiling the EM kernel (once per installation, about 15 s)",
+        print("probmix: compiling the EM kernel (once per installation, about 20 s)",
               file=sys.stderr, flush=True)
     em_compiled.compile_kernel()
 

@@ -123,7 +123,7 @@ def fit_em(
         Run the iterations in the compiled small-data kernel (:mod:`probmix.infer.map.em_compiled`:
         maximum likelihood, in-memory CPU float64 data): "auto" (default) when the data are
         small and the kernel is already compiled (``select`` compiles it, once per
-        installation, about 15 s); True whenever it can serve the fit; False never.
+        installation, about 20 s); True whenever it can serve the fit; False never.
 
     Returns
     -------

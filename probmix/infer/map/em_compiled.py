@@ -10,9 +10,10 @@ restart at a time (the restarts split over torch's intra-op threads, ``torch.get
 in parallel threads). It serves maximum-likelihood fits (``prior="flat"``, what ``select``
 runs) of the built-in families on in-memory CPU float64 data whose per-iteration work is
 small (:data:`MAX_WORK`), once it is compiled; everything else runs the torch loop. The
-kernel compiles once per installation (about 15 s; then numba's disk cache loads it in
+kernel compiles once per installation (about 20 s; then numba's disk cache loads it in
 0.3 s): ``select`` compiles it before a grid of small fits (mclust's 126-fit search on
-faithful: 16 s the first time, 0.8 s after, against 9 s in torch); a single ``fit`` never
+faithful, ``probmix select faithful.csv``: 22 s the first time, 3.1 s after, of which
+the search takes 0.4 s); a single ``fit`` never
 waits for it (``compiled=True`` asks it to). ``PROBMIX_COMPILED_EM=0`` turns the kernel
 off, ``=1`` uses it for every fit it can serve. Both paths stop within the stopping rule's
 tolerance of the same mode (at most 6e-10 nats per point apart on iris for all 14 models;
@@ -72,29 +73,34 @@ def small(n: int, d: int, n_restarts: int, k: int) -> bool:
 
 
 def ready() -> bool:
-    """Whether the kernel is compiled: in this process, or in numba's cache on disk (then
+    """Whether the kernel is compiled (its three entry points: the first M-step, the
+    iterations, the log-likelihood): in this process, or in numba's cache on disk (then
     loading it takes about 0.3 s)."""
-    from probmix.infer.map._em_kernel import em_restarts
+    from probmix.infer.map._em_kernel import em_restarts, log_likelihood, partition_m_step
 
-    if em_restarts.signatures:
-        return True
-    try:  # numba's on-disk index (an internal API: any change of it reads as "not compiled")
-        return bool(em_restarts._cache._cache_file._load_index())
-    except Exception:  # noqa: BLE001 - any failure means "not known to be compiled"
-        return False
+    def compiled(kernel) -> bool:
+        if kernel.signatures:
+            return True
+        try:  # numba's on-disk index (an internal API: any change reads as "not compiled")
+            return bool(kernel._cache._cache_file._load_index())
+        except Exception:  # noqa: BLE001 - any failure means "not known to be compiled"
+            return False
+
+    return all(compiled(kernel) for kernel in (em_restarts, partition_m_step, log_likelihood))
 
 
 def compile_kernel() -> None:
-    """Compile the kernel now (about 15 s once per installation, then cached on disk), by
-    running it on a tiny problem; ``select`` does this before a grid of small fits."""
+    """Compile the kernel now (about 20 s once per installation, then cached on disk), by
+    running it on a tiny problem; ``select`` does this before a grid of fits."""
     if ready():
         return
     x = np.zeros((2, 1))
     x[1, 0] = 1.0
-    run = KernelRun(x, np.ones(2), 0, np.ones((1, 1)), np.full((1, 1, 1), 0.5),
-                    np.ones((1, 1, 1, 1)), np.ones(1, np.bool_), np.full(1, 1e-6),
+    run = KernelRun(x, np.ones(2), 0, np.empty((1, 1)), np.empty((1, 1, 1)),
+                    np.empty((1, 1, 1, 1)), np.zeros(1, np.bool_), np.full(1, 1e-6),
                     reset_cov=True, log_jacobian=0.0, total_weight=2.0, min_count=1e-3,
                     max_iter=2, tol=1e-8, aitken=True, check_held=False)
+    run.first_m_step(np.zeros((1, 2), np.int64))
     run.advance()
     run.log_likelihood(0)
 
