@@ -299,7 +299,8 @@ def test_applies_only_where_the_kernel_serves_every_fit(monkeypatch):
     assert not em_grid.applies(x[:, 0], ks, 7, {})  # not (N, D)
     big = torch.zeros(20_000, 10, dtype=torch.float64)  # past a single fit's MAX_WORK: the
     assert em_grid.applies(big, ks, 7, {})  # grid's lazy screening still wins there
-    assert not em_grid.applies(torch.zeros(20_001, 2, dtype=torch.float64), ks, 7, {})
+    assert em_grid.applies(torch.zeros(200_000, 2, dtype=torch.float64), ks, 3, {})  # few
+    assert not em_grid.applies(torch.zeros(100_000, 5, dtype=torch.float64), ks, 3, {})  # D
     assert not em_grid.applies(torch.zeros(500, 51, dtype=torch.float64), ks, 7, {})
     monkeypatch.setattr(em_compiled, "ready", lambda: False)
     assert not em_grid.applies(x, ks, 7, {})

@@ -108,7 +108,8 @@ def shared_starts(x, ks, method: str, seed, options) -> dict:
     """EM's default starts ("auto": the hierarchical and k-means++ partitions) depend on the
     rows alone, not on the covariance family: computed once per K here, they are passed to
     every family's fit as ``init`` (the same starts each fit would compute; 14× fewer trees
-    and k-means++ passes). {} when the fits choose their own starts."""
+    and k-means++ passes; beyond AUTO_RESTARTS_ROWS rows one k-means++ start, as EM's
+    default there). {} when the fits choose their own starts."""
     if method != "em" or options.get("init", "auto") != "auto" or options.get("n_init") \
             or options.get("sample_weight") is not None or options.get("chunk_size") \
             or options.get("distributed"):
@@ -122,22 +123,26 @@ def shared_starts(x, ks, method: str, seed, options) -> dict:
     from probmix.infer.map.em_steps import PreparedData
     from probmix.model.covariance import get_family
 
-    if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50:  # where the default n_init depends
-        # on the family (wide data: fewer restarts for the larger statistics)
-        return {}
+    from probmix.infer.map.em_grid import serves
+
+    if x.shape[1] > 50:  # where the default n_init depends on the family (wide data: fewer
+        return {}  # restarts for the larger statistics)
+    if x.shape[0] > AUTO_RESTARTS_ROWS and not serves(*x.shape):  # (R, N) labels per K:
+        return {}  # kept for the grid's sizes only
+    n_init = AUTO_RESTARTS if x.shape[0] <= AUTO_RESTARTS_ROWS else 1  # as em_data.auto_restarts
     dtype = options.get("dtype") or torch.float64
     device = options.get("device")
     data = PreparedData(x.to(dtype=dtype, device=device), get_family("spherical"))
-    return {k: {"init": initial_partitions("auto", data, k, AUTO_RESTARTS, seed).cpu().numpy()}
+    return {k: {"init": initial_partitions("auto", data, k, n_init, seed).cpu().numpy()}
             for k in ks}
 
 
 def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     """Compile EM's kernel (once per installation, about 20 s) before a grid of
-    :data:`COMPILE_MIN_FITS` or more maximum-likelihood fits on up to
-    :data:`~probmix.infer.map.em_data.AUTO_RESTARTS_ROWS` rows, which
-    :mod:`probmix.infer.map.em_grid` then runs (mclust's five data sets: 10-20× faster than
-    per-fit EM in torch; 1.4-4× at 3,000-20,000 rows)."""
+    :data:`COMPILE_MIN_FITS` or more maximum-likelihood fits on data that
+    :mod:`probmix.infer.map.em_grid` serves (:func:`~probmix.infer.map.em_grid.serves`),
+    which it then runs (mclust's five data sets: 10-20× faster than per-fit EM in torch;
+    1.0-4.4× at 3,000-20,000 rows)."""
     from probmix.infer.map import em_compiled
 
     if n_fits < COMPILE_MIN_FITS or options.get("compiled", "auto") != "auto":
@@ -145,9 +150,9 @@ def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
     if str(options.get("device") or "cpu") != "cpu" or \
             str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
         return
-    from probmix.infer.map.em_data import AUTO_RESTARTS_ROWS
+    from probmix.infer.map.em_grid import serves
 
-    if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50 or em_compiled.ready():
+    if not serves(x.shape[0], x.shape[1]) or em_compiled.ready():
         return
     if progress:
         print("probmix: compiling the EM kernel (once per installation, about 20 s)",

@@ -19,7 +19,8 @@ options; :func:`~probmix.infer.map.em.start_em`) and ends as it would
   GIL), one fit per task; the results do not depend on the thread count.
 
 Used by ``select`` for maximum likelihood on in-memory CPU float64 data of up to 20,000 rows
-and 50 features (:func:`applies`); otherwise it runs fit_em once per fit.
+and 50 features, and on more rows of few features (:func:`applies`, :func:`serves`);
+otherwise it runs fit_em once per fit.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ from probmix.infer.map import em_compiled
 from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
 from probmix.infer.map.em_data import AUTO_RESTARTS_ROWS, prepare
 
-__all__ = ["Grid", "applies", "SCREEN_STEPS", "GRID_OPTIONS"]
+__all__ = ["Grid", "applies", "serves", "SCREEN_STEPS", "GRID_MAX_WORK", "GRID_OPTIONS"]
 
 #: every restart runs this many iterations before the leader alone goes on (measured on the
 #: five mclust data sets: stopping the others at 10 kept every data set's best (covariance, K)
 #: and cut the screening iterations 2-4×; see benchmarks/bench_select.py)
 SCREEN_STEPS = 10
+#: beyond AUTO_RESTARTS_ROWS rows (where EM's default is one k-means++ start besides the two
+#: trees' starts, so lazy screening saves less) the grid runs while N · D (D + 3) / 2 is at
+#: most this: measured against one fit at a time, 50,000 × 2: 6.2 s against 21.0 s;
+#: 200,000 × 2: 16.5 against 26.2; 100,000 × 5 (work 2e6): 9.8 against 8.2 (torch's
+#: batched products over all cores win there)
+GRID_MAX_WORK = 1_000_000
 #: the options the grid understands (fit_em's, for in-memory rows and given starts)
 GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_covar_relative",
                           "seed", "compiled", "progress", "device", "dtype"})
@@ -46,14 +53,13 @@ GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_c
 
 def applies(x, ks, n_restarts: int, options: dict) -> bool:
     """Whether the grid runs a search on ``x`` (N, D) tensor: EM options it understands,
-    CPU float64 rows, at most :data:`~probmix.infer.map.em_data.AUTO_RESTARTS_ROWS` rows and
-    50 features (where select shares EM's default starts), maximum likelihood (the caller
-    checks the prior), and the kernel compiled (select compiles it first).
+    CPU float64 rows of a size it serves faster (:func:`serves`), maximum likelihood (the
+    caller checks the prior), and the kernel compiled (select compiles it first).
 
-    Unlike a single fit (:data:`~probmix.infer.map.em_compiled.MAX_WORK`), the grid has no
-    upper size: with its lazy screening it ran 1.0-4.4× faster than one fit at a time on
-    every size measured (3,000-20,000 rows, 2-20 features, K up to 9;
-    benchmarks/bench_select_scale.py).
+    Up to 20,000 rows the grid has no upper size, unlike a single fit
+    (:data:`~probmix.infer.map.em_compiled.MAX_WORK`): with its lazy screening it ran
+    1.0-4.4× faster than one fit at a time on every size measured (3,000-20,000 rows, 2-20
+    features, K up to 9; benchmarks/bench_select_scale.py).
     """
     if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False or \
             os.environ.get("PROBMIX_COMPILED_EM", "") == "0":
@@ -64,9 +70,18 @@ def applies(x, ks, n_restarts: int, options: dict) -> bool:
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu" or \
             x.dtype != torch.float64:
         return False
-    if x.shape[0] > AUTO_RESTARTS_ROWS or x.shape[1] > 50:
+    if not serves(x.shape[0], x.shape[1]):
         return False
     return options.get("compiled", "auto") is True or em_compiled.ready()
+
+
+def serves(n: int, d: int) -> bool:
+    """Whether the grid is the faster way to search N rows of D features: up to
+    :data:`~probmix.infer.map.em_data.AUTO_RESTARTS_ROWS` rows (and 50 features), and beyond
+    while N · D (D + 3) / 2 is at most :data:`GRID_MAX_WORK`."""
+    if d > 50:
+        return False
+    return n <= AUTO_RESTARTS_ROWS or n * d * (d + 3) // 2 <= GRID_MAX_WORK
 
 
 class Grid:
