@@ -329,3 +329,23 @@ def test_select_through_the_grid_equals_the_per_fit_path(monkeypatch):
     assert a["refined"].all() and b["refined"].all()
     assert (grid.best, grid.best_covariance) == (alone.best, alone.best_covariance)
     assert set(grid.fits) == set(alone.fits)
+
+
+def test_an_error_while_fits_run_drops_the_fits_not_begun():
+    """Leaving the grid on an error (or Ctrl-C) cancels the queued fits instead of running
+    the whole search first; the fits already running finish."""
+    x = _load("faithful")
+    ks = (4, 5, 6)
+    starts = {k: _partitions(x, k) for k in ks}
+    cells = _cells(("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VVV"), ks)
+    grid = Grid(torch.as_tensor(x), cells, starts, {"seed": 0}, threads=2)
+    everything = list(range(len(cells)))
+    assert all(grid.start(i) for i in everything)
+    with pytest.raises(RuntimeError, match="stop"):
+        with grid:
+            for i in everything:
+                grid.submit_refine(i)
+            raise RuntimeError("stop")
+    untouched = sum(int(grid.runs[i].steps.sum()) == 0 for i in everything)
+    assert untouched >= len(cells) // 2, untouched
+    assert grid._pool is None

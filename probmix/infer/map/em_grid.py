@@ -148,13 +148,14 @@ class Grid:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(cancel=kind is not None)  # an error or Ctrl-C: drop the fits not begun
 
-    def close(self) -> None:
-        """Stop the worker threads (after the tasks submitted have finished)."""
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the worker threads once the tasks submitted have finished (``cancel``: the
+        tasks not yet begun are dropped; a running kernel call cannot be stopped)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
             self._pool = None
 
     def _submit(self, task, i) -> Future:
