@@ -1,6 +1,6 @@
 """Numba kernel of a whole maximum-likelihood EM fit on small data (the compiled EM).
 
-Import :func:`probmix.infer.map.em_compiled.iterate`, not this module. On a few hundred rows
+Use :class:`probmix.infer.map.em_compiled.KernelRun`, not this module. On a few hundred rows
 one EM iteration of the batched torch loop costs about 80 small tensor operations (~0.5 ms),
 while the arithmetic is a few microseconds: ``select``'s 126 fits were almost all overhead.
 Here each restart runs its own loop in plain compiled code: the E-step through the Cholesky
