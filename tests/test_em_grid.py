@@ -88,8 +88,7 @@ def _run(x, covariance, k, init, *, check_held=True, **options):
             run = em_compiled.start_run(begun.data, model.family, begun.weights, begun.means,
                                         begun.cov, begun.ok, **loop)
         else:  # partitions
-            run = em_compiled.empty_run(begun.data, model.family, run.w.shape[0], k, **loop)
-            run.first_m_step(init)
+            run = em_compiled.partition_run(begun.data, model.family, init, k, **loop)
     return run
 
 
@@ -284,27 +283,25 @@ def test_screening_runs_the_leader_alone_past_the_first_steps():
 
 def test_applies_only_where_the_kernel_serves_every_fit(monkeypatch):
     x = torch.as_tensor(_load("iris"))
-    ks = range(1, 10)
-    assert em_grid.applies(x, ks, 7, {})
-    assert em_grid.applies(x, ks, 7, {"seed": 0, "max_iter": 200, "tol": 1e-6,
-                                      "stop": "change", "reg_covar": 1e-4,
-                                      "dtype": torch.float64, "device": "cpu",
-                                      "compiled": "auto"})
+    assert em_grid.applies(x, {})
+    assert em_grid.applies(x, {"seed": 0, "max_iter": 200, "tol": 1e-6, "stop": "change",
+                               "reg_covar": 1e-4, "dtype": torch.float64, "device": "cpu",
+                               "compiled": "auto"})
     for options in ({"sample_weight": np.ones(len(x))}, {"n_init": 3}, {"warm_start": None},
                     {"chunk_size": 50}, {"dtype": "float32"}, {"dtype": torch.float32},
                     {"device": "cuda"}, {"device": "cuda:0"}, {"device": torch.device("meta")},
                     {"compiled": False}):
-        assert not em_grid.applies(x, ks, 7, options), options
-    assert not em_grid.applies(x.numpy(), ks, 7, {})  # rows not yet a tensor
-    assert not em_grid.applies(x[:, 0], ks, 7, {})  # not (N, D)
+        assert not em_grid.applies(x, options), options
+    assert not em_grid.applies(x.numpy(), {})  # rows not yet a tensor
+    assert not em_grid.applies(x[:, 0], {})  # not (N, D)
     big = torch.zeros(20_000, 10, dtype=torch.float64)  # past a single fit's MAX_WORK: the
-    assert em_grid.applies(big, ks, 7, {})  # grid's lazy screening still wins there
-    assert em_grid.applies(torch.zeros(200_000, 2, dtype=torch.float64), ks, 3, {})  # few
-    assert not em_grid.applies(torch.zeros(100_000, 5, dtype=torch.float64), ks, 3, {})  # D
-    assert not em_grid.applies(torch.zeros(500, 51, dtype=torch.float64), ks, 7, {})
+    assert em_grid.applies(big, {})  # grid's lazy screening still wins there
+    assert em_grid.applies(torch.zeros(200_000, 2, dtype=torch.float64), {})  # few
+    assert not em_grid.applies(torch.zeros(100_000, 5, dtype=torch.float64), {})  # D
+    assert not em_grid.applies(torch.zeros(500, 51, dtype=torch.float64), {})
     monkeypatch.setattr(em_compiled, "ready", lambda: False)
-    assert not em_grid.applies(x, ks, 7, {})
-    assert em_grid.applies(x, ks, 7, {"compiled": True})  # compiles on first use
+    assert not em_grid.applies(x, {})
+    assert em_grid.applies(x, {"compiled": True})  # compiles on first use
 
 
 def test_select_through_the_grid_equals_the_per_fit_path(monkeypatch):

@@ -177,6 +177,7 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
 
     from probmix._progress import progress_bar
     from probmix.infer.dispatch import fit as run
+    from probmix.infer.map import em_grid
     from probmix.infer.registry import resolve
     from probmix.io.data import as_data
     from probmix.model.gaussian_mixture import GaussianMixture
@@ -203,15 +204,12 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     screen = bool(screen) and likelihood and entry.method == "em"
     grid = [(k, label, family) for k in ks for label, family in families]  # small K first
     if entry.method == "em" and prior == "flat":
-        compile_em_kernel(x, len(grid), max(ks), options, progress)
+        compile_em_kernel(x, len(grid), options, progress)
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
     starts = shared_starts(x, ks, entry.method, seed, stage)
-    from probmix.infer.map import em_grid
-
     em_options = {**{k: v for k, v in options.items() if k != "method"}, "seed": seed}
-    if likelihood and starts and prior == "flat" and em_grid.applies(
-            x, ks, max(len(v["init"]) for v in starts.values()), em_options):
+    if likelihood and starts and prior == "flat" and em_grid.applies(x, em_options):
         rows, fits = grid_search(x, grid, one, {k: v["init"] for k, v in starts.items()},
                                  em_options, criterion, screen, progress)  # screened, refined
     else:  # one fit at a time

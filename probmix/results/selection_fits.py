@@ -137,7 +137,7 @@ def shared_starts(x, ks, method: str, seed, options) -> dict:
             for k in ks}
 
 
-def compile_em_kernel(x, n_fits: int, k_max: int, options, progress) -> None:
+def compile_em_kernel(x, n_fits: int, options, progress) -> None:
     """Compile EM's kernel (once per installation, about 20 s) before a grid of
     :data:`COMPILE_MIN_FITS` or more maximum-likelihood fits on data that
     :mod:`probmix.infer.map.em_grid` serves (:func:`~probmix.infer.map.em_grid.serves`),
@@ -198,7 +198,6 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
     import torch
 
     from probmix._progress import progress_bar
-    from probmix.infer.dispatch import fit as run_one
     from probmix.infer.map.em_grid import Grid
     from probmix.model.gaussian_mixture import GaussianMixture
 
@@ -222,17 +221,11 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
     with search:
         started = []
         for i in range(len(cells)):
-            model, label, k = cells[i]
-            served = captured(lambda: search.start(i), label, k)
-            if served:
+            _, label, k = cells[i]
+            if captured(lambda: search.start(i), label, k):
                 started.append(i)
-            elif served is None:  # the starts' covariances degenerate
+            else:  # the starts' covariances degenerate
                 record(i, None, None, True)
-                bar.update(1)
-            else:  # the kernel does not serve it: fit_em alone, to the full rule
-                options_i = {**options, "init": starts[k]}
-                record(i, fit_one(run_one, model, x, label, k, engine="map", method="em",
-                                  **options_i), None, True)
                 bar.update(1)
         # every fit at once on the worker threads, after the starts: starting fits on the
         # main thread meanwhile was slower (the workers wait for the GIL between kernel calls)
@@ -241,7 +234,7 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
         else:
             search.refine(started, done=lambda i: bar.update(1))
         for i in started:
-            model, label, k = cells[i]
+            _, label, k = cells[i]
             out = captured(lambda: search.fit(i, screened=screen), label, k)
             if out is None:
                 record(i, None, None, not screen)
@@ -252,7 +245,7 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
             getattr(bar, "refresh", lambda: None)()  # a log's LineReporter has none
             search.refine(todo, done=lambda i: bar.update(1))
             for i in todo:  # scored by the Fit itself: the row's BIC is exactly fit.bic(x)
-                model, label, k = cells[i]
+                _, label, k = cells[i]
                 out = captured(lambda: search.fit(i, screened=False), label, k)
                 record(i, None if out is None else out[0], None, True)
     bar.close()

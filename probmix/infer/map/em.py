@@ -240,9 +240,9 @@ def start_em(model, x, *, init, n_init, max_iter, tol, stop, reg_covar, reg_cova
                                                   compiled):
         # the compiled EM: its first M-step from the partitions too (no torch at all)
         r = labels.shape[0]
-        run = em_compiled.empty_run(data, family, r, k, reg_s=reg_s, min_count=min_count,
-                                    max_iter=max_iter, tol=tol, stop=stop, check_held=r > 1)
-        run.first_m_step(labels.cpu().numpy())
+        run = em_compiled.partition_run(data, family, labels.cpu().numpy(), k, reg_s=reg_s,
+                                        min_count=min_count, max_iter=max_iter, tol=tol,
+                                        stop=stop, check_held=r > 1)
         weights = means = cov = prec_chol = None
         ok = torch.from_numpy(run.ok)
     else:

@@ -33,8 +33,8 @@ from probmix.model.covariance import (DiagCovariance, FullCovariance, Parsimonio
                                       SphericalCovariance, TiedCovariance, mclust_name)
 from probmix.model.parsimonious import MODELS
 
-__all__ = ["applies", "small", "ready", "compile_kernel", "iterate", "start_run",
-           "empty_run", "finish_run", "KernelRun", "MAX_WORK"]
+__all__ = ["applies", "small", "ready", "compile_kernel", "start_run", "partition_run",
+           "finish_run", "KernelRun", "MAX_WORK"]
 
 #: the kernel serves fits with N · R · K · D (D + 3) / 2 at most this (per EM iteration):
 #: the batched torch loop catches up with it around there (measured on 2 cores, VVV, 7
@@ -228,9 +228,9 @@ def _to_native(family, full: torch.Tensor) -> torch.Tensor:
     return full
 
 
-def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
-            max_iter: int, tol: float, stop: str, check_held: bool):
-    """EM from the initial parameters of every restart, to its stop.
+def start_run(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
+              max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
+    """A :class:`KernelRun` of every restart from given initial parameters.
 
     Parameters
     ----------
@@ -244,22 +244,7 @@ def iterate(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_c
         The ridge in standardised units.
     min_count, max_iter, tol, stop, check_held
         As in fit_em's torch loop.
-
-    Returns
-    -------
-    weights, means, cov (native), ok, converged, n_iter, held, history (T, R)
-        As the torch loop leaves them; ``history`` holds the objective per unit weight
-        before each M-step, a finished restart's last value carried to the end.
     """
-    run = start_run(data, family, weights, means, cov, ok, reg_s=reg_s, min_count=min_count,
-                    max_iter=max_iter, tol=tol, stop=stop, check_held=check_held)
-    run.advance(threads=torch.get_num_threads())
-    return finish_run(run, family)
-
-
-def start_run(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min_count: float,
-              max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
-    """A :class:`KernelRun` of the restarts from their initial parameters (see :func:`iterate`)."""
     k = weights.shape[1]
     w, m, c = (np.ascontiguousarray(t.numpy(), dtype=np.float64).copy()
                for t in (weights, means, family.to_full(cov, k, data.d)))
@@ -267,14 +252,18 @@ def start_run(data: PreparedData, family, weights, means, cov, ok, *, reg_s, min
                 max_iter=max_iter, tol=tol, stop=stop, check_held=check_held)
 
 
-def empty_run(data: PreparedData, family, r: int, k: int, *, reg_s, min_count: float,
-              max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
-    """A :class:`KernelRun` of R restarts whose initial parameters (``w``, ``m``, ``c``,
-    ``ok``) the caller writes in place before advancing it (em_grid's first M-step)."""
-    d = data.d
-    return _run(data, family, np.empty((r, k)), np.empty((r, k, d)), np.empty((r, k, d, d)),
-                np.zeros(r, np.bool_), reg_s=reg_s, min_count=min_count, max_iter=max_iter,
-                tol=tol, stop=stop, check_held=check_held)
+def partition_run(data: PreparedData, family, labels, k: int, *, reg_s, min_count: float,
+                  max_iter: int, tol: float, stop: str, check_held: bool) -> KernelRun:
+    """A :class:`KernelRun` of one restart per hard partition ``labels`` (R, N) (integers
+    0..K-1), its initial parameters from EM's first M-step in the kernel
+    (:meth:`KernelRun.first_m_step`); other arguments as :func:`start_run`."""
+    labels = np.asarray(labels)
+    r, d = labels.shape[0], data.d
+    run = _run(data, family, np.empty((r, k)), np.empty((r, k, d)), np.empty((r, k, d, d)),
+               np.zeros(r, np.bool_), reg_s=reg_s, min_count=min_count, max_iter=max_iter,
+               tol=tol, stop=stop, check_held=check_held)
+    run.first_m_step(labels)
+    return run
 
 
 def _run(data, family, w, m, c, ok, *, reg_s, min_count, max_iter, tol, stop, check_held):
@@ -290,7 +279,10 @@ def _run(data, family, w, m, c, ok, *, reg_s, min_count, max_iter, tol, stop, ch
 
 
 def finish_run(run: KernelRun, family):
-    """:func:`iterate`'s outputs from a run's current state."""
+    """weights, means, cov (native), ok, converged, n_iter, held and history (T, R) of a
+    run as it stands, as torch tensors: what the torch loop (em_torch.iterate) returns;
+    ``history`` holds the objective per unit weight before each M-step, a finished
+    restart's last value carried to the end."""
     as_t = torch.from_numpy
     return (as_t(run.w.copy()), as_t(run.m.copy()), _to_native(family, as_t(run.c.copy())),
             as_t(run.ok.copy()), as_t(run.converged.copy()), as_t(run.n_iter.copy()),

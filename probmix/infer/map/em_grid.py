@@ -51,7 +51,7 @@ GRID_OPTIONS = frozenset({"init", "max_iter", "tol", "stop", "reg_covar", "reg_c
                           "seed", "compiled", "progress", "device", "dtype"})
 
 
-def applies(x, ks, n_restarts: int, options: dict) -> bool:
+def applies(x, options: dict) -> bool:
     """Whether the grid runs a search on ``x`` (N, D) tensor: EM options it understands,
     CPU float64 rows of a size it serves faster (:func:`serves`), maximum likelihood (the
     caller checks the prior), and the kernel compiled (select compiles it first).
@@ -124,9 +124,8 @@ class Grid:
 
     def start(self, i: int) -> bool:
         """Set up fit i exactly as fit_em (checks, starts, the first M-step, in the kernel);
-        False when the kernel does not serve it (the caller then fits it alone). Raises what
-        fit_em raises (a DegenerateCovarianceError for starts whose covariances do not
-        factorise)."""
+        True. Raises what fit_em raises (a DegenerateCovarianceError for starts whose
+        covariances do not factorise)."""
         model, _, k = self.cells[i]
         family = model.family
         if family not in self._prepared:
@@ -140,8 +139,9 @@ class Grid:
                          sample_weight=None, warm_start=None, chunk_size=None,
                          init_size=100_000, distributed=False, compiled=True,
                          prepared=self._prepared[family])
-        if not begun.kernel:
-            return False
+        if not begun.kernel:  # applies() vouched for every fit: a bug if it did not hold
+            raise RuntimeError(f"EM's kernel does not serve the grid's fit {self.cells[i][1:]}"
+                               " although em_grid.applies said it would.")
         self.begun[i], self.runs[i] = begun, begun.run
         return True
 
