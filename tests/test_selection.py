@@ -195,3 +195,24 @@ def test_screening_keeps_the_pick_and_the_refined_values(faithful):
     for (label, k), fit in fast.fits.items():
         row = fast.table[(fast.table["covariance"] == label) & (fast.table["k"] == k)].iloc[0]
         assert fit.options["stop"] == ("aitken" if row["refined"] else "change"), (label, k)
+
+
+@pytest.mark.parametrize("init", ["auto", "hc", "kmeans", "k-means++"])
+def test_select_fits_equal_fit_for_every_partition_init(init):
+    """select computes each partition init's starts once per K and gives them to every
+    family's fit (and, on small data, runs the grid): every fit still equals what
+    probmix.fit gives for its (covariance, K) with that init, and records the same options
+    (the init asked for, not the partitions it was handed)."""
+    x, _ = three_clusters(80, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sel = probmix.select(x, [2, 3], covariance=["EII", "VEV", "VVV"], init=init,
+                             screen=False)
+        for (label, k), fit in sel.fits.items():
+            alone = probmix.fit(probmix.GaussianMixture(k, covariance=label, prior="flat"), x,
+                                init=init)
+            assert fit.options == alone.options, (label, k)
+            for name in ("weights", "means", "covariances"):
+                np.testing.assert_allclose(fit.params[name], alone.params[name], rtol=0,
+                                           atol=1e-9, err_msg=f"{label}, {k}: {name}")
+    assert len(sel.fits) == 6

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from probmix.results.model_comparison import compare_models, waic  # noqa: F401 (re-exported)
 from probmix.results.selection_fits import (  # noqa: F401 (SCREEN_WINDOW... re-exported)
     COLUMNS, COMPILE_MIN_FITS, LIKELIHOOD_CRITERIA, SCREEN_STOP, SCREEN_WINDOW, compile_em_kernel,
-    fit_one, grid_search, refine, shared_starts, table_row)
+    as_asked, asked_init, fit_one, grid_search, refine, shared_starts, table_row)
 
 __all__ = ["compare_models", "select", "waic", "Selection", "CRITERIA"]
 
@@ -208,16 +208,18 @@ def select(x, n_components=range(1, 10), *, covariance=None, criterion: str = "b
     stage = {**options, **SCREEN_STOP} if screen else options
     fits, rows, column = {}, [], COLUMNS[criterion]
     starts = shared_starts(x, ks, entry.method, seed, stage)
+    asked = asked_init(x, stage) if starts else None  # what the fits record as their init
     em_options = {**{k: v for k, v in options.items() if k != "method"}, "seed": seed}
     if likelihood and starts and prior == "flat" and em_grid.applies(x, em_options):
         rows, fits = grid_search(x, grid, one, {k: v["init"] for k, v in starts.items()},
-                                 em_options, criterion, screen, progress)  # screened, refined
+                                 em_options, criterion, screen, progress, asked)
     else:  # one fit at a time
         for k, label, family in progress_bar(grid, desc=f"select ({criterion})",
                                              enabled=progress, unit="fit"):
             model = GaussianMixture(k, covariance=family, prior=prior)
             fit = fit_one(run, model, x, label, k, engine=engine, seed=seed,
                           **{**stage, **starts.get(k, {})})
+            as_asked(fit, asked)
             if fit is not None:
                 fits[k if one else (label, k)] = fit
             rows.append({**table_row(fit, model, x, label, k, criterion),

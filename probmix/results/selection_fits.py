@@ -29,6 +29,8 @@ SCREEN_STOP = {"stop": "change", "tol": 1e-5}
 SCREEN_WINDOW = 30.0
 #: a grid of at least this many small maximum-likelihood fits compiles EM's kernel first
 COMPILE_MIN_FITS = 20
+#: the string inits that start EM from hard partitions of the rows (shared by select's fits)
+PARTITION_INITS = ("auto", "hc", "kmeans", "k-means++")
 
 
 
@@ -105,36 +107,61 @@ def table_row(fit, model, x, label: str, k: int, criterion: str, loglik=None) ->
 
 
 def shared_starts(x, ks, method: str, seed, options) -> dict:
-    """EM's default starts ("auto": the hierarchical and k-means++ partitions) depend on the
-    rows alone, not on the covariance family: computed once per K here, they are passed to
-    every family's fit as ``init`` (the same starts each fit would compute; 14× fewer trees
-    and k-means++ passes; beyond AUTO_RESTARTS_ROWS rows one k-means++ start, as EM's
-    default there). {} when the fits choose their own starts."""
-    if method != "em" or options.get("init", "auto") != "auto" or options.get("n_init") \
+    """EM's partition starts ("auto": the hierarchical and k-means++ partitions; "hc";
+    "kmeans"; "k-means++") depend on the rows alone, not on the covariance family: computed
+    once per K here, they are passed to every family's fit as ``init`` (the same starts each
+    fit would compute; 14× fewer trees and k-means passes; beyond AUTO_RESTARTS_ROWS rows
+    "auto" is one k-means++ start besides the trees, as EM's default there).
+
+    Returns {K: {"init": int array (R, N)}}, or {} when the fits choose their own starts
+    (random starts, weighted, streamed or sharded rows, wide data with "auto"'s
+    family-dependent default n_init). :func:`asked_init` says what each fit records.
+    """
+    init = options.get("init", "auto")
+    if method != "em" or not isinstance(init, str) or init not in PARTITION_INITS \
             or options.get("sample_weight") is not None or options.get("chunk_size") \
-            or options.get("distributed"):
+            or options.get("distributed") or options.get("warm_start") is not None:
         return {}
     import torch
 
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         return {}
-    from probmix.infer.map.em_data import AUTO_RESTARTS, AUTO_RESTARTS_ROWS
+    from probmix.infer.map.em_data import AUTO_RESTARTS_ROWS
+    from probmix.infer.map.em_grid import serves
     from probmix.infer.map.em_init import initial_partitions
     from probmix.infer.map.em_steps import PreparedData
     from probmix.model.covariance import get_family
 
-    from probmix.infer.map.em_grid import serves
-
-    if x.shape[1] > 50:  # where the default n_init depends on the family (wide data: fewer
-        return {}  # restarts for the larger statistics)
+    if init == "auto" and not options.get("n_init") and x.shape[1] > 50:
+        return {}  # wide data: "auto"'s default n_init depends on the family's statistics
     if x.shape[0] > AUTO_RESTARTS_ROWS and not serves(*x.shape):  # (R, N) labels per K:
         return {}  # kept for the grid's sizes only
-    n_init = AUTO_RESTARTS if x.shape[0] <= AUTO_RESTARTS_ROWS else 1  # as em_data.auto_restarts
+    n_init = asked_init(x, options)[1]
     dtype = options.get("dtype") or torch.float64
     device = options.get("device")
     data = PreparedData(x.to(dtype=dtype, device=device), get_family("spherical"))
-    return {k: {"init": initial_partitions("auto", data, k, n_init, seed).cpu().numpy()}
+    return {k: {"init": initial_partitions(init, data, k, n_init, seed).cpu().numpy()}
             for k in ks}
+
+
+def asked_init(x, options) -> tuple:
+    """(init, n_init) that ``probmix.fit`` records for these options on x (N, D) (its
+    default n_init: AUTO_RESTARTS k-means++ starts for "auto" on up to AUTO_RESTARTS_ROWS
+    rows, else 1), which the fits started from :func:`shared_starts` record too (they were
+    given the partitions as ``init``)."""
+    from probmix.infer.map.em_data import AUTO_RESTARTS, AUTO_RESTARTS_ROWS
+
+    init = options.get("init", "auto")
+    n_init = options.get("n_init") or (
+        AUTO_RESTARTS if init == "auto" and x.shape[0] <= AUTO_RESTARTS_ROWS else 1)
+    return init, int(n_init)
+
+
+def as_asked(fit, asked) -> None:
+    """Record on a fit started from shared partitions the init and n_init asked for
+    (``asked``: :func:`asked_init`'s pair, or None), as ``probmix.fit`` records them."""
+    if fit is not None and asked is not None and fit.options.get("init") == "partition":
+        fit.options["init"], fit.options["n_init"] = asked
 
 
 def compile_em_kernel(x, n_fits: int, options, progress) -> None:
@@ -190,11 +217,12 @@ def refine(rows, fits, grid, one, column, run, x, criterion, prior, options) -> 
             rows[i] = {**table_row(fit, model, x, label, k, criterion), "refined": True}
 
 
-def grid_search(x, grid, one, starts, options, criterion, screen, progress):
+def grid_search(x, grid, one, starts, options, criterion, screen, progress, asked=None):
     """The likelihood search with every fit in EM's compiled kernel
     (:class:`probmix.infer.map.em_grid.Grid`): shared preparation, lazy restarts while
     screening, fits in parallel threads. Returns (rows, fits) as the per-fit path; a
-    refined row equals what fit_em gives for its (covariance, K)."""
+    refined row equals what fit_em gives for its (covariance, K). ``asked``: the (init,
+    n_init) the fits record (:func:`as_asked`)."""
     import torch
 
     from probmix._progress import progress_bar
@@ -211,6 +239,7 @@ def grid_search(x, grid, one, starts, options, criterion, screen, progress):
         key = k if one else (label, k)
         fits.pop(key, None)
         if fit is not None and not collapsed(fit):
+            as_asked(fit, asked)
             fits[key] = fit
         else:
             fit = None
