@@ -101,3 +101,26 @@ def test_vvv_tree_equals_mclusts_hc_on_the_reference_data():
         rows, labels = hierarchical_partitions(x, [3], model="VVV")
         assert len(rows) == len(x)
         assert _adjusted_rand(labels[3], entry["hc"]["partition"]) == 1.0, name
+
+
+def test_mclust_init_is_the_vvv_trees_partition_and_wards_where_that_tree_is_not_built():
+    """init="mclust" is one start: the VVV tree's partition where that tree is built (10 rows
+    per feature, at most 20 features), else Ward's, as init="hc"."""
+    import torch
+
+    from probmix.infer.map.em_init import initial_partitions
+    from probmix.infer.map.em_steps import PreparedData
+    from probmix.model.covariance import get_family
+
+    rng = np.random.default_rng(1)
+    for n, d, tree in ((300, 3, "VVV"), (300, 25, "EII"), (40, 5, "EII")):
+        x = np.concatenate([rng.normal(0, 1, (n // 2, d)), rng.normal(4, 0.5, (n - n // 2, d))])
+        data = PreparedData(torch.as_tensor(x), get_family("spherical"))
+        got = initial_partitions("mclust", data, 3, 1, 0).numpy()
+        assert got.shape == (1, n)
+        rows, labels = hierarchical_partitions(data.x.numpy(), [3], model=tree,
+                                               rng=np.random.default_rng(0))
+        assert len(rows) == n and _adjusted_rand(got[0], labels[3]) == 1.0, (n, d, tree)
+        if tree == "EII":
+            hc = initial_partitions("hc", data, 3, 1, 0).numpy()
+            np.testing.assert_array_equal(got, hc)

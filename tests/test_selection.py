@@ -197,7 +197,7 @@ def test_screening_keeps_the_pick_and_the_refined_values(faithful):
         assert fit.options["stop"] == ("aitken" if row["refined"] else "change"), (label, k)
 
 
-@pytest.mark.parametrize("init", ["auto", "hc", "kmeans", "k-means++"])
+@pytest.mark.parametrize("init", ["auto", "hc", "mclust", "kmeans", "k-means++"])
 def test_select_fits_equal_fit_for_every_partition_init(init):
     """select computes each partition init's starts once per K and gives them to every
     family's fit (and, on small data, runs the grid): every fit still equals what

@@ -30,7 +30,7 @@ SCREEN_WINDOW = 30.0
 #: a grid of at least this many small maximum-likelihood fits compiles EM's kernel first
 COMPILE_MIN_FITS = 20
 #: the string inits that start EM from hard partitions of the rows (shared by select's fits)
-PARTITION_INITS = ("auto", "hc", "kmeans", "k-means++")
+PARTITION_INITS = ("auto", "hc", "mclust", "kmeans", "k-means++")
 
 
 
@@ -108,7 +108,7 @@ def table_row(fit, model, x, label: str, k: int, criterion: str, loglik=None) ->
 
 def shared_starts(x, ks, method: str, seed, options) -> dict:
     """EM's partition starts ("auto": the hierarchical and k-means++ partitions; "hc";
-    "kmeans"; "k-means++") depend on the rows alone, not on the covariance family: computed
+    "mclust"; "kmeans"; "k-means++") depend on the rows alone, not on the covariance family: computed
     once per K here, they are passed to every family's fit as ``init`` (the same starts each
     fit would compute; 14× fewer trees and k-means passes; beyond AUTO_RESTARTS_ROWS rows
     "auto" is one k-means++ start besides the trees, as EM's default there).

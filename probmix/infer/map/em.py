@@ -65,9 +65,12 @@ def fit_em(
     ----------
     model : GaussianMixture
     x : array-like (N, D)
-    init : {"auto", "hc", "kmeans", "k-means++", "random", "random_from_data"} or dict
-        "auto" (default): the model-based hierarchical start ("hc", as mclust's; built on at
-        most 2,000 rows) plus ``n_init`` k-means++ starts, batched; "kmeans": Lloyd from
+    init : {"auto", "hc", "mclust", "kmeans", "k-means++", "random", "random_from_data"} or dict
+        "auto" (default): the model-based hierarchical starts of Ward's (EII) tree and of
+        mclust's VVV tree (where it is built: 10 rows per feature, at most 20 features) plus
+        ``n_init`` k-means++ starts, batched; "hc": Ward's tree's start alone (built on at
+        most 2,000 rows); "mclust": mclust's own start alone, the VVV tree's (Ward's where
+        it is not built), so that EM follows mclust's ``Mclust(X)``; "kmeans": Lloyd from
         k-means++ seeds; "k-means++": the nearest seed; "random": uniform random
         responsibilities; "random_from_data": means at random rows. A dict gives the initial
         ``weights`` (K,), ``means`` (K, D) and ``covariances``; with a leading (R,) dimension

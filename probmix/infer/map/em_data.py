@@ -53,7 +53,7 @@ def check_memory(x, model, *, init, n_init, dtype) -> None:
     n_phi = 1 + d + family.n_quadratic(d)
     itemsize = 4 if dtype in (torch.float32, "float32") else 8
     restarts = (auto_restarts(init, n, k, n_phi, itemsize) if n_init is None else n_init) \
-        + (isinstance(init, str) and init in ("auto", "hc"))
+        + (isinstance(init, str) and init in ("auto", "hc", "mclust"))
     need = _EM_WORKING_COPIES * restarts * k * n_phi * itemsize
     have = _physical_memory()
     if have is None or need <= have:

@@ -4,7 +4,11 @@ Every initialisation gives R restarts at once, each with its weights, means and 
 in the standardised coordinates of the data (leading dimension R):
 
 - ``"hc"``: the model-based hierarchical partition of :mod:`probmix.infer.map.hierarchical`
-  (one tree serves every K), then one M-step;
+  (Ward's criterion, the EII tree; one tree serves every K), then one M-step;
+- ``"mclust"``: mclust's own default start, one partition of the unconstrained VVV tree
+  (:mod:`probmix.infer.map.hierarchical_vvv`; Ward's where that tree is not built: fewer
+  than 10 rows per feature, or more than 20 features), so that EM from it follows mclust's
+  ``Mclust(X)``;
 - ``"k-means++"`` / ``"kmeans"``: responsibilities from the nearest k-means++ seed, or from
   Lloyd's iterations started there (``n_init`` restarts);
 - ``"random"``: uniform random responsibilities; ``"random_from_data"``: means at random rows;
@@ -33,7 +37,9 @@ from probmix.results.result import Fit
 __all__ = ["INITS", "init_params", "initial_labels", "initial_partitions", "is_partition",
            "global_covariance", "distinct_rows"]
 
-INITS = ("auto", "hc", "kmeans", "k-means++", "random", "random_from_data")
+INITS = ("auto", "hc", "mclust", "kmeans", "k-means++", "random", "random_from_data")
+#: the inits that start from a hierarchical tree (one tree per data set serves every K)
+TREE_INITS = ("auto", "hc", "mclust")
 # "auto" adds the VVV tree's start where its full-covariance merges are informed (10 rows per
 # feature: with 200 rows in 50-D it starts EM in a mode that spans both clusters) and cheap
 # (its merges cost O(D³) each: 0.5 s for 400 rows in 13-D)
@@ -72,15 +78,20 @@ def initial_partitions(init, data, k, n_init, seed):
     family's fit as ``init`` (an integer array)."""
     x, device = data.x, data.x.device
     gen = generator(seed, device)
-    if init in ("hc", "auto") and (k == 1 or data.n < 2):  # no tree to build: one cluster
+    if init in TREE_INITS and (k == 1 or data.n < 2):  # no tree to build: one cluster
         init = "k-means++"
+    if init == "mclust":
+        if vvv_tree_serves(data):
+            labels = _hierarchical_labels(data, k, seed, model="VVV")  # (1, N)
+            if int(labels.max()) + 1 == k:
+                return labels
+        init = "hc"  # as mclust where its tree cannot be built: Ward's (EII) tree
     if init in ("hc", "auto"):
         labels = _hierarchical_labels(data, k, seed)  # (1, N)
         if int(labels.max()) + 1 < k:  # ties or duplicate rows: fewer clusters than asked
             init = "k-means++"
         else:
-            if init == "auto" and VVV_MIN_ROWS_PER_FEATURE * data.d <= data.n and \
-                    data.d <= VVV_MAX_FEATURES:  # mclust's VVV tree's start too
+            if init == "auto" and vvv_tree_serves(data):  # mclust's VVV tree's start too
                 vvv = _hierarchical_labels(data, k, seed, model="VVV")
                 if int(vvv.max()) + 1 == k and not bool((vvv == labels).all()):
                     labels = torch.cat([labels, vvv])
@@ -104,13 +115,19 @@ def initial_partitions(init, data, k, n_init, seed):
     return None
 
 
+def vvv_tree_serves(data) -> bool:
+    """Whether the VVV tree's start is informed and cheap on these rows: at least
+    VVV_MIN_ROWS_PER_FEATURE rows per feature and at most VVV_MAX_FEATURES features."""
+    return VVV_MIN_ROWS_PER_FEATURE * data.d <= data.n and data.d <= VVV_MAX_FEATURES
+
+
 def initial_labels(init, data, k, n_init, seed):
     """The hard partitions (R, N) that start EM for ``init`` (a string init that starts from
     partitions, or integer labels given), checked; None for the other inits (random
     responsibilities, means at random rows, given parameters)."""
     if is_partition(init):
         return _as_partitions(init, data, k)
-    if isinstance(init, str) and init in ("hc", "auto", "kmeans", "k-means++"):
+    if isinstance(init, str) and init in ("hc", "mclust", "auto", "kmeans", "k-means++"):
         return initial_partitions(init, data, k, n_init, seed)
     return None
 
