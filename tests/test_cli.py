@@ -403,3 +403,29 @@ def test_cli_end_to_end_in_subprocesses(tmp_path):
         assert run.returncode == 2, (name, run.stderr)
         assert run.stderr.startswith("probmix: error:") and run.stderr.count("\n") == 1, name
         assert "Traceback" not in run.stderr
+
+
+def test_init_flag_reaches_fit_and_select(tmp_path, capsys, engine_calls, monkeypatch):
+    """--init sets the start of fit's method and of every fit of select (mclust's start:
+    select is Mclust(X)); a baseline without an init option, or a bad name, is an error."""
+    data = _csv(tmp_path / "d.csv", extra=False)
+    code, _, err = _run(capsys, "fit", data, "-k", 3, "--init", "mclust", "--quiet")
+    assert code == 0, err
+    assert engine_calls[-1]["init"] == "mclust"
+    selects, real = [], probmix.select
+    monkeypatch.setattr(probmix, "select", lambda *a, **kw: selects.append(kw) or real(*a, **kw))
+    code, out, err = _run(capsys, "select", data, "--k", "1:3", "--covariance", "VVV,EII",
+                          "--init", "hc", "--quiet", "--out", tmp_path / "s")
+    assert code == 0, err
+    assert selects[-1]["init"] == "hc"
+    direct = real(X, [1, 2, 3], covariance=["VVV", "EII"], init="hc")
+    rows = (tmp_path / "s" / "selection.csv").read_text().splitlines()
+    bic = [float(r.split(",")[rows[0].split(",").index("bic")]) for r in rows[1:]]
+    np.testing.assert_allclose(sorted(bic), sorted(direct.table["bic"]), rtol=0, atol=1e-6)
+    code, _, err = _run(capsys, "fit", data, "-k", 3, "--engine", "kmeans", "--init", "random",
+                        "--quiet")
+    assert code == 0, err
+    code, _, err = _run(capsys, "fit", data, "--engine", "meanshift", "--init", "random")
+    assert code == 2 and "--init does not apply to --engine meanshift" in err
+    code, _, err = _run(capsys, "select", data, "--k", "1:2", "--init", "nope", "--quiet")
+    assert code == 2 and "init must be one of" in err

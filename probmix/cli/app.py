@@ -87,6 +87,14 @@ def _optimizer_arguments(p) -> None:
                    "MAP, CAVI; SVI: steps)")
 
 
+def _init_argument(p) -> None:
+    p.add_argument("--init", metavar="NAME", help="how the method starts. EM: auto (default: "
+                   "two hierarchical trees and five k-means++ starts, the best kept), hc, "
+                   "mclust (mclust's own start alone: select then is R's Mclust(X)), kmeans, "
+                   "k-means++, random, random_from_data; k-means: k-means++ or random; "
+                   "CAVI and Gibbs: their own (map, dispersed, prior)")
+
+
 def _method_help() -> str:
     """``--method``'s help, from the engine registry."""
     listed = "; ".join(f"{e}: {'|'.join(methods(e))}" for e in ENGINES)
@@ -126,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--chains", type=int, help="MCMC chains")
     fit.add_argument("--steps", type=int, help="SVI steps (CAVI, EM: most iterations)")
     _optimizer_arguments(fit)
+    _init_argument(fit)
     fit.set_defaults(run=fit_command)
 
     compare = sub.add_parser("compare", help="MAP vs SVI vs MCMC side by side",
@@ -166,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                         "BIC units of the best are refined)")
     _sampling_arguments(select)
     _optimizer_arguments(select)
+    _init_argument(select)
     select.set_defaults(run=select_command)
     return parser
 

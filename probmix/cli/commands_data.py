@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from probmix.cli import output
 from probmix.cli.common import (ENGINES, OPTIMIZER_FLAGS, build_model, check_k, load,
-                                method_for, optimizer_options)
+                                method_for, optimizer_options, set_option)
 
 __all__ = ["compare_command", "select_command"]
 
@@ -116,6 +116,7 @@ def select_command(args) -> int:
     engine, method = ("map", "em") if likelihood else ("mcmc", "gibbs")
     entry = method_for(engine, method, None)
     options = {"engine": engine, "method": method, **optimizer_options(args, entry)}
+    set_option(options, entry, "--init", "init", args.init)
     if args.draws is not None:
         if not entry.accepts("num_samples"):
             raise ValueError(f"--draws sets the posterior draws of --criterion loo or waic; "

@@ -96,6 +96,11 @@ def _fit_baseline(args, x, names, data, center, sd, out) -> int:
                              "option).")
         if value is not None:
             options[name] = value
+    if args.init is not None:
+        if "init" not in takes:
+            raise ValueError(f"--init does not apply to --engine {args.engine} (it has no init "
+                             "option).")
+        options["init"] = args.init
     start = time.perf_counter()
     if args.engine == "kmeans":
         if args.k is None:

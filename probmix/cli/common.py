@@ -98,4 +98,5 @@ def engine_options(args, engine: str, model) -> dict:
         name = "steps" if entry.accepts("steps") else "max_iter"
         set_option(options, entry, "--steps", name, args.steps)
     options.update(optimizer_options(args, entry))
+    set_option(options, entry, "--init", "init", getattr(args, "init", None))
     return options
