@@ -29,8 +29,6 @@ SCREEN_STOP = {"stop": "change", "tol": 1e-5}
 SCREEN_WINDOW = 30.0
 #: a grid of at least this many small maximum-likelihood fits compiles EM's kernel first
 COMPILE_MIN_FITS = 20
-#: the string inits that start EM from hard partitions of the rows (shared by select's fits)
-PARTITION_INITS = ("auto", "hc", "mclust", "kmeans", "k-means++")
 
 
 
@@ -107,8 +105,9 @@ def table_row(fit, model, x, label: str, k: int, criterion: str, loglik=None) ->
 
 
 def shared_starts(x, ks, method: str, seed, options) -> dict:
-    """EM's partition starts ("auto": the hierarchical and k-means++ partitions; "hc";
-    "mclust"; "kmeans"; "k-means++") depend on the rows alone, not on the covariance family: computed
+    """EM's partition starts (:data:`~probmix.infer.map.em_init.PARTITION_INITS`: "auto", the
+    hierarchical and k-means++ partitions; "hc"; "mclust"; "kmeans"; "k-means++") depend on
+    the rows alone, not on the covariance family: computed
     once per K here, they are passed to every family's fit as ``init`` (the same starts each
     fit would compute; 14× fewer trees and k-means passes; beyond AUTO_RESTARTS_ROWS rows
     "auto" is one k-means++ start besides the trees, as EM's default there).
@@ -117,6 +116,8 @@ def shared_starts(x, ks, method: str, seed, options) -> dict:
     (random starts, weighted, streamed or sharded rows, wide data with "auto"'s
     family-dependent default n_init). :func:`asked_init` says what each fit records.
     """
+    from probmix.infer.map.em_init import PARTITION_INITS
+
     init = options.get("init", "auto")
     if method != "em" or not isinstance(init, str) or init not in PARTITION_INITS \
             or options.get("sample_weight") is not None or options.get("chunk_size") \
@@ -172,14 +173,11 @@ def compile_em_kernel(x, n_fits: int, options, progress) -> None:
     1.0-4.4× at 3,000-20,000 rows)."""
     from probmix.infer.map import em_compiled
 
-    if n_fits < COMPILE_MIN_FITS or options.get("compiled", "auto") != "auto":
-        return
-    if str(options.get("device") or "cpu") != "cpu" or \
-            str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
-        return
-    from probmix.infer.map.em_grid import serves
+    from probmix.infer.map.em_grid import cpu_float64, serves
 
-    if not serves(x.shape[0], x.shape[1]) or em_compiled.ready():
+    if n_fits < COMPILE_MIN_FITS or options.get("compiled", "auto") != "auto" or \
+            not cpu_float64(options) or not serves(x.shape[0], x.shape[1]) or \
+            em_compiled.ready():
         return
     if progress:
         print("probmix: compiling the EM kernel (once per installation, about 20 s)",

@@ -10,6 +10,7 @@ import torch
 
 from probmix.infer.distributed import reducer_for
 from probmix.infer.map import em_steps
+from probmix.infer.map.em_init import TREE_INITS
 from probmix.infer.map.em_streaming import StreamedData
 from probmix.io.data import as_data, as_sample_weight
 from probmix.io.scan import scan
@@ -53,7 +54,7 @@ def check_memory(x, model, *, init, n_init, dtype) -> None:
     n_phi = 1 + d + family.n_quadratic(d)
     itemsize = 4 if dtype in (torch.float32, "float32") else 8
     restarts = (auto_restarts(init, n, k, n_phi, itemsize) if n_init is None else n_init) \
-        + (isinstance(init, str) and init in ("auto", "hc", "mclust"))
+        + (isinstance(init, str) and init in TREE_INITS)
     need = _EM_WORKING_COPIES * restarts * k * n_phi * itemsize
     have = _physical_memory()
     if have is None or need <= have:

@@ -34,7 +34,8 @@ from probmix.infer.map import em_compiled
 from probmix.infer.map.em import best_restart, checked_loop_options, finish_em, start_em
 from probmix.infer.map.em_data import AUTO_RESTARTS_ROWS, prepare
 
-__all__ = ["Grid", "applies", "serves", "SCREEN_STEPS", "GRID_MAX_WORK", "GRID_OPTIONS"]
+__all__ = ["Grid", "applies", "cpu_float64", "serves", "SCREEN_STEPS", "GRID_MAX_WORK",
+           "GRID_OPTIONS"]
 
 #: every restart runs this many iterations before the leader alone goes on. At 10 the pick
 #: and its BIC equalled the full search's on the five mclust data sets and on 120 random
@@ -64,8 +65,7 @@ def applies(x, options: dict) -> bool:
     if set(options) - GRID_OPTIONS or options.get("compiled", "auto") is False or \
             os.environ.get("PROBMIX_COMPILED_EM", "") == "0":
         return False
-    if str(options.get("device") or "cpu") != "cpu" or \
-            str(options.get("dtype") or "float64").replace("torch.", "") != "float64":
+    if not cpu_float64(options):
         return False
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.device.type != "cpu" or \
             x.dtype != torch.float64:
@@ -73,6 +73,13 @@ def applies(x, options: dict) -> bool:
     if not serves(x.shape[0], x.shape[1]):
         return False
     return options.get("compiled", "auto") is True or em_compiled.ready()
+
+
+def cpu_float64(options: dict) -> bool:
+    """Whether EM options ask for the kernel's device and precision: CPU, float64 (the
+    defaults)."""
+    return str(options.get("device") or "cpu") == "cpu" and \
+        str(options.get("dtype") or "float64").replace("torch.", "") == "float64"
 
 
 def serves(n: int, d: int) -> bool:

@@ -18,7 +18,8 @@ in the standardised coordinates of the data (leading dimension R):
   batched, so EM keeps whichever reaches the best objective;
 - a dict of parameters (optionally with a leading (R,) dimension), or a previous Fit;
 - an integer array of labels (N,) or (R, N): hard partitions, one restart each (``select``
-  passes the "auto" partitions, computed once per K, to every family's fit).
+  passes the partitions of :data:`PARTITION_INITS`, computed once per K, to every family's
+  fit).
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ from probmix.infer.map.hierarchical import hierarchical_partitions
 from probmix.model.gaussian_mixture import MixtureParams, as_params
 from probmix.results.result import Fit
 
-__all__ = ["INITS", "init_params", "initial_labels", "initial_partitions", "is_partition",
-           "global_covariance", "distinct_rows"]
+__all__ = ["INITS", "TREE_INITS", "PARTITION_INITS", "init_params", "initial_labels",
+           "initial_partitions", "is_partition", "global_covariance", "distinct_rows"]
 
 INITS = ("auto", "hc", "mclust", "kmeans", "k-means++", "random", "random_from_data")
 #: the inits that start from a hierarchical tree (one tree per data set serves every K)
 TREE_INITS = ("auto", "hc", "mclust")
+#: the inits that start EM from hard partitions of the rows (which depend on the rows alone:
+#: ``select`` computes them once per K and shares them between its fits)
+PARTITION_INITS = (*TREE_INITS, "kmeans", "k-means++")
 # "auto" adds the VVV tree's start where its full-covariance merges are informed (10 rows per
 # feature: with 200 rows in 50-D it starts EM in a mode that spans both clusters) and cheap
 # (its merges cost O(D³) each: 0.5 s for 400 rows in 13-D)
@@ -72,8 +76,8 @@ def _hierarchical_labels(data, k: int, seed: int, model: str = "EII") -> torch.T
 
 
 def initial_partitions(init, data, k, n_init, seed):
-    """The hard partitions (R, N) of the rows that start EM for ``init`` in "hc", "auto",
-    "kmeans" and "k-means++" (None for "random"). They depend on the rows alone, not on the
+    """The hard partitions (R, N) of the rows that start EM for ``init`` in
+    :data:`PARTITION_INITS` (None for "random"). They depend on the rows alone, not on the
     covariance family, so ``select`` computes them once per K and passes them to every
     family's fit as ``init`` (an integer array)."""
     x, device = data.x, data.x.device
@@ -127,7 +131,7 @@ def initial_labels(init, data, k, n_init, seed):
     responsibilities, means at random rows, given parameters)."""
     if is_partition(init):
         return _as_partitions(init, data, k)
-    if isinstance(init, str) and init in ("hc", "mclust", "auto", "kmeans", "k-means++"):
+    if isinstance(init, str) and init in PARTITION_INITS:
         return initial_partitions(init, data, k, n_init, seed)
     return None
 
