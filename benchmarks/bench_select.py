@@ -82,6 +82,22 @@ def load(name: str, entry: dict):
     return x, cls
 
 
+def timed_select(x, repeats: int, screen: bool, **options):
+    """(median seconds over ``repeats`` runs, the last Selection, the warnings of the last
+    run) of the full search (14 models × K = 1..9) with ``options``."""
+    import probmix
+
+    times = []
+    for _ in range(max(1, repeats)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            sel = probmix.select(x, range(1, 10), covariance="all", criterion="bic",
+                                 screen=screen, **options)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), sel, caught
+
+
 def main(argv=None) -> int:
     import probmix
 
@@ -107,26 +123,11 @@ def main(argv=None) -> int:
         timed = {}
         for threads in (1, cores):
             torch.set_num_threads(threads)
-            times = []
-            for _ in range(max(1, args.repeats)):
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    start = time.perf_counter()
-                    sel = probmix.select(x, range(1, 10), covariance="all", criterion="bic",
-                                         screen=args.screen, **EM)
-                    times.append(time.perf_counter() - start)
-            timed[threads] = statistics.median(times)
+            timed[threads], sel, caught = timed_select(x, args.repeats, args.screen, **EM)
         torch.set_num_threads(1)
         t_probmix, t_cores = timed[1], timed[cores]
-        times = []
-        for _ in range(max(1, args.repeats)):  # mclust's own start alone, one thread
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                start = time.perf_counter()
-                alone = probmix.select(x, range(1, 10), covariance="all", criterion="bic",
-                                       screen=args.screen, **{**EM, "init": "mclust"})
-                times.append(time.perf_counter() - start)
-        t_alone = statistics.median(times)
+        # mclust's own start alone, one thread
+        t_alone, alone, _ = timed_select(x, args.repeats, args.screen, **{**EM, "init": "mclust"})
         failed = int(sel.table["bic"].isna().sum())
         if caught:
             notes.append(f"{name}: {len(caught)} warnings inside the fits, e.g. "
