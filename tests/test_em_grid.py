@@ -22,17 +22,15 @@ The kernel is compiled once for the module (about 15 s the first time, cached on
 the module is skipped where ``PROBMIX_COMPILED_EM=0`` turns the kernel off.
 """
 
-import csv
-import json
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import probmix
+from mclust_data import load
 from probmix.infer.map import em_compiled, em_grid
 from probmix.infer.map.em import checked_loop_options, start_em
 from probmix.infer.map.em_grid import Grid
@@ -40,8 +38,6 @@ from probmix.infer.map.em_init import initial_partitions
 from probmix.infer.map.em_steps import PreparedData
 from probmix.model.covariance import get_family
 
-DATA = Path(__file__).parent / "data"
-REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())
 pytestmark = pytest.mark.skipif(os.environ.get("PROBMIX_COMPILED_EM") == "0",
                                 reason="PROBMIX_COMPILED_EM=0 turns the EM kernel off")
 #: every array of a KernelRun's state
@@ -57,11 +53,7 @@ def kernel():
 
 def _load(name):
     """The feature columns of a reference data set (not its ``class`` column)."""
-    entry = REFERENCE["datasets"][name]
-    with open(DATA / Path(entry["csv"]).name) as f:
-        rows = list(csv.DictReader(f))
-    assert "class" not in entry["columns"]
-    return np.array([[float(r[c]) for c in entry["columns"]] for r in rows])
+    return load(name)[0]
 
 
 def _partitions(x, k, seed=0):

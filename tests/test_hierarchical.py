@@ -88,16 +88,10 @@ def test_vvv_tree_equals_mclusts_hc_on_the_reference_data():
     """mclust's own hc(X) (modelName "VVV", use "SVD") partition into 3 clusters, stored by
     benchmarks/mclust_reference.py: the same partition on four of the five data sets. On
     faithful (rounded values: many exactly tied merge costs) the ties break differently."""
-    import csv
-    import json
-    from pathlib import Path
+    from mclust_data import load
 
-    data = Path(__file__).parent / "data"
-    reference = json.loads((data / "mclust_reference.json").read_text())["datasets"]
     for name in ("iris", "wine", "banknote", "diabetes"):
-        entry = reference[name]
-        with open(data / Path(entry["csv"]).name) as f:
-            x = np.array([[float(r[c]) for c in entry["columns"]] for r in csv.DictReader(f)])
+        x, entry = load(name)
         rows, labels = hierarchical_partitions(x, [3], model="VVV")
         assert len(rows) == len(x)
         assert _adjusted_rand(labels[3], entry["hc"]["partition"]) == 1.0, name

@@ -11,30 +11,18 @@ starts to pass, so the list cannot go stale. With init="mclust" (mclust's own st
 select is Mclust(X): the same pick and classification, a BIC at least as good.
 """
 
-import csv
-import json
 import warnings
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 import probmix
+from mclust_data import REFERENCE, load
 from probmix.model.covariance import MCLUST_MODELS
 
-DATA = Path(__file__).parent / "data"
-REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())
 FAST = ("faithful", "iris", "diabetes", "banknote", "wine")  # every model and K in CI (~50 s)
 KNOWN_MISSES = {  # measured on this commit: below mclust by about the nats given
     ("banknote", "VVE", 5): 0.7,
 }
-
-
-def _load(name):
-    entry = REFERENCE["datasets"][name]
-    with open(DATA / Path(entry["csv"]).name) as f:
-        rows = list(csv.DictReader(f))
-    return np.array([[float(r[c]) for c in entry["columns"]] for r in rows]), entry
 
 
 def _cases(names):
@@ -53,7 +41,7 @@ def _cases(names):
 
 
 def _check(name, model, k):
-    x, entry = _load(name)
+    x, entry = load(name)
     ref = entry["grid"][model]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -88,7 +76,7 @@ def test_select_from_mclusts_start_is_mclusts_search(name):
     nats above mclust's, which stops earlier)."""
     from sklearn.metrics import adjusted_rand_score
 
-    x, entry = _load(name)
+    x, entry = load(name)
     mclust = entry["default"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

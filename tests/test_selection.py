@@ -1,15 +1,13 @@
 """Model comparison (PSIS-LOO, WAIC) and selection of the covariance family and the number of
 components (mclust's search: the acceptance test against R's Mclust on Old Faithful)."""
 
-import csv
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import probmix
+from mclust_data import load
 from probmix.io.datasets import three_clusters
 from probmix.results.selection import waic
 
@@ -66,17 +64,12 @@ def test_errors(fits):
 
 # ----------------------------------------------------------------------------- mclust's search
 
-DATA = Path(__file__).parent / "data"
-REFERENCE = json.loads((DATA / "mclust_reference.json").read_text())["datasets"]
 EM = dict(init="auto", stop="aitken", max_iter=1000)  # mclust's start and stopping rule
 
 
 @pytest.fixture(scope="module")
 def faithful():
-    entry = REFERENCE["faithful"]
-    with open(DATA / "faithful.csv") as f:
-        rows = list(csv.DictReader(f))
-    return np.array([[float(r[c]) for c in entry["columns"]] for r in rows]), entry
+    return load("faithful")
 
 
 def test_select_all_is_at_least_as_good_as_mclust(faithful):
