@@ -34,9 +34,7 @@ from mclust_data import load
 from probmix.infer.map import em_compiled, em_grid
 from probmix.infer.map.em import checked_loop_options, start_em
 from probmix.infer.map.em_grid import Grid
-from probmix.infer.map.em_init import initial_partitions
-from probmix.infer.map.em_steps import PreparedData
-from probmix.model.covariance import get_family
+from probmix.results.selection_fits import shared_starts
 
 pytestmark = pytest.mark.skipif(os.environ.get("PROBMIX_COMPILED_EM") == "0",
                                 reason="PROBMIX_COMPILED_EM=0 turns the EM kernel off")
@@ -58,8 +56,7 @@ def _load(name):
 
 def _partitions(x, k, seed=0):
     """select's shared "auto" starts for K: hard partitions (R, N)."""
-    data = PreparedData(torch.as_tensor(x), get_family("spherical"))
-    return initial_partitions("auto", data, k, 5, seed).numpy()
+    return shared_starts(torch.as_tensor(x), [k], "em", seed, {})[k]["init"]
 
 
 def _run(x, covariance, k, init, *, check_held=True, **options):
