@@ -7,26 +7,22 @@ re-seed empty components, drop collapsing restarts, weight rows as counts and st
 same rules; the compiled M-step must minimise the same objective as the torch M-step.
 """
 
-from pathlib import Path
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import probmix
+from mclust_data import load
 from probmix.infer.map import em_compiled
 from probmix.model._constrained_kernel import constrained, symmetric_eigen
 from probmix.model.parsimonious import MODELS, constrained_covariances, objective
 
-DATA = Path(__file__).parent / "data"
-
 
 def _csv(name):
     """The numeric features of a reference data set (its ``class`` column dropped)."""
-    frame = pd.read_csv(DATA / f"{name}.csv").drop(columns="class", errors="ignore")
-    return frame.select_dtypes("number").to_numpy(np.float64)
+    return load(name)[0]
 
 
 def _both(x, k, covariance, **options):
